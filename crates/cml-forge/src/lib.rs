@@ -1,1 +1,52 @@
-//! placeholder
+//! Forge clients behind one trait.
+//!
+//! A [`Forge`] is what the runner lifecycle needs from GitHub, GitLab or Bitbucket: list the
+//! runners of a repository or organization, hand an agent what it needs to register, and
+//! delete a runner. Every call retries transient failures (5xx, rate limits) with a bounded
+//! backoff and fails fast on a rejected token, naming the variable it came from.
+
+pub mod error;
+pub mod github;
+mod http;
+
+pub use error::{ApiError, ForgeError};
+pub use http::RetryPolicy;
+
+use async_trait::async_trait;
+use cml_core::{Labels, RunnerInfo, Secret};
+
+/// What an agent needs to register itself with the forge.
+#[derive(Debug, Clone)]
+pub enum Registration {
+    /// GitHub: `config.sh --url URL` with a registration token (valid 1 h).
+    GithubToken { url: String, token: Secret },
+}
+
+/// The outcome of deleting a runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deleted {
+    /// The forge removed it now.
+    Removed,
+    /// The forge no longer knew it (ephemeral runners remove themselves after their job).
+    AlreadyGone,
+    /// The forge refused because the runner is running a job (the message says so).
+    Busy(String),
+}
+
+/// A forge, seen from one repository or organization.
+///
+/// Contract: methods never log or return secrets in errors; `delete_runner` is idempotent
+/// (a runner that is already gone is `Deleted::AlreadyGone`, not an error).
+#[async_trait]
+pub trait Forge: Send + Sync {
+    /// Human-readable scope, e.g. `GitHub repository o/r`.
+    fn scope(&self) -> String;
+    /// Every runner of the scope (all pages).
+    async fn runners(&self) -> Result<Vec<RunnerInfo>, ForgeError>;
+    /// Mints what an agent needs to register a runner named `name` with `labels`.
+    async fn registration(&self, name: &str, labels: &Labels) -> Result<Registration, ForgeError>;
+    /// Deletes runner `id` (named `name`, for messages).
+    async fn delete_runner(&self, id: u64, name: &str) -> Result<Deleted, ForgeError>;
+    /// The secrets this client holds or has minted so far, for log redaction.
+    fn secrets(&self) -> Vec<String>;
+}

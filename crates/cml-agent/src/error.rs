@@ -1,0 +1,47 @@
+//! Errors of agent installation, configuration and supervision.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(
+        "cannot create the runner work directory {path}: {source}\nhint: pass a writable --workdir"
+    )]
+    Workdir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("looking up the actions/runner release {version} at {url} failed: {reason}\nhint: pin a version with --github-runner-version, or install the agent into the workdir yourself (config.sh and run.sh)")]
+    Release {
+        version: String,
+        url: String,
+        reason: String,
+    },
+    #[error("the actions/runner release {version} has no package {asset}\nhint: this OS/architecture may not be supported by GitHub's runner")]
+    NoAsset { version: String, asset: String },
+    #[error("the actions/runner release {version} publishes no SHA-256 checksum for {platform}; refusing to install an unverified agent")]
+    NoChecksum { version: String, platform: String },
+    #[error("downloading {url} failed: {reason}")]
+    Download { url: String, reason: String },
+    #[error("checksum mismatch for {asset}: expected {expected}, got {actual}; the download was discarded\nhint: retry; if it persists, the mirror or proxy is serving a different file")]
+    Checksum {
+        asset: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("unpacking {asset} into {path} failed: {source}")]
+    Unpack {
+        asset: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the agent in {path} is incomplete: {missing} is missing\nhint: remove the directory to have it installed again")]
+    Incomplete { path: PathBuf, missing: String },
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("configuring the runner failed (config.sh exited with {code}):\n{tail}")]
+    Configure { code: String, tail: String },
+}

@@ -1,0 +1,250 @@
+//! Installing GitHub's `actions/runner` into a work directory, checksum verified.
+//!
+//! Contract: a directory that already holds `config.sh` and `run.sh` is used as is, without
+//! any network access. Otherwise the release (pinned or latest) is looked up, its package for
+//! this OS/architecture downloaded to a temporary file while hashing, compared with the
+//! SHA-256 the release notes publish, and only then unpacked. A mismatch leaves nothing.
+
+use crate::AgentError;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// GitHub's releases API for actions/runner.
+pub const DEFAULT_RELEASES_API: &str = "https://api.github.com/repos/actions/runner/releases";
+
+/// Where the agent comes from.
+#[derive(Debug, Clone)]
+pub struct ReleaseSource {
+    /// Releases API base (`.../repos/actions/runner/releases`).
+    pub api: String,
+    /// A version such as `2.330.0`; `None` = latest.
+    pub version: Option<String>,
+}
+
+/// What [`ensure_github_agent`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Installed {
+    /// `config.sh` and `run.sh` were already there.
+    Existing,
+    /// This version was downloaded, verified and unpacked.
+    Downloaded { version: String },
+}
+
+/// The release platform name of this machine (`linux-x64`, `osx-arm64`, ...).
+pub fn platform() -> Option<String> {
+    let os = match std::env::consts::OS {
+        "linux" => "linux",
+        "macos" => "osx",
+        _ => return None,
+    };
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        _ => return None,
+    };
+    Some(format!("{os}-{arch}"))
+}
+
+/// True when `dir` holds an agent we can use as is.
+pub fn is_installed(dir: &Path) -> bool {
+    dir.join("config.sh").is_file() && dir.join("run.sh").is_file()
+}
+
+#[derive(Deserialize)]
+struct Release {
+    tag_name: String,
+    #[serde(default)]
+    body: Option<String>,
+    assets: Vec<Asset>,
+}
+
+#[derive(Deserialize)]
+struct Asset {
+    name: String,
+    browser_download_url: String,
+}
+
+/// Makes sure `dir` holds the agent (see the module contract).
+pub async fn ensure_github_agent(
+    dir: &Path,
+    source: &ReleaseSource,
+) -> Result<Installed, AgentError> {
+    if is_installed(dir) {
+        return Ok(Installed::Existing);
+    }
+    std::fs::create_dir_all(dir).map_err(|source| AgentError::Workdir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let version_label = source.version.clone().unwrap_or_else(|| "latest".into());
+    let url = match &source.version {
+        Some(v) => format!("{}/tags/v{}", source.api, v.trim_start_matches('v')),
+        None => format!("{}/latest", source.api),
+    };
+    let release_err = |reason: String| AgentError::Release {
+        version: version_label.clone(),
+        url: url.clone(),
+        reason,
+    };
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("cml/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| release_err(e.to_string()))?;
+    let resp = client
+        .get(&url)
+        .header("accept", "application/vnd.github+json")
+        .send()
+        .await
+        .map_err(|e| release_err(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(release_err(format!("HTTP {}", resp.status())));
+    }
+    let release: Release = resp.json().await.map_err(|e| release_err(e.to_string()))?;
+    let version = release.tag_name.trim_start_matches('v').to_string();
+    let platform = platform().ok_or_else(|| AgentError::NoAsset {
+        version: version.clone(),
+        asset: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+    })?;
+    let asset_name = format!("actions-runner-{platform}-{version}.tar.gz");
+    let asset = release
+        .assets
+        .iter()
+        .find(|a| a.name == asset_name)
+        .ok_or_else(|| AgentError::NoAsset {
+            version: version.clone(),
+            asset: asset_name.clone(),
+        })?;
+    let expected = release
+        .body
+        .as_deref()
+        .and_then(|b| published_sha256(b, &platform))
+        .ok_or_else(|| AgentError::NoChecksum {
+            version: version.clone(),
+            platform: platform.clone(),
+        })?;
+    tracing::info!("downloading actions/runner {version} ({asset_name})");
+    let partial = dir.join(format!(".{asset_name}.partial"));
+    let actual = download(&client, &asset.browser_download_url, &partial).await;
+    let actual = match actual {
+        Ok(sha) => sha,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    if !actual.eq_ignore_ascii_case(&expected) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(AgentError::Checksum {
+            asset: asset_name,
+            expected,
+            actual,
+        });
+    }
+    let target = dir.to_path_buf();
+    let archive = partial.clone();
+    let unpacked = tokio::task::spawn_blocking(move || unpack(&archive, &target))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r);
+    let _ = std::fs::remove_file(&partial);
+    unpacked.map_err(|source| AgentError::Unpack {
+        asset: asset_name.clone(),
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for f in ["config.sh", "run.sh"] {
+        if !dir.join(f).is_file() {
+            return Err(AgentError::Incomplete {
+                path: dir.to_path_buf(),
+                missing: f.into(),
+            });
+        }
+    }
+    Ok(Installed::Downloaded { version })
+}
+
+/// The SHA-256 that actions/runner release notes publish for `platform` as
+/// `<!-- BEGIN SHA linux-x64 -->HEX<!-- END SHA linux-x64 -->`.
+pub fn published_sha256(body: &str, platform: &str) -> Option<String> {
+    let begin = format!("<!-- BEGIN SHA {platform} -->");
+    let end = format!("<!-- END SHA {platform} -->");
+    let start = body.find(&begin)? + begin.len();
+    let stop = start + body[start..].find(&end)?;
+    let sha = body[start..stop].trim();
+    (sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| sha.to_ascii_lowercase())
+}
+
+/// Streams `url` into `path`, returning the hex SHA-256 of what was written.
+async fn download(
+    client: &reqwest::Client,
+    url: &str,
+    path: &PathBuf,
+) -> Result<String, AgentError> {
+    let err = |reason: String| AgentError::Download {
+        url: url.to_string(),
+        reason,
+    };
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(err(format!("HTTP {}", resp.status())));
+    }
+    let mut file = std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| err(e.to_string()))? {
+        hasher.update(&chunk);
+        file.write_all(&chunk).map_err(|e| err(e.to_string()))?;
+    }
+    file.flush().map_err(|e| err(e.to_string()))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn unpack(archive: &Path, into: &Path) -> std::io::Result<()> {
+    let file = std::fs::File::open(archive)?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    tar.set_preserve_permissions(true);
+    tar.unpack(into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_published_checksum() {
+        let sha = "a".repeat(64);
+        let body = format!("notes\n- Linux x64 <!-- BEGIN SHA linux-x64 -->{sha}<!-- END SHA linux-x64 -->\n<!-- BEGIN SHA linux-arm64 -->zz<!-- END SHA linux-arm64 -->");
+        assert_eq!(published_sha256(&body, "linux-x64"), Some(sha));
+        assert_eq!(published_sha256(&body, "linux-arm64"), None, "not a sha");
+        assert_eq!(published_sha256(&body, "osx-x64"), None);
+    }
+
+    #[test]
+    fn an_existing_install_is_used_without_network() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.sh"), "").unwrap();
+        std::fs::write(dir.path().join("run.sh"), "").unwrap();
+        let source = ReleaseSource {
+            api: "http://127.0.0.1:9/unreachable".into(),
+            version: None,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert_eq!(
+            rt.block_on(ensure_github_agent(dir.path(), &source))
+                .unwrap(),
+            Installed::Existing
+        );
+    }
+}

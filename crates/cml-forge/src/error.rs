@@ -1,0 +1,111 @@
+//! Errors of forge calls: one variant per operation, each naming the resource it was about.
+
+/// Why one API call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// 401: the token is wrong, expired or revoked.
+    #[error("{forge} rejected the token from {token_source} ({status} {message})\nhint: {hint}")]
+    Unauthorized {
+        forge: &'static str,
+        status: u16,
+        message: String,
+        token_source: String,
+        hint: &'static str,
+    },
+    /// 403 that is not a rate limit, or 404 on a scope: the token cannot do this.
+    #[error("{forge} refused the token from {token_source} ({status} {message})\nhint: {hint}")]
+    Forbidden {
+        forge: &'static str,
+        status: u16,
+        message: String,
+        token_source: String,
+        hint: &'static str,
+    },
+    /// Still rate limited (or failing with 5xx) after the retry budget.
+    #[error("gave up after {attempts} attempts: {last}\nhint: wait and try again; rate limits reset within the hour")]
+    Exhausted { attempts: u32, last: String },
+    /// Rate limited for longer than we are willing to wait.
+    #[error("rate limited for {wait_secs} s more (longer than the {max_wait_secs} s we wait)\nhint: wait for the limit to reset, or use a token with its own quota")]
+    RateLimited { wait_secs: u64, max_wait_secs: u64 },
+    /// Any other unexpected status.
+    #[error("unexpected answer {status}: {message}")]
+    Status { status: u16, message: String },
+    /// The request did not get an answer.
+    #[error("no answer from {url}: {message}\nhint: check the URL and the network")]
+    Transport { url: String, message: String },
+    /// The answer was not the JSON we expected.
+    #[error("unreadable answer: {0}")]
+    Decode(String),
+}
+
+/// A failed forge operation.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ForgeError {
+    #[error("listing the runners of {scope} failed: {cause}")]
+    ListRunners { scope: String, cause: ApiError },
+    #[error("reading runner {id} of {scope} failed: {cause}")]
+    GetRunner {
+        scope: String,
+        id: u64,
+        cause: ApiError,
+    },
+    #[error("deleting runner {name} (id {id}) from {scope} failed: {cause}")]
+    DeleteRunner {
+        scope: String,
+        id: u64,
+        name: String,
+        cause: ApiError,
+    },
+    #[error("creating a runner registration token for {scope} failed: {cause}")]
+    RegistrationToken { scope: String, cause: ApiError },
+    #[error("creating a runner remove token for {scope} failed: {cause}")]
+    RemoveToken { scope: String, cause: ApiError },
+    #[error("creating a just-in-time runner configuration for {name} in {scope} failed: {cause}")]
+    JitConfig {
+        scope: String,
+        name: String,
+        cause: ApiError,
+    },
+    #[error("reading job {id} of {scope} failed: {cause}")]
+    GetJob {
+        scope: String,
+        id: u64,
+        cause: ApiError,
+    },
+    #[error("finding the GitHub App installation for {scope} failed: {cause}")]
+    AppInstallation { scope: String, cause: ApiError },
+    #[error("creating an installation token for GitHub App {app_id} failed: {cause}")]
+    AppToken { app_id: String, cause: ApiError },
+    #[error("CML_GITHUB_APP_PEM does not hold a usable RSA private key: {reason}\nhint: set CML_GITHUB_APP_PEM to the contents of the .pem file GitHub generated for the app")]
+    AppKey { reason: String },
+    #[error("signing the GitHub App JWT failed: {reason}")]
+    AppJwt { reason: String },
+    #[error("the forge client for {url} could not be created: {reason}")]
+    Client { url: String, reason: String },
+}
+
+impl ForgeError {
+    /// The underlying API error, when there is one.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            ForgeError::ListRunners { cause, .. }
+            | ForgeError::GetRunner { cause, .. }
+            | ForgeError::DeleteRunner { cause, .. }
+            | ForgeError::RegistrationToken { cause, .. }
+            | ForgeError::RemoveToken { cause, .. }
+            | ForgeError::JitConfig { cause, .. }
+            | ForgeError::GetJob { cause, .. }
+            | ForgeError::AppInstallation { cause, .. }
+            | ForgeError::AppToken { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+
+    /// True when the token itself is the problem (retrying cannot help).
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self.api(),
+            Some(ApiError::Unauthorized { .. } | ApiError::Forbidden { .. })
+        )
+    }
+}

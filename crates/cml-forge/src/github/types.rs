@@ -1,0 +1,183 @@
+//! The JSON GitHub sends, as far as we read it, and the routes we call.
+//!
+//! [`ROUTES`] lists every route and every response field the client depends on; a test in
+//! the simulator crate checks each of them against GitHub's official OpenAPI description.
+
+use serde::Deserialize;
+
+/// (method, path template, success status, response fields read). Field paths use `[]` for
+/// array items: `runners[].labels[].name`.
+pub const ROUTES: &[(&str, &str, u16, &[&str])] = &[
+    (
+        "GET",
+        "/repos/{owner}/{repo}/actions/runners",
+        200,
+        RUNNER_LIST_FIELDS,
+    ),
+    (
+        "GET",
+        "/orgs/{org}/actions/runners",
+        200,
+        RUNNER_LIST_FIELDS,
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/actions/runners/{runner_id}",
+        200,
+        RUNNER_FIELDS,
+    ),
+    (
+        "GET",
+        "/orgs/{org}/actions/runners/{runner_id}",
+        200,
+        RUNNER_FIELDS,
+    ),
+    (
+        "DELETE",
+        "/repos/{owner}/{repo}/actions/runners/{runner_id}",
+        204,
+        &[],
+    ),
+    (
+        "DELETE",
+        "/orgs/{org}/actions/runners/{runner_id}",
+        204,
+        &[],
+    ),
+    (
+        "POST",
+        "/repos/{owner}/{repo}/actions/runners/registration-token",
+        201,
+        TOKEN_FIELDS,
+    ),
+    (
+        "POST",
+        "/orgs/{org}/actions/runners/registration-token",
+        201,
+        TOKEN_FIELDS,
+    ),
+    (
+        "POST",
+        "/repos/{owner}/{repo}/actions/runners/remove-token",
+        201,
+        TOKEN_FIELDS,
+    ),
+    (
+        "POST",
+        "/orgs/{org}/actions/runners/remove-token",
+        201,
+        TOKEN_FIELDS,
+    ),
+    (
+        "POST",
+        "/repos/{owner}/{repo}/actions/runners/generate-jitconfig",
+        201,
+        JIT_FIELDS,
+    ),
+    (
+        "POST",
+        "/orgs/{org}/actions/runners/generate-jitconfig",
+        201,
+        JIT_FIELDS,
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/actions/jobs/{job_id}",
+        200,
+        JOB_FIELDS,
+    ),
+    ("GET", "/repos/{owner}/{repo}/installation", 200, &["id"]),
+    ("GET", "/orgs/{org}/installation", 200, &["id"]),
+    (
+        "POST",
+        "/app/installations/{installation_id}/access_tokens",
+        201,
+        TOKEN_FIELDS,
+    ),
+];
+
+const RUNNER_LIST_FIELDS: &[&str] = &[
+    "total_count",
+    "runners[].id",
+    "runners[].name",
+    "runners[].status",
+    "runners[].busy",
+    "runners[].labels[].name",
+];
+const RUNNER_FIELDS: &[&str] = &["id", "name", "status", "busy", "labels[].name"];
+const TOKEN_FIELDS: &[&str] = &["token", "expires_at"];
+const JIT_FIELDS: &[&str] = &["runner.id", "runner.name", "encoded_jit_config"];
+const JOB_FIELDS: &[&str] = &[
+    "id",
+    "run_id",
+    "status",
+    "conclusion",
+    "name",
+    "runner_id",
+    "runner_name",
+];
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RunnerList {
+    #[allow(dead_code)]
+    pub total_count: u64,
+    pub runners: Vec<Runner>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Runner {
+    pub id: u64,
+    pub name: String,
+    pub status: String,
+    pub busy: bool,
+    #[serde(default)]
+    pub labels: Vec<Label>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Label {
+    pub name: String,
+}
+
+impl From<Runner> for cml_core::RunnerInfo {
+    fn from(r: Runner) -> Self {
+        cml_core::RunnerInfo {
+            id: r.id,
+            name: r.name,
+            online: r.status == "online",
+            busy: r.busy,
+            labels: r.labels.into_iter().map(|l| l.name).collect(),
+        }
+    }
+}
+
+/// A token with an expiry (registration, remove, installation tokens). Not `Debug`-printed
+/// with its value: the field is private to this crate and wrapped in `Secret` on the way out.
+#[derive(Deserialize)]
+pub(crate) struct ExpiringToken {
+    pub token: String,
+    pub expires_at: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct JitConfigAnswer {
+    pub runner: Runner,
+    pub encoded_jit_config: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Installation {
+    pub id: u64,
+}
+
+/// A workflow job, as far as the lifecycle needs it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Job {
+    pub id: u64,
+    pub run_id: u64,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub name: String,
+    pub runner_id: Option<u64>,
+    pub runner_name: Option<String>,
+}

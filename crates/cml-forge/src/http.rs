@@ -1,0 +1,218 @@
+//! One HTTP round trip with bounded retries.
+//!
+//! Retried: 500, 502, 503, 504, 429, and 403 when it is a rate limit (`retry-after`, or
+//! `x-ratelimit-remaining: 0`), plus requests that got no answer at all. The wait is the
+//! server's (`retry-after`, `x-ratelimit-reset`) or an exponential backoff; a wait longer
+//! than [`RetryPolicy::max_wait`] is not taken: the call fails at once saying how long.
+
+use crate::ApiError;
+use reqwest::header::HeaderMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How hard to retry.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// First backoff when the server gives no wait; doubled each time.
+    pub base_delay: Duration,
+    /// Cap of one backoff.
+    pub max_delay: Duration,
+    /// Longest server-requested wait we accept.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+            max_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A final answer (any status that is not retried, or the last one).
+pub(crate) struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// GitHub's `message` field, or the body's first 200 characters.
+    pub fn message(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&self.body)
+                    .chars()
+                    .take(200)
+                    .collect()
+            })
+    }
+
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body).map_err(|e| ApiError::Decode(e.to_string()))
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Http {
+    pub client: reqwest::Client,
+    pub retry: RetryPolicy,
+}
+
+impl Http {
+    pub fn new(retry: RetryPolicy) -> Result<Http, String> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("cml/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Http { client, retry })
+    }
+
+    /// Sends the request `build` makes (called again for each attempt).
+    pub async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, ApiError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let request = build(&self.client);
+            let (url, outcome) = match request.build() {
+                Ok(req) => {
+                    let url = format!("{}{}", origin(req.url()), req.url().path());
+                    (url, self.client.execute(req).await)
+                }
+                Err(e) => return Err(ApiError::Decode(format!("bad request: {e}"))),
+            };
+            let (wait, last) = match outcome {
+                Err(e) => {
+                    let last = format!("{url}: {}", without_url(&e));
+                    if attempt >= self.retry.max_attempts.min(3) {
+                        return Err(ApiError::Transport {
+                            url,
+                            message: without_url(&e),
+                        });
+                    }
+                    (self.backoff(attempt), last)
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+                    let answer = Answer {
+                        status,
+                        headers,
+                        body,
+                    };
+                    match self.retry_wait(&answer, attempt) {
+                        None => return Ok(answer),
+                        Some(Err(e)) => return Err(e),
+                        Some(Ok(wait)) => (wait, format!("{status} {}", answer.message())),
+                    }
+                }
+            };
+            if attempt >= self.retry.max_attempts {
+                return Err(ApiError::Exhausted {
+                    attempts: attempt,
+                    last,
+                });
+            }
+            tracing::warn!(
+                "{last}; retrying in {} ms (attempt {}/{})",
+                wait.as_millis(),
+                attempt + 1,
+                self.retry.max_attempts
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// `None`: final answer. `Some(Ok(d))`: retry after `d`. `Some(Err)`: give up now.
+    fn retry_wait(&self, a: &Answer, attempt: u32) -> Option<Result<Duration, ApiError>> {
+        let header = |k: &str| a.headers.get(k).and_then(|v| v.to_str().ok());
+        let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+        let exhausted = header("x-ratelimit-remaining").map(str::trim) == Some("0");
+        let reset_in = header("x-ratelimit-reset")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|reset| reset.saturating_sub(now_unix()) + 1);
+        let rate_limited =
+            a.status == 429 || (a.status == 403 && (retry_after.is_some() || exhausted));
+        let server_error = matches!(a.status, 500 | 502 | 503 | 504);
+        if !rate_limited && !server_error {
+            return None;
+        }
+        let wait = match (retry_after, exhausted.then_some(reset_in).flatten()) {
+            (Some(s), _) => Duration::from_secs(s),
+            (None, Some(s)) => Duration::from_secs(s),
+            _ => self.backoff(attempt),
+        };
+        if wait > self.retry.max_wait {
+            return Some(Err(ApiError::RateLimited {
+                wait_secs: wait.as_secs(),
+                max_wait_secs: self.retry.max_wait.as_secs(),
+            }));
+        }
+        Some(Ok(wait))
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << (attempt.saturating_sub(1)).min(16);
+        (self.retry.base_delay * factor).min(self.retry.max_delay)
+    }
+}
+
+fn origin(u: &reqwest::Url) -> String {
+    match u.port() {
+        Some(p) => format!("{}://{}:{p}", u.scheme(), u.host_str().unwrap_or("")),
+        None => format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")),
+    }
+}
+
+/// reqwest's error text without the URL (which we print ourselves, without its query).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut msg = e.without_url_ref_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+trait WithoutUrl {
+    fn without_url_ref_string(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref_string(&self) -> String {
+        if self.is_connect() {
+            "connection failed".into()
+        } else if self.is_timeout() {
+            "timed out".into()
+        } else if self.is_request() {
+            "request failed".into()
+        } else {
+            "error".into()
+        }
+    }
+}
+
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
