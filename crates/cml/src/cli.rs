@@ -1,0 +1,148 @@
+//! Every command-line argument of `cml`, in one place.
+//!
+//! Values given here win over environment variables, which win over defaults; that
+//! resolution happens once, in [`crate::settings`]. Options are plain `Option`s so that the
+//! settings layer can tell "given" from "not given".
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cml",
+    version,
+    about = "Self-hosted CI runners on this machine or in the cloud, drop-in compatible with CML",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes (env: `CML_<NAME>`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// Log level: error, warn, info or debug [env: CML_LOG] [default: info]
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log: Option<String>,
+    /// Forge: github, gitlab or bitbucket [env: CML_DRIVER, RUNNER_DRIVER] [default: inferred from --repo or the CI environment]
+    #[arg(long, global = true, value_name = "DRIVER")]
+    pub driver: Option<String>,
+    /// Repository URL, or an organization URL for an organization runner [env: CML_REPO, RUNNER_REPO] [default: the `origin` remote]
+    #[arg(long, global = true, value_name = "URL")]
+    pub repo: Option<String>,
+    /// Personal access token [env: CML_DRIVER_TOKEN, CML_TOKEN, REPO_TOKEN, repo_token, GITHUB_TOKEN, GITLAB_TOKEN, BITBUCKET_TOKEN]
+    #[arg(
+        long = "driver-token",
+        visible_alias = "token",
+        global = true,
+        value_name = "TOKEN"
+    )]
+    pub driver_token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Launch and supervise a self-hosted runner (`cml runner` = `cml runner launch`)
+    #[command(args_conflicts_with_subcommands = true)]
+    Runner {
+        #[command(subcommand)]
+        sub: Option<RunnerCommand>,
+        #[command(flatten)]
+        args: RunnerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunnerCommand {
+    /// Launch and supervise a self-hosted runner
+    Launch(RunnerArgs),
+}
+
+/// `cml runner launch` options. Each also comes from `CML_RUNNER_<NAME>` (for example
+/// `--idle-timeout` from `CML_RUNNER_IDLE_TIMEOUT`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunnerArgs {
+    /// Comma-separated runner labels [env: CML_RUNNER_LABELS, RUNNER_LABELS] [default: cml]
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// Seconds (or `5 minutes`, `1h30m`) to wait for jobs before stopping; `never` or ≤ 0 waits forever [env: CML_RUNNER_IDLE_TIMEOUT, RUNNER_IDLE_TIMEOUT] [default: 5 minutes]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub idle_timeout: Option<String>,
+    /// Runner name [env: CML_RUNNER_NAME] [default: cml-<10 random base36 characters>]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Do not re-run workflows interrupted by spot loss or job time limits [env: CML_RUNNER_NO_RETRY, RUNNER_NO_RETRY]
+    #[arg(long)]
+    pub no_retry: bool,
+    /// Stop after one job [env: CML_RUNNER_SINGLE, RUNNER_SINGLE]
+    #[arg(long, conflicts_with_all = ["reuse", "reuse_idle"])]
+    pub single: bool,
+    /// Exit without launching if a runner with this name exists, or an online runner has all the labels [env: CML_RUNNER_REUSE, RUNNER_REUSE]
+    #[arg(long)]
+    pub reuse: bool,
+    /// Exit without launching if an online, idle runner has all the labels [env: CML_RUNNER_REUSE_IDLE]
+    #[arg(long)]
+    pub reuse_idle: bool,
+    /// Agent install and work directory [env: CML_RUNNER_WORKDIR, CML_RUNNER_PATH, RUNNER_PATH] [default: ~/.cml/<name>]
+    #[arg(long, visible_alias = "path", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Docker volumes for GitLab's docker executor (repeatable) [env: CML_RUNNER_DOCKER_VOLUMES]
+    #[arg(long, value_name = "VOLUME")]
+    pub docker_volumes: Vec<String>,
+    /// Cloud provider: aws, azure, gcp or kubernetes [env: CML_RUNNER_CLOUD] [default: this machine]
+    #[arg(long)]
+    pub cloud: Option<String>,
+    /// Generic (us-east, us-west, eu-north, eu-west) or native region [env: CML_RUNNER_CLOUD_REGION] [default: us-west]
+    #[arg(long)]
+    pub cloud_region: Option<String>,
+    /// Generic (s, m, l, xl, with +k80/+v100/+t4) or native machine type [env: CML_RUNNER_CLOUD_TYPE] [default: m]
+    #[arg(long)]
+    pub cloud_type: Option<String>,
+    /// GPU: nogpu, k80, v100, t4 (tesla = v100) or a native accelerator [env: CML_RUNNER_CLOUD_GPU]
+    #[arg(long)]
+    pub cloud_gpu: Option<String>,
+    /// Disk size in GB [env: CML_RUNNER_CLOUD_HDD_SIZE] [default: 35]
+    #[arg(long, allow_hyphen_values = true)]
+    pub cloud_hdd_size: Option<String>,
+    /// Request a spot (preemptible) instance [env: CML_RUNNER_CLOUD_SPOT]
+    #[arg(long)]
+    pub cloud_spot: bool,
+    /// Maximum spot price in USD per hour; -1 = market price [env: CML_RUNNER_CLOUD_SPOT_PRICE] [default: -1]
+    #[arg(long, allow_hyphen_values = true)]
+    pub cloud_spot_price: Option<String>,
+    /// AWS instance profile ARN, GCP `email,scopes=a,b`, Azure identity ids, Kubernetes service account [env: CML_RUNNER_CLOUD_PERMISSION_SET]
+    #[arg(long)]
+    pub cloud_permission_set: Option<String>,
+    /// Tag or label `key=value` for the cloud resources (repeatable) [env: CML_RUNNER_CLOUD_METADATA]
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub cloud_metadata: Vec<String>,
+    /// Base64-encoded shell script run on the machine before the runner starts [env: CML_RUNNER_CLOUD_STARTUP_SCRIPT]
+    #[arg(long)]
+    pub cloud_startup_script: Option<String>,
+    /// PEM private key for SSH access to the machine [env: CML_RUNNER_CLOUD_SSH_PRIVATE] [default: generated]
+    #[arg(long)]
+    pub cloud_ssh_private: Option<String>,
+    /// Machine image: AMI id or name, `project/family`, `publisher:offer:sku:version`, container image [env: CML_RUNNER_CLOUD_IMAGE]
+    #[arg(long)]
+    pub cloud_image: Option<String>,
+    /// AWS security group [env: CML_RUNNER_CLOUD_AWS_SECURITY_GROUP]
+    #[arg(long)]
+    pub cloud_aws_security_group: Option<String>,
+    /// AWS subnet [env: CML_RUNNER_CLOUD_AWS_SUBNET]
+    #[arg(long)]
+    pub cloud_aws_subnet: Option<String>,
+    /// Kubernetes node selector `key=value[,key=value]` [env: CML_RUNNER_CLOUD_KUBERNETES_NODE_SELECTOR] [default: accelerator=infer]
+    #[arg(long)]
+    pub cloud_kubernetes_node_selector: Option<String>,
+    /// Seconds to wait before a cloud machine destroys itself, so logs can be collected [env: CML_RUNNER_DESTROY_DELAY] [default: 10]
+    #[arg(long, allow_hyphen_values = true)]
+    pub destroy_delay: Option<String>,
+    /// actions/runner version to install when the workdir has none [env: CML_RUNNER_GITHUB_RUNNER_VERSION] [default: latest]
+    #[arg(long, value_name = "VERSION")]
+    pub github_runner_version: Option<String>,
+    /// Seconds the agent gets to stop after SIGINT before it is killed [env: CML_RUNNER_STOP_GRACE] [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_grace: Option<String>,
+}

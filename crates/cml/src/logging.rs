@@ -1,0 +1,152 @@
+//! Log output: one record per event, human-readable on a terminal, JSON lines otherwise
+//! (`time`, `level`, `message`, then the event's fields such as `status`, `job`, `success`,
+//! `reason`), like CML.
+//!
+//! Guarantee: every string written is passed through [`cml_core::secret::redact`] with every
+//! secret registered by [`add_secrets`], so a token that reaches a message by any path (an
+//! error echoing it, an agent's output) is printed as `***`.
+
+use crate::settings::LogLevel;
+use serde_json::{Map, Value};
+use std::fmt;
+use std::io::Write;
+use std::sync::RwLock;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Registers values that must never be printed.
+pub fn add_secrets<I: IntoIterator<Item = String>>(secrets: I) {
+    if let Ok(mut s) = SECRETS.write() {
+        for v in secrets {
+            if v.len() >= 4 && !s.contains(&v) {
+                // Also mask each line of multi-line secrets (PEM keys).
+                for line in v.lines().map(str::trim).filter(|l| l.len() >= 16) {
+                    if !s.iter().any(|x| x == line) {
+                        s.push(line.to_string());
+                    }
+                }
+                s.push(v);
+            }
+        }
+        // Longest first, so a secret containing another is masked whole.
+        s.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    }
+}
+
+/// `text` with every registered secret masked.
+pub fn redact(text: &str) -> String {
+    match SECRETS.read() {
+        Ok(s) => cml_core::secret::redact(text, &s),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// Installs the global logger. `json`: JSON lines instead of human text.
+pub fn init(level: LogLevel, json: bool) {
+    let max = match level {
+        LogLevel::Error => Level::ERROR,
+        LogLevel::Warn => Level::WARN,
+        LogLevel::Info => Level::INFO,
+        LogLevel::Debug => Level::DEBUG,
+    };
+    let layer = CmlLayer { json }.with_filter(tracing_subscriber::filter::filter_fn(move |m| {
+        m.level() <= &max && m.target().starts_with("cml")
+    }));
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+}
+
+struct CmlLayer {
+    json: bool,
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    rest: Map<String, Value>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_string();
+        } else {
+            self.rest
+                .insert(field.name().into(), Value::String(redact(value)));
+        }
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.rest.insert(field.name().into(), Value::Bool(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.rest.insert(field.name().into(), Value::from(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.rest.insert(field.name().into(), Value::from(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.rest.insert(field.name().into(), Value::from(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            self.message = text;
+        } else {
+            self.rest
+                .insert(field.name().into(), Value::String(redact(&text)));
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for CmlLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let message = redact(&fields.message);
+        let level = match *event.metadata().level() {
+            Level::ERROR => "error",
+            Level::WARN => "warn",
+            Level::INFO => "info",
+            _ => "debug",
+        };
+        let line = if self.json {
+            let mut record = Map::new();
+            record.insert("time".into(), Value::String(now_rfc3339()));
+            record.insert("level".into(), Value::String(level.into()));
+            record.insert("message".into(), Value::String(message));
+            record.extend(fields.rest);
+            Value::Object(record).to_string()
+        } else {
+            let mut s = format!("{} {:<5} {}", now_human(), level, message);
+            for (k, v) in &fields.rest {
+                match v {
+                    Value::String(t) => s.push_str(&format!(" {k}={t}")),
+                    other => s.push_str(&format!(" {k}={other}")),
+                }
+            }
+            s
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+fn now_rfc3339() -> String {
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&f)
+        .unwrap_or_default()
+}
+
+fn now_human() -> String {
+    let f = time::macros::format_description!("[hour]:[minute]:[second]");
+    time::OffsetDateTime::now_utc()
+        .format(&f)
+        .unwrap_or_default()
+}

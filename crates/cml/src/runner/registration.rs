@@ -1,0 +1,101 @@
+//! The registered runner, and its one deregistration.
+
+use cml_forge::{Deleted, Forge};
+use std::time::Duration;
+
+/// How often deletion is retried while the forge still sees a job on a stopped agent.
+const BUSY_RETRIES: u32 = 15;
+const BUSY_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// A runner we registered (or may have: `config.sh` was started).
+///
+/// Contract: [`Registered::deregister`] removes it from the forge at most once, however
+/// often it is called; later calls return the first call's success at once.
+pub struct Registered<'a> {
+    forge: &'a dyn Forge,
+    name: String,
+    id: Option<u64>,
+    done: bool,
+}
+
+impl<'a> Registered<'a> {
+    pub fn new(forge: &'a dyn Forge, name: &str) -> Registered<'a> {
+        Registered {
+            forge,
+            name: name.to_string(),
+            id: None,
+            done: false,
+        }
+    }
+
+    /// Finds the runner's id by name (after `config.sh`); failures are only logged, the
+    /// lookup is tried again when deregistering.
+    pub async fn lookup_id(&mut self) {
+        match self.forge.runners().await {
+            Ok(rs) => self.id = rs.iter().find(|r| r.name == self.name).map(|r| r.id),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    /// One attempt while the agent may still run: `Busy` is returned, not retried.
+    pub async fn try_deregister(&mut self) -> anyhow::Result<Deleted> {
+        if self.done {
+            return Ok(Deleted::AlreadyGone);
+        }
+        if self.id.is_none() {
+            self.lookup_id().await;
+        }
+        let Some(id) = self.id else {
+            let rs = self.forge.runners().await?;
+            if let Some(r) = rs.iter().find(|r| r.name == self.name) {
+                self.id = Some(r.id);
+                return Box::pin(self.try_deregister()).await;
+            }
+            self.done = true;
+            tracing::info!("runner {} is not registered (any more)", self.name);
+            return Ok(Deleted::AlreadyGone);
+        };
+        let d = self.forge.delete_runner(id, &self.name).await?;
+        match &d {
+            Deleted::Removed => {
+                self.done = true;
+                tracing::info!(
+                    "runner {} deregistered from {}",
+                    self.name,
+                    self.forge.scope()
+                );
+            }
+            Deleted::AlreadyGone => {
+                self.done = true;
+                tracing::info!(
+                    "runner {} was already removed from {}",
+                    self.name,
+                    self.forge.scope()
+                );
+            }
+            Deleted::Busy(_) => {}
+        }
+        Ok(d)
+    }
+
+    /// Deregisters after the agent has stopped. The forge may still count the runner busy
+    /// for a moment (the cancelled job is being wound up): deletion is retried, bounded.
+    pub async fn deregister(&mut self) -> anyhow::Result<()> {
+        for attempt in 0..=BUSY_RETRIES {
+            match self.try_deregister().await? {
+                Deleted::Removed | Deleted::AlreadyGone => return Ok(()),
+                Deleted::Busy(message) if attempt < BUSY_RETRIES => {
+                    tracing::debug!("runner still busy in the forge ({message}); retrying");
+                    tokio::time::sleep(BUSY_RETRY_DELAY).await;
+                }
+                Deleted::Busy(message) => {
+                    anyhow::bail!(
+                        "runner {} could not be deregistered: {message}\nhint: remove it in the repository's Settings > Actions > Runners",
+                        self.name
+                    )
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! The supervision loop: agent lines → events → policy decisions.
+
+use super::registration::Registered;
+use super::signals::Signals;
+use crate::exit::{ExitCode, Failure};
+use crate::settings::RunnerSettings;
+use cml_agent::process::Output;
+use cml_agent::{AgentProcess, Stream};
+use cml_core::event::parse_github_line;
+use cml_core::policy::{Decision, Policy, StopReason};
+use cml_core::AgentEvent;
+use cml_forge::Deleted;
+use std::time::Instant;
+
+/// Supervises `agent` until the policy decides to stop, then stops it. For an idle
+/// timeout the runner is deregistered *before* the agent is stopped: the forge refuses to
+/// delete a runner that has just taken a job, and that refusal is what guarantees a job is
+/// never killed by the idle timer, even one assigned at the last moment.
+pub async fn supervise(
+    s: &RunnerSettings,
+    mut agent: AgentProcess,
+    registered: &mut Registered<'_>,
+    signals: &mut Signals,
+) -> Result<ExitCode, Failure> {
+    let mut policy = Policy::new(s.idle_timeout, s.single);
+    let reason = loop {
+        let deadline = policy.idle_deadline();
+        let decision = tokio::select! {
+            out = agent.next() => match out {
+                Output::Line(line) => {
+                    log_line(line.stream, &line.text);
+                    match parse_github_line(&line.text) {
+                        Some(event) => {
+                            log_event(&event);
+                            policy.on_agent_event(&event, line.at)
+                        }
+                        None => Decision::Continue,
+                    }
+                }
+                Output::Exited(info) => {
+                    tracing::debug!("the agent exited ({info})");
+                    policy.on_agent_exit(info.code)
+                }
+            },
+            sig = signals.recv() => {
+                tracing::info!("received signal {sig}; stopping the runner");
+                policy.on_signal(sig)
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => policy.on_tick(Instant::now()),
+        };
+        let Decision::Stop(reason) = decision else {
+            continue;
+        };
+        if let StopReason::IdleTimeout(_) = reason {
+            match registered.try_deregister().await {
+                Ok(Deleted::Busy(_)) => {
+                    tracing::info!("the runner took a job as the idle timeout expired; keeping it");
+                    policy.on_busy_at_deadline();
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("{e:#}"),
+            }
+        }
+        break reason;
+    };
+
+    let (exit, in_time) = agent.stop(s.stop_grace).await;
+    if !in_time {
+        tracing::warn!(
+            "the agent was killed after the {} s grace period",
+            s.stop_grace.as_secs()
+        );
+    }
+    let detail = match &reason {
+        StopReason::IdleTimeout(d) => format!("idle for {} s", d.as_secs()),
+        StopReason::SingleJobDone => "single job done".into(),
+        StopReason::Signal(n) => format!("signal {n}"),
+        StopReason::AgentExited(_) => format!("agent exited ({exit})"),
+    };
+    tracing::info!(
+        status = "terminated",
+        reason = reason.code(),
+        "runner terminated: {detail}"
+    );
+    match reason {
+        StopReason::IdleTimeout(_) | StopReason::SingleJobDone => Ok(ExitCode::Success),
+        StopReason::Signal(n) => Ok(ExitCode::from_signal(n)),
+        StopReason::AgentExited(_) => Err(Failure::agent(anyhow::anyhow!(
+            "the agent exited on its own ({exit}); its last lines:\n{}",
+            agent.tail().join("\n")
+        ))),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log_line(stream: Stream, text: &str) {
+    if text.trim().is_empty() {
+        return;
+    }
+    match stream {
+        Stream::Stdout => tracing::debug!(stream = "stdout", "agent: {text}"),
+        Stream::Stderr => tracing::debug!(stream = "stderr", "agent: {text}"),
+    }
+}
+
+fn log_event(event: &AgentEvent) {
+    match event {
+        AgentEvent::Ready => tracing::info!(status = "ready", "runner ready"),
+        AgentEvent::JobStarted { job } => {
+            tracing::info!(status = "job_started", job = %job, "job started: {job}")
+        }
+        AgentEvent::JobFinished { job, result } => tracing::info!(
+            status = "job_ended",
+            job = %job,
+            success = result.success(),
+            result = result.as_str(),
+            "job ended: {job} ({})",
+            result.as_str()
+        ),
+    }
+}

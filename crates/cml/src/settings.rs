@@ -1,0 +1,636 @@
+//! Settings resolved once: command line > `CML_RUNNER_<OPTION>` > `CML_<OPTION>` (global
+//! options) > legacy `RUNNER_<OPTION>` > default, exactly as CML resolves them.
+
+use crate::cli::{GlobalArgs, RunnerArgs};
+use cml_core::cloud::{self, CloudArgs, CloudSpec};
+use cml_core::duration::parse_idle_timeout;
+use cml_core::repo::{infer_driver, RepoUrl};
+use cml_core::{Driver, IdleTimeout, Labels, Secret};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Environment variables read besides `CML_RUNNER_<OPTION>`.
+pub mod vars {
+    /// Token variables, in the order they are tried after `--token`.
+    pub const TOKEN_CHAIN: &[&str] = &[
+        "CML_RUNNER_DRIVER_TOKEN",
+        "CML_RUNNER_TOKEN",
+        "CML_DRIVER_TOKEN",
+        "CML_TOKEN",
+        // A GitHub App (below) is tried here, before the generic token variables.
+        "REPO_TOKEN",
+        "repo_token",
+        "GITHUB_TOKEN",
+        "GITLAB_TOKEN",
+        "BITBUCKET_TOKEN",
+    ];
+    /// Number of entries of [`TOKEN_CHAIN`] that outrank a GitHub App.
+    pub const EXPLICIT_TOKENS: usize = 4;
+    /// GitHub App id and private key (PEM contents).
+    pub const GITHUB_APP_ID: &str = "CML_GITHUB_APP_ID";
+    pub const GITHUB_APP_PEM: &str = "CML_GITHUB_APP_PEM";
+    /// Releases API the GitHub agent is downloaded from (a mirror, or the simulator).
+    pub const GITHUB_RUNNER_RELEASES_URL: &str = "CML_GITHUB_RUNNER_RELEASES_URL";
+}
+
+/// An invalid setting.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{option}: {source}")]
+    Duration {
+        option: &'static str,
+        source: cml_core::duration::DurationError,
+    },
+    #[error("{0}")]
+    Repo(#[from] cml_core::repo::RepoError),
+    #[error("{0}")]
+    Cloud(#[from] cml_core::cloud::CloudError),
+    #[error("no repository given and `git config --get remote.origin.url` found none\nhint: pass --repo https://github.com/OWNER/REPO (or set CML_REPO)")]
+    NoRepo,
+    #[error("invalid --log level {0:?}\nhint: use error, warn, info or debug")]
+    LogLevel(String),
+    #[error("invalid --{option} {value:?}: {reason}")]
+    Value {
+        option: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("--single cannot be combined with --reuse or --reuse-idle (CML refuses this too)")]
+    SingleWithReuse,
+    #[error("no token found\nhint: pass --token, or set one of {tried}, or CML_GITHUB_APP_ID and CML_GITHUB_APP_PEM for a GitHub App")]
+    NoToken { tried: String },
+    #[error("CML_GITHUB_APP_ID is set but CML_GITHUB_APP_PEM is not (or the other way round)\nhint: set both, or neither")]
+    HalfApp,
+    #[error("cannot determine the home directory for the default --workdir\nhint: pass --workdir")]
+    NoHome,
+}
+
+/// Credentials for the forge.
+pub enum Credential {
+    Token { token: Secret, source: String },
+    GithubApp { app_id: String, pem: Secret },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Token { source, .. } => write!(f, "Token(from {source})"),
+            Credential::GithubApp { app_id, .. } => write!(f, "GithubApp({app_id})"),
+        }
+    }
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+/// Everything `cml runner launch` needs, validated.
+#[derive(Debug)]
+pub struct RunnerSettings {
+    pub repo: RepoUrl,
+    pub driver: Driver,
+    pub credential: Credential,
+    pub labels: Labels,
+    pub idle_timeout: IdleTimeout,
+    pub name: String,
+    pub no_retry: bool,
+    pub single: bool,
+    pub reuse: bool,
+    pub reuse_idle: bool,
+    pub workdir: PathBuf,
+    pub docker_volumes: Vec<String>,
+    pub cloud: Option<CloudSpec>,
+    pub destroy_delay: Duration,
+    pub github_runner_version: Option<String>,
+    pub github_runner_releases: String,
+    pub stop_grace: Duration,
+}
+
+/// Looks up environment variables (a function, so tests can give their own).
+pub trait Env {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env for F {
+    fn get(&self, key: &str) -> Option<String> {
+        self(key)
+    }
+}
+
+/// First non-empty of the CLI value and the variables `names`.
+fn pick(cli: Option<String>, env: &dyn Env, names: &[&str]) -> Option<String> {
+    cli.or_else(|| {
+        names
+            .iter()
+            .find_map(|n| env.get(n).filter(|v| !v.is_empty()))
+    })
+}
+
+fn flag(cli: bool, env: &dyn Env, names: &[&str]) -> bool {
+    cli || names.iter().any(|n| {
+        env.get(n).is_some_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
+    })
+}
+
+/// The log level (`--log`, `CML_RUNNER_LOG`, `CML_LOG`).
+pub fn log_level(global: &GlobalArgs, env: &dyn Env) -> Result<LogLevel, SettingsError> {
+    let v = pick(global.log.clone(), env, &["CML_RUNNER_LOG", "CML_LOG"])
+        .unwrap_or_else(|| "info".into());
+    match v.trim().to_ascii_lowercase().as_str() {
+        "error" => Ok(LogLevel::Error),
+        "warn" | "warning" => Ok(LogLevel::Warn),
+        "info" => Ok(LogLevel::Info),
+        "debug" | "trace" => Ok(LogLevel::Debug),
+        _ => Err(SettingsError::LogLevel(v)),
+    }
+}
+
+/// Resolves and validates every runner setting. Touches no network; `git_origin` is asked
+/// only when no repository was given.
+pub fn resolve_runner(
+    global: &GlobalArgs,
+    args: &RunnerArgs,
+    env: &dyn Env,
+    git_origin: impl FnOnce() -> Option<String>,
+) -> Result<RunnerSettings, SettingsError> {
+    let single = flag(args.single, env, &["CML_RUNNER_SINGLE", "RUNNER_SINGLE"]);
+    let reuse = flag(args.reuse, env, &["CML_RUNNER_REUSE", "RUNNER_REUSE"]);
+    let reuse_idle = flag(args.reuse_idle, env, &["CML_RUNNER_REUSE_IDLE"]);
+    if single && (reuse || reuse_idle) {
+        return Err(SettingsError::SingleWithReuse);
+    }
+    let idle_timeout = match pick(
+        args.idle_timeout.clone(),
+        env,
+        &["CML_RUNNER_IDLE_TIMEOUT", "RUNNER_IDLE_TIMEOUT"],
+    ) {
+        Some(v) => parse_idle_timeout(&v).map_err(|source| SettingsError::Duration {
+            option: "--idle-timeout",
+            source,
+        })?,
+        None => IdleTimeout::DEFAULT,
+    };
+    let labels = Labels::parse(
+        &pick(
+            args.labels.clone(),
+            env,
+            &["CML_RUNNER_LABELS", "RUNNER_LABELS"],
+        )
+        .unwrap_or_else(|| Labels::DEFAULT.into()),
+    );
+    if labels.is_empty() {
+        return Err(SettingsError::Value {
+            option: "labels",
+            value: String::new(),
+            reason: "at least one label is needed",
+        });
+    }
+    let name = pick(args.name.clone(), env, &["CML_RUNNER_NAME"]).unwrap_or_else(random_name);
+    validate_name(&name)?;
+
+    let repo_raw = pick(
+        global.repo.clone(),
+        env,
+        &["CML_RUNNER_REPO", "CML_REPO", "RUNNER_REPO"],
+    )
+    .or_else(git_origin)
+    .ok_or(SettingsError::NoRepo)?;
+    let repo = RepoUrl::parse(&repo_raw)?;
+    let explicit_driver = pick(
+        global.driver.clone(),
+        env,
+        &["CML_RUNNER_DRIVER", "CML_DRIVER", "RUNNER_DRIVER"],
+    )
+    .map(|d| Driver::parse(&d))
+    .transpose()?;
+    let driver = infer_driver(explicit_driver, &repo, |k| env.get(k))?;
+
+    let cloud = cloud::validate(&cloud_args(args, env))?;
+    let credential = credential(global, env)?;
+
+    let workdir = match pick(
+        args.workdir.clone(),
+        env,
+        &["CML_RUNNER_WORKDIR", "CML_RUNNER_PATH", "RUNNER_PATH"],
+    ) {
+        Some(w) => expand_home(&w, env)?,
+        None => PathBuf::from(
+            env.get("HOME")
+                .filter(|h| !h.is_empty())
+                .ok_or(SettingsError::NoHome)?,
+        )
+        .join(".cml")
+        .join(&name),
+    };
+    let destroy_delay = seconds(
+        args.destroy_delay.clone(),
+        env,
+        "CML_RUNNER_DESTROY_DELAY",
+        "destroy-delay",
+        10,
+    )?;
+    let stop_grace = seconds(
+        args.stop_grace.clone(),
+        env,
+        "CML_RUNNER_STOP_GRACE",
+        "stop-grace",
+        30,
+    )?;
+    let mut docker_volumes = args.docker_volumes.clone();
+    if docker_volumes.is_empty() {
+        if let Some(v) = env.get("CML_RUNNER_DOCKER_VOLUMES") {
+            docker_volumes = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+        }
+    }
+    Ok(RunnerSettings {
+        repo,
+        driver,
+        credential,
+        labels,
+        idle_timeout,
+        name,
+        no_retry: flag(
+            args.no_retry,
+            env,
+            &["CML_RUNNER_NO_RETRY", "RUNNER_NO_RETRY"],
+        ),
+        single,
+        reuse,
+        reuse_idle,
+        workdir,
+        docker_volumes,
+        cloud,
+        destroy_delay,
+        github_runner_version: pick(
+            args.github_runner_version.clone(),
+            env,
+            &["CML_RUNNER_GITHUB_RUNNER_VERSION"],
+        ),
+        github_runner_releases: env
+            .get(vars::GITHUB_RUNNER_RELEASES_URL)
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| cml_agent::install::DEFAULT_RELEASES_API.to_string()),
+        stop_grace,
+    })
+}
+
+fn cloud_args(args: &RunnerArgs, env: &dyn Env) -> CloudArgs {
+    let p = |cli: &Option<String>, var: &str| pick(cli.clone(), env, &[var]);
+    let mut metadata = args.cloud_metadata.clone();
+    if metadata.is_empty() {
+        if let Some(v) = env.get("CML_RUNNER_CLOUD_METADATA") {
+            metadata = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+        }
+    }
+    CloudArgs {
+        cloud: p(&args.cloud, "CML_RUNNER_CLOUD"),
+        region: p(&args.cloud_region, "CML_RUNNER_CLOUD_REGION")
+            .unwrap_or_else(|| "us-west".into()),
+        machine_type: p(&args.cloud_type, "CML_RUNNER_CLOUD_TYPE").unwrap_or_else(|| "m".into()),
+        gpu: p(&args.cloud_gpu, "CML_RUNNER_CLOUD_GPU"),
+        hdd_size: p(&args.cloud_hdd_size, "CML_RUNNER_CLOUD_HDD_SIZE")
+            .unwrap_or_else(|| "35".into()),
+        spot: flag(args.cloud_spot, env, &["CML_RUNNER_CLOUD_SPOT"]),
+        spot_price: p(&args.cloud_spot_price, "CML_RUNNER_CLOUD_SPOT_PRICE")
+            .unwrap_or_else(|| "-1".into()),
+        permission_set: p(
+            &args.cloud_permission_set,
+            "CML_RUNNER_CLOUD_PERMISSION_SET",
+        ),
+        metadata,
+        startup_script: p(
+            &args.cloud_startup_script,
+            "CML_RUNNER_CLOUD_STARTUP_SCRIPT",
+        ),
+        ssh_private_is_pem: p(&args.cloud_ssh_private, "CML_RUNNER_CLOUD_SSH_PRIVATE")
+            .map(|k| cloud::looks_like_pem_private_key(&k)),
+        image: p(&args.cloud_image, "CML_RUNNER_CLOUD_IMAGE"),
+        aws_security_group: p(
+            &args.cloud_aws_security_group,
+            "CML_RUNNER_CLOUD_AWS_SECURITY_GROUP",
+        ),
+        aws_subnet: p(&args.cloud_aws_subnet, "CML_RUNNER_CLOUD_AWS_SUBNET"),
+        kubernetes_node_selector: p(
+            &args.cloud_kubernetes_node_selector,
+            "CML_RUNNER_CLOUD_KUBERNETES_NODE_SELECTOR",
+        )
+        .unwrap_or_else(|| "accelerator=infer".into()),
+    }
+}
+
+/// The forge credential: `--token`, then the explicit `CML_*TOKEN` variables, then a GitHub
+/// App, then the generic token variables.
+fn credential(global: &GlobalArgs, env: &dyn Env) -> Result<Credential, SettingsError> {
+    if let Some(t) = global.driver_token.clone().filter(|t| !t.trim().is_empty()) {
+        return Ok(Credential::Token {
+            token: Secret::new(t),
+            source: "--token".into(),
+        });
+    }
+    let from = |names: &[&str]| {
+        names.iter().find_map(|n| {
+            env.get(n)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| Credential::Token {
+                    token: Secret::new(v),
+                    source: n.to_string(),
+                })
+        })
+    };
+    if let Some(c) = from(&vars::TOKEN_CHAIN[..vars::EXPLICIT_TOKENS]) {
+        return Ok(c);
+    }
+    let app_id = env
+        .get(vars::GITHUB_APP_ID)
+        .filter(|v| !v.trim().is_empty());
+    let pem = env
+        .get(vars::GITHUB_APP_PEM)
+        .filter(|v| !v.trim().is_empty());
+    match (app_id, pem) {
+        (Some(app_id), Some(pem)) => {
+            return Ok(Credential::GithubApp {
+                app_id,
+                pem: Secret::new(pem),
+            })
+        }
+        (None, None) => {}
+        _ => return Err(SettingsError::HalfApp),
+    }
+    from(&vars::TOKEN_CHAIN[vars::EXPLICIT_TOKENS..]).ok_or_else(|| SettingsError::NoToken {
+        tried: vars::TOKEN_CHAIN.join(", "),
+    })
+}
+
+fn seconds(
+    cli: Option<String>,
+    env: &dyn Env,
+    var: &str,
+    option: &'static str,
+    default: u64,
+) -> Result<Duration, SettingsError> {
+    match pick(cli, env, &[var]) {
+        None => Ok(Duration::from_secs(default)),
+        Some(v) => cml_core::duration::parse_duration(&v).map_err(|_| SettingsError::Value {
+            option,
+            value: v,
+            reason: "expected a number of seconds",
+        }),
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), SettingsError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError::Value {
+            option: "name",
+            value: name.to_string(),
+            reason: "use 1 to 64 letters, digits, '-', '_' or '.'",
+        })
+    }
+}
+
+fn expand_home(path: &str, env: &dyn Env) -> Result<PathBuf, SettingsError> {
+    match path.strip_prefix("~/") {
+        Some(rest) => Ok(PathBuf::from(env.get("HOME").ok_or(SettingsError::NoHome)?).join(rest)),
+        None => Ok(PathBuf::from(path)),
+    }
+}
+
+/// `cml-` and 10 random base36 characters, like CML's default names.
+pub fn random_name() -> String {
+    let mut bytes = [0u8; 10];
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_ok();
+    if !filled {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            ^ (std::process::id() as u128) << 64;
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(97);
+        }
+    }
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let id: String = bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % 36] as char)
+        .collect();
+    format!("cml-{id}")
+}
+
+/// `git config --get remote.origin.url` in the current directory, if any.
+pub fn git_origin() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["config", "--get", "remote.origin.url"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let url = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !url.is_empty()).then_some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k: &str| m.get(k).cloned()
+    }
+
+    fn global(repo: &str, token: Option<&str>) -> GlobalArgs {
+        GlobalArgs {
+            repo: Some(repo.into()),
+            driver_token: token.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn seed_on_premise_example() {
+        let args = RunnerArgs {
+            labels: Some("local,runner".into()),
+            idle_timeout: Some("180".into()),
+            ..Default::default()
+        };
+        let s = resolve_runner(
+            &global("https://github.com/o/r", Some("ghp_x")),
+            &args,
+            &env(&[("HOME", "/home/u")]),
+            || None,
+        )
+        .unwrap();
+        assert_eq!(s.labels.to_string(), "local,runner");
+        assert_eq!(s.idle_timeout, IdleTimeout::After(Duration::from_secs(180)));
+        assert_eq!(s.driver, Driver::Github);
+        assert!(
+            s.name.starts_with("cml-") && s.name.len() == 14,
+            "{}",
+            s.name
+        );
+        assert_eq!(s.workdir, PathBuf::from("/home/u/.cml").join(&s.name));
+        assert!(matches!(&s.credential, Credential::Token { source, .. } if source == "--token"));
+        assert!(s.cloud.is_none());
+    }
+
+    #[test]
+    fn cli_beats_cml_runner_beats_legacy_env() {
+        let e = env(&[
+            ("HOME", "/h"),
+            ("CML_RUNNER_LABELS", "a"),
+            ("RUNNER_LABELS", "b"),
+            ("RUNNER_IDLE_TIMEOUT", "never"),
+            ("RUNNER_SINGLE", "true"),
+            ("RUNNER_PATH", "~/w"),
+            ("REPO_TOKEN", "t1"),
+        ]);
+        let s = resolve_runner(
+            &global("https://github.com/o/r", None),
+            &RunnerArgs::default(),
+            &e,
+            || None,
+        )
+        .unwrap();
+        assert_eq!(s.labels.to_string(), "a");
+        assert_eq!(s.idle_timeout, IdleTimeout::Never);
+        assert!(s.single);
+        assert_eq!(s.workdir, PathBuf::from("/h/w"));
+        assert!(
+            matches!(&s.credential, Credential::Token { source, .. } if source == "REPO_TOKEN")
+        );
+        let cli = RunnerArgs {
+            labels: Some("c".into()),
+            ..Default::default()
+        };
+        let s = resolve_runner(&global("https://github.com/o/r", None), &cli, &e, || None).unwrap();
+        assert_eq!(s.labels.to_string(), "c");
+    }
+
+    #[test]
+    fn token_chain_and_app() {
+        let g = global("https://github.com/o/r", None);
+        let a = RunnerArgs::default();
+        let e = env(&[
+            ("HOME", "/h"),
+            ("GITHUB_TOKEN", "g"),
+            ("CML_GITHUB_APP_ID", "1"),
+            ("CML_GITHUB_APP_PEM", "pem"),
+        ]);
+        let s = resolve_runner(&g, &a, &e, || None).unwrap();
+        assert!(matches!(s.credential, Credential::GithubApp { .. }));
+        let e = env(&[
+            ("HOME", "/h"),
+            ("CML_TOKEN", "c"),
+            ("CML_GITHUB_APP_ID", "1"),
+            ("CML_GITHUB_APP_PEM", "pem"),
+        ]);
+        let s = resolve_runner(&g, &a, &e, || None).unwrap();
+        assert!(matches!(&s.credential, Credential::Token { source, .. } if source == "CML_TOKEN"));
+        let err = resolve_runner(&g, &a, &env(&[("HOME", "/h")]), || None).unwrap_err();
+        assert!(err.to_string().contains("REPO_TOKEN"), "{err}");
+        let err = resolve_runner(
+            &g,
+            &a,
+            &env(&[("HOME", "/h"), ("CML_GITHUB_APP_ID", "1")]),
+            || None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SettingsError::HalfApp));
+    }
+
+    #[test]
+    fn repo_defaults_to_origin_without_credentials() {
+        let g = GlobalArgs {
+            driver_token: Some("t".into()),
+            ..Default::default()
+        };
+        let s = resolve_runner(&g, &RunnerArgs::default(), &env(&[("HOME", "/h")]), || {
+            Some("https://x:ghp_secret@github.com/o/r.git".into())
+        })
+        .unwrap();
+        assert_eq!(s.repo.to_string(), "https://github.com/o/r");
+        let err = resolve_runner(&g, &RunnerArgs::default(), &env(&[("HOME", "/h")]), || None)
+            .unwrap_err();
+        assert!(matches!(err, SettingsError::NoRepo));
+    }
+
+    #[test]
+    fn bad_values_fail_with_the_option_named() {
+        let g = global("https://github.com/o/r", Some("t"));
+        let e = env(&[("HOME", "/h")]);
+        let bad = |a: RunnerArgs| resolve_runner(&g, &a, &e, || None).unwrap_err().to_string();
+        assert!(bad(RunnerArgs {
+            idle_timeout: Some("soon".into()),
+            ..Default::default()
+        })
+        .contains("--idle-timeout"));
+        assert!(bad(RunnerArgs {
+            name: Some("bad name".into()),
+            ..Default::default()
+        })
+        .contains("--name"));
+        assert!(bad(RunnerArgs {
+            labels: Some(",".into()),
+            ..Default::default()
+        })
+        .contains("--labels"));
+        assert!(bad(RunnerArgs {
+            single: true,
+            reuse: true,
+            ..Default::default()
+        })
+        .contains("--single"));
+        assert!(bad(RunnerArgs {
+            cloud: Some("aws".into()),
+            cloud_hdd_size: Some("-1".into()),
+            ..Default::default()
+        })
+        .contains("--cloud-hdd-size"));
+        assert!(bad(RunnerArgs {
+            stop_grace: Some("x".into()),
+            ..Default::default()
+        })
+        .contains("--stop-grace"));
+    }
+}
