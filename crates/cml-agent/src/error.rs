@@ -5,11 +5,11 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(
-        "cannot create the runner work directory {path}: {source}\nhint: pass a writable --workdir"
+        "cannot create the runner work directory {path}: {cause}\nhint: pass a writable --workdir"
     )]
     Workdir {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("looking up the actions/runner release {version} at {url} failed: {reason}\nhint: pin a version with --github-runner-version, or install the agent into the workdir yourself (config.sh and run.sh)")]
     Release {
@@ -29,18 +29,18 @@ pub enum AgentError {
         expected: String,
         actual: String,
     },
-    #[error("unpacking {asset} into {path} failed: {source}")]
+    #[error("unpacking {asset} into {path} failed: {cause}")]
     Unpack {
         asset: String,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the agent in {path} is incomplete: {missing} is missing\nhint: remove the directory to have it installed again")]
     Incomplete { path: PathBuf, missing: String },
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {program}: {cause}")]
     Spawn {
         program: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("configuring the runner failed (config.sh exited with {code}):\n{tail}")]
     Configure { code: String, tail: String },

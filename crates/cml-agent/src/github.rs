@@ -57,9 +57,9 @@ pub async fn configure(args: &ConfigureArgs, env: &[(String, String)]) -> Result
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let out = cmd.output().await.map_err(|source| AgentError::Spawn {
+    let out = cmd.output().await.map_err(|cause| AgentError::Spawn {
         program: "config.sh".into(),
-        source,
+        cause,
     })?;
     let text = format!(
         "{}{}",

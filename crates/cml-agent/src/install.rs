@@ -76,9 +76,9 @@ pub async fn ensure_github_agent(
     if is_installed(dir) {
         return Ok(Installed::Existing);
     }
-    std::fs::create_dir_all(dir).map_err(|source| AgentError::Workdir {
+    std::fs::create_dir_all(dir).map_err(|cause| AgentError::Workdir {
         path: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     let version_label = source.version.clone().unwrap_or_else(|| "latest".into());
     let url = match &source.version {
@@ -152,10 +152,10 @@ pub async fn ensure_github_agent(
         .map_err(|e| std::io::Error::other(e.to_string()))
         .and_then(|r| r);
     let _ = std::fs::remove_file(&partial);
-    unpacked.map_err(|source| AgentError::Unpack {
+    unpacked.map_err(|cause| AgentError::Unpack {
         asset: asset_name.clone(),
         path: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     for f in ["config.sh", "run.sh"] {
         if !dir.join(f).is_file() {

@@ -88,9 +88,9 @@ impl AgentProcess {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|source| AgentError::Spawn {
+        let mut child = cmd.spawn().map_err(|cause| AgentError::Spawn {
             program: program.to_string(),
-            source,
+            cause,
         })?;
         let pgid = child.id().map(|p| p as i32).unwrap_or(0);
         let (tx, rx) = mpsc::channel(1024);

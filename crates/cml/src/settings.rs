@@ -36,14 +36,14 @@ pub mod vars {
 /// An invalid setting.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("{option}: {source}")]
+    #[error("{option}: {cause}")]
     Duration {
         option: &'static str,
-        source: cml_core::duration::DurationError,
+        cause: cml_core::duration::DurationError,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Repo(#[from] cml_core::repo::RepoError),
-    #[error("{0}")]
+    #[error(transparent)]
     Cloud(#[from] cml_core::cloud::CloudError),
     #[error("no repository given and `git config --get remote.origin.url` found none\nhint: pass --repo https://github.com/OWNER/REPO (or set CML_REPO)")]
     NoRepo,
@@ -183,9 +183,9 @@ pub fn resolve_runner(
         env,
         &["CML_RUNNER_IDLE_TIMEOUT", "RUNNER_IDLE_TIMEOUT"],
     ) {
-        Some(v) => parse_idle_timeout(&v).map_err(|source| SettingsError::Duration {
+        Some(v) => parse_idle_timeout(&v).map_err(|cause| SettingsError::Duration {
             option: "--idle-timeout",
-            source,
+            cause,
         })?,
         None => IdleTimeout::DEFAULT,
     };

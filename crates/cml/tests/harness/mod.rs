@@ -1,0 +1,242 @@
+//! Test harness: a simulated GitHub (in process), a pre-installed simulated agent, and the
+//! real `cml` binary run as a child process whose JSON log lines are collected.
+//!
+//! Every wait here is bounded in time; a test that hangs fails with what it saw.
+
+#![allow(dead_code)]
+
+use cml_sim::{write_agent_scripts, SimConfig, SimServer, DEFAULT_PAT};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const PAT: &str = DEFAULT_PAT;
+
+pub fn cml_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cml"))
+}
+
+/// The simulator binary (the simulated agent), built by `cargo test --workspace` next to
+/// `cml` because the `cml-sim` package has integration tests of its own.
+pub fn sim_exe() -> PathBuf {
+    let p = cml_exe().with_file_name("cml-sim");
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p cml-sim` first)",
+        p.display()
+    );
+    p
+}
+
+/// A simulator plus a scratch directory with a HOME and a pre-installed agent.
+pub struct World {
+    pub sim: SimServer,
+    pub tmp: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new() -> World {
+        World::with(|_| {})
+    }
+
+    pub fn with(configure: impl FnOnce(&mut SimConfig)) -> World {
+        let mut cfg = SimConfig::new(sim_exe());
+        configure(&mut cfg);
+        let sim = SimServer::start(cfg).expect("simulator starts");
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("home")).unwrap();
+        World { sim, tmp }
+    }
+
+    pub fn repo_url(&self) -> String {
+        format!("{}/octo/app", self.sim.url())
+    }
+
+    /// A work directory holding the simulated agent's `config.sh` and `run.sh`.
+    pub fn workdir(&self, name: &str) -> PathBuf {
+        let dir = self.tmp.path().join("agents").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_agent_scripts(&dir, &sim_exe()).unwrap();
+        dir
+    }
+
+    /// `cml` with a clean environment (PATH, HOME) and the given arguments.
+    pub fn cml(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(cml_exe());
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.tmp.path().join("home"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Starts `cml runner` for the repository with a pre-installed agent, the admin token
+    /// and `extra` arguments.
+    pub fn runner(&self, name: &str, extra: &[&str]) -> Running {
+        let workdir = self.workdir(name);
+        let repo = self.repo_url();
+        let mut args = vec![
+            "runner",
+            "--driver=github",
+            "--repo",
+            &repo,
+            "--token",
+            PAT,
+            "--name",
+            name,
+            "--workdir",
+            workdir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Running::spawn(self.cml(&args))
+    }
+
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut cond: impl FnMut(&SimServer) -> bool,
+    ) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if cond(&self.sim) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out after {timeout:?} waiting for {what}; runners: {:?}",
+            self.sim.runners()
+        );
+    }
+}
+
+/// A running `cml` process and what it printed.
+pub struct Running {
+    pub child: Child,
+    records: Receiver<Value>,
+    pub seen: Vec<Value>,
+    pub text: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    pub fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd.spawn().expect("cml starts");
+        let (tx, rx) = channel();
+        let text = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let t1 = text.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                t1.lock().unwrap().push(line.clone());
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let t2 = text.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                t2.lock().unwrap().push(format!("[stderr] {line}"));
+            }
+        });
+        Running {
+            child,
+            records: rx,
+            seen: Vec::new(),
+            text,
+        }
+    }
+
+    /// Waits for a record whose `status` is `status`, returning it.
+    pub fn wait_status(&mut self, status: &str, timeout: Duration) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| v["status"] == status) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.records.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if v["status"] == status {
+                        return v;
+                    }
+                }
+                Err(_) => panic!(
+                    "no `{status}` record within {timeout:?}; output so far:\n{}",
+                    self.output()
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to exit and returns its exit code (128+n for a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // let the reader threads finish
+                std::thread::sleep(Duration::from_millis(100));
+                while let Ok(v) = self.records.try_recv() {
+                    self.seen.push(v);
+                }
+                use std::os::unix::process::ExitStatusExt;
+                return status
+                    .code()
+                    .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "cml did not exit within {timeout:?}; output:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    pub fn output(&self) -> String {
+        self.text.lock().unwrap().join("\n")
+    }
+
+    /// Every record with a `status` field, in order (after the process exited).
+    pub fn statuses(&self) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter_map(|v| v["status"].as_str().map(String::from))
+            .collect()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn fixture(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub const SECS: fn(u64) -> Duration = Duration::from_secs;
