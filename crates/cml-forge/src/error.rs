@@ -22,7 +22,7 @@ pub enum ApiError {
         hint: &'static str,
     },
     /// Still rate limited (or failing with 5xx) after the retry budget.
-    #[error("gave up after {attempts} attempts: {last}\nhint: wait and try again; rate limits reset within the hour")]
+    #[error("gave up after {attempts} attempts: {last}\nhint: the forge is failing or rate limiting this token; try again later")]
     Exhausted { attempts: u32, last: String },
     /// Rate limited for longer than we are willing to wait.
     #[error("rate limited for {wait_secs} s more (longer than the {max_wait_secs} s we wait)\nhint: wait for the limit to reset, or use a token with its own quota")]
