@@ -1,1 +1,24 @@
-//! placeholder
+//! Simulators for tests and the offline demo: a stateful GitHub-compatible REST API server
+//! ([`SimServer`]) and a simulated `actions/runner` agent (`cml-sim agent config|run`).
+//!
+//! The server serves GitHub's runner, job, run, App-installation and release routes (both at
+//! the root and under `/api/v3`), plus simulator-only routes under `/_sim/`. The agent is the
+//! `cml-sim` binary itself, started through `config.sh`/`run.sh` scripts written by
+//! [`write_agent_scripts`] or packed by [`agent_tarball`].
+
+pub mod agent;
+pub mod config;
+mod github;
+pub mod openapi;
+mod server;
+mod tarball;
+pub mod types;
+mod util;
+
+pub use agent::AGENT_VERSION;
+pub use config::{AppConfig, Fault, Pat, SimConfig, DEFAULT_PAT};
+pub use github::state::RecordedRequest;
+pub use github::GITHUB_ROUTES;
+pub use server::SimServer;
+pub use tarball::{agent_tarball, write_agent_scripts};
+pub use types::{QueuedJob, SimJob, SimRunner};

@@ -1,0 +1,119 @@
+//! Configuration of the simulated GitHub server and injectable faults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Admin personal access token accepted by a server built with [`SimConfig::new`].
+pub const DEFAULT_PAT: &str = "ghp_simulatoradmintoken";
+
+/// Everything a [`crate::SimServer`] needs to know at start.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Accepted personal access tokens.
+    pub pats: Vec<Pat>,
+    /// GitHub App accepted for JWT authentication, if any.
+    pub app: Option<AppConfig>,
+    /// The `cml-sim` executable the agent tarball's scripts `exec`.
+    pub agent_exe: PathBuf,
+    /// Lifetime of installation access tokens (GitHub: 1 hour).
+    pub installation_token_ttl: Duration,
+    /// A runner whose agent did not poll within this long is `offline`.
+    pub offline_after: Duration,
+    /// Serve agent tarballs whose sha256 differs from the one in the release notes.
+    pub tamper_download: bool,
+}
+
+impl SimConfig {
+    /// Defaults: one admin PAT ([`DEFAULT_PAT`]), no App, 1 h installation tokens,
+    /// runners offline after 2 s without a poll, genuine downloads.
+    pub fn new(agent_exe: impl Into<PathBuf>) -> Self {
+        SimConfig {
+            pats: vec![Pat {
+                token: DEFAULT_PAT.to_string(),
+                admin: true,
+            }],
+            app: None,
+            agent_exe: agent_exe.into(),
+            installation_token_ttl: Duration::from_secs(3600),
+            offline_after: Duration::from_secs(2),
+            tamper_download: false,
+        }
+    }
+}
+
+/// A personal access token; `admin: false` makes runner routes answer 403.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pat {
+    pub token: String,
+    pub admin: bool,
+}
+
+/// A GitHub App: JWTs must be RS256-signed by the key matching `public_key_pem`, `iss` = `app_id`.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    pub app_id: u64,
+    pub public_key_pem: String,
+    pub installation_id: u64,
+}
+
+/// A queued fault: the next `times` requests matching `method` (if set) and whose path contains
+/// `path_contains` (if set) get `status` with a GitHub-like JSON message instead of an answer.
+/// Agent-internal and admin routes (`/_sim/agent/…`, `/_sim/jobs`, `/_sim/state`) are never faulted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub path_contains: Option<String>,
+    pub status: u16,
+    /// Seconds, sent as `retry-after`.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
+    /// Sends `x-ratelimit-remaining: 0` and `x-ratelimit-reset: now + N` (unix seconds).
+    #[serde(default)]
+    pub ratelimit_reset_in: Option<u64>,
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Fault {
+    /// A fault answering `status` once to any request.
+    pub fn status(status: u16) -> Self {
+        Fault {
+            status,
+            times: 1,
+            ..Fault::default()
+        }
+    }
+    /// Only requests with this HTTP method.
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = Some(method.to_string());
+        self
+    }
+    /// Only requests whose path contains `s`.
+    pub fn path_contains(mut self, s: &str) -> Self {
+        self.path_contains = Some(s.to_string());
+        self
+    }
+    /// Send `retry-after: secs`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+    /// Send exhausted primary rate-limit headers resetting in `secs`.
+    pub fn ratelimit_reset_in(mut self, secs: u64) -> Self {
+        self.ratelimit_reset_in = Some(secs);
+        self
+    }
+    /// Apply to `n` requests.
+    pub fn times(mut self, n: u32) -> Self {
+        self.times = n;
+        self
+    }
+}

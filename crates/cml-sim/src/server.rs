@@ -1,0 +1,130 @@
+//! [`SimServer`]: the simulated GitHub API on its own thread and tokio runtime.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::config::{Fault, SimConfig};
+use crate::github::state::RecordedRequest;
+use crate::github::{entry, Shared};
+use crate::types::{QueuedJob, SimJob, SimRunner};
+
+/// A running simulator. Dropping it stops the server.
+pub struct SimServer {
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SimServer {
+    /// Bind `127.0.0.1:0` and serve.
+    pub fn start(cfg: SimConfig) -> std::io::Result<SimServer> {
+        Self::start_on(cfg, 0)
+    }
+
+    /// Bind `127.0.0.1:port` (0 = any free port) and serve.
+    pub fn start_on(cfg: SimConfig, port: u16) -> std::io::Result<SimServer> {
+        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shared = Shared::new(cfg, format!("http://{addr}"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("cml-sim-server".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    let app = axum::Router::new().fallback(entry).with_state(sh);
+                    tokio::select! {
+                        _ = axum::serve(listener, app) => {}
+                        _ = rx => {}
+                    }
+                });
+            })?;
+        Ok(SimServer {
+            shared,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// Registered runners, by id.
+    pub fn runners(&self) -> Vec<SimRunner> {
+        let off = self.shared.cfg.offline_after;
+        self.shared
+            .lock()
+            .runners
+            .values()
+            .map(|r| SimRunner::from_runner(r, off))
+            .collect()
+    }
+
+    /// Successful runner deletions (API `DELETE` and agent `remove`), in order: (id, name).
+    pub fn deletes(&self) -> Vec<(u64, String)> {
+        self.shared.lock().deletes.clone()
+    }
+
+    /// Names of every runner ever registered (agent config or JIT), in order.
+    pub fn registered_names(&self) -> Vec<String> {
+        self.shared.lock().registered_names.clone()
+    }
+
+    /// How many registration tokens the API minted.
+    pub fn registration_tokens_issued(&self) -> usize {
+        self.shared.lock().registration_tokens.len()
+    }
+
+    /// Queue a one-job workflow run in `repo` (`owner/repo`).
+    pub fn queue_job(&self, repo: &str, name: &str, labels: &[&str], command: &str) -> QueuedJob {
+        let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        let (job_id, run_id) = self.shared.lock().queue_job(repo, name, &labels, command);
+        QueuedJob { job_id, run_id }
+    }
+
+    /// A job by id.
+    pub fn job(&self, id: u64) -> Option<SimJob> {
+        self.shared.lock().jobs.get(&id).map(SimJob::from)
+    }
+
+    /// All jobs, by id.
+    pub fn jobs(&self) -> Vec<SimJob> {
+        self.shared.lock().jobs.values().map(SimJob::from).collect()
+    }
+
+    /// Queue a fault (see [`Fault`]).
+    pub fn inject_fault(&self, fault: Fault) {
+        self.shared.lock().faults.push_back(fault);
+    }
+
+    /// GitHub-route requests seen so far (agent-internal and admin routes are not logged).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// How many agent tarballs were downloaded.
+    pub fn downloads(&self) -> usize {
+        self.shared.lock().downloads
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

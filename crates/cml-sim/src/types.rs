@@ -1,0 +1,84 @@
+//! Snapshots of the simulator's state handed to tests and to `GET /_sim/state`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::github::state::{Job, Runner};
+
+/// A registered runner as seen by tests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimRunner {
+    pub id: u64,
+    pub name: String,
+    /// `owner/repo` for a repository runner, `org` for an organization runner.
+    pub scope: String,
+    pub labels: Vec<String>,
+    /// `online` or `offline`.
+    pub status: String,
+    pub busy: bool,
+    pub ephemeral: bool,
+}
+
+impl SimRunner {
+    pub(crate) fn from_runner(r: &Runner, offline_after: Duration) -> Self {
+        SimRunner {
+            id: r.id,
+            name: r.name.clone(),
+            scope: r.scope.key(),
+            labels: r.labels.iter().map(|(l, _)| l.clone()).collect(),
+            status: if r.online(offline_after) {
+                "online"
+            } else {
+                "offline"
+            }
+            .into(),
+            busy: r.busy,
+            ephemeral: r.ephemeral,
+        }
+    }
+}
+
+/// A workflow job as seen by tests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimJob {
+    pub id: u64,
+    pub run_id: u64,
+    pub repo: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    /// `queued`, `in_progress` or `completed`.
+    pub status: String,
+    /// `success`, `failure` or `cancelled` once completed.
+    pub conclusion: Option<String>,
+    pub runner_id: Option<u64>,
+    pub runner_name: Option<String>,
+    pub run_attempt: u64,
+    /// Combined stdout and stderr of the job's command, as reported by the agent.
+    pub output: String,
+}
+
+impl From<&Job> for SimJob {
+    fn from(j: &Job) -> Self {
+        SimJob {
+            id: j.id,
+            run_id: j.run_id,
+            repo: j.repo.clone(),
+            name: j.name.clone(),
+            labels: j.labels.clone(),
+            status: j.status.clone(),
+            conclusion: j.conclusion.clone(),
+            runner_id: j.runner_id,
+            runner_name: j.runner_name.clone(),
+            run_attempt: j.run_attempt,
+            output: j.output.clone(),
+        }
+    }
+}
+
+/// Ids of a queued job and of its workflow run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedJob {
+    pub job_id: u64,
+    pub run_id: u64,
+}

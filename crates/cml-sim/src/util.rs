@@ -1,0 +1,60 @@
+//! Small helpers shared by the server and the agent: timestamps and random-looking tokens.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+/// `t` as GitHub renders timestamps: RFC 3339, UTC, whole seconds (`2024-01-01T12:00:00Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    let dt = OffsetDateTime::from(t);
+    dt.format(time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    ))
+    .unwrap_or_default()
+}
+
+/// Current time as the runner listener prints it: `yyyy-MM-dd HH:mm:ssZ` (UTC).
+pub fn agent_ts() -> String {
+    OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second]Z"
+        ))
+        .unwrap_or_default()
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos()
+}
+
+/// `n` lowercase hex characters, unique within the process and unpredictable enough for tests.
+pub fn random_hex(n: usize) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut out = String::new();
+    while out.len() < n {
+        let mut h = Sha256::new();
+        h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        h.update(unix_nanos().to_le_bytes());
+        h.update(std::process::id().to_le_bytes());
+        out.push_str(&hex::encode(h.finalize()));
+    }
+    out.truncate(n);
+    out
+}
+
+/// `n` uppercase alphanumeric characters (the shape of GitHub registration tokens).
+pub fn random_upper(n: usize) -> String {
+    random_hex(n).to_uppercase()
+}

@@ -1,0 +1,339 @@
+//! Every GitHub route the simulator serves answers as GitHub's OpenAPI description says.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cml_sim::openapi::{self, Spec};
+use cml_sim::{AppConfig, SimConfig, SimServer, DEFAULT_PAT, GITHUB_ROUTES};
+use common::{jwt, rsa_keys, Http, EXE};
+use serde_json::{json, Value};
+
+#[test]
+fn served_routes_are_in_the_spec() {
+    for (m, t) in GITHUB_ROUTES {
+        assert!(
+            openapi::has_route(m, t),
+            "{m} {t} is served but not in the OpenAPI description"
+        );
+    }
+    let spec = Spec::bundled();
+    assert!(spec.version().is_some());
+    assert_eq!(spec.routes().count(), GITHUB_ROUTES.len());
+    assert_eq!(
+        openapi::match_path("GET", "/api/v3/repos/o/r/actions/runners/12?x=1"),
+        Some("/repos/{owner}/{repo}/actions/runners/{runner_id}")
+    );
+    assert!(spec.has_response_field(
+        "GET",
+        "/repos/{owner}/{repo}/actions/runners",
+        "runners[].labels[].name"
+    ));
+    assert!(!spec.has_response_field(
+        "GET",
+        "/repos/{owner}/{repo}/actions/runners",
+        "runners[].nope"
+    ));
+    assert!(spec.has_request_field(
+        "POST",
+        "/orgs/{org}/actions/runners/generate-jitconfig",
+        "work_folder"
+    ));
+    let bad = openapi::check_response(
+        "GET",
+        "/repos/{owner}/{repo}/actions/runners/{runner_id}",
+        &json!({"id": 1, "extra": true}),
+    );
+    assert!(bad.iter().any(|p| p.contains("$.name: missing")), "{bad:?}");
+    assert!(
+        bad.iter()
+            .any(|p| p.contains("$.extra: field not in the schema")),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn responses_conform_to_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = rsa_keys(dir.path());
+    let mut cfg = SimConfig::new(EXE);
+    cfg.app = Some(AppConfig {
+        app_id: 9,
+        public_key_pem: public,
+        installation_id: 5,
+    });
+    let sim = SimServer::start(cfg).unwrap();
+    let http = Http::new();
+    let url = sim.url();
+    let app_jwt = jwt(&private, json!(9), 500);
+
+    // Runners to look at: one idle (repo + org), and a finished and a running job.
+    let jit = |scope: &str, name: &str| {
+        let body =
+            json!({"name": name, "runner_group_id": 1, "labels": ["cml"], "work_folder": "_work"});
+        let req = format!("{url}/{scope}/actions/runners/generate-jitconfig");
+        assert!(openapi::check_request(
+            "POST",
+            &format!(
+                "/{}/actions/runners/generate-jitconfig",
+                if scope.starts_with("orgs") {
+                    "orgs/{org}"
+                } else {
+                    "repos/{owner}/{repo}"
+                }
+            ),
+            &body
+        )
+        .is_empty());
+        http.call("POST", &req, Some(DEFAULT_PAT), Some(body)).json
+    };
+    jit("repos/o/r", "a");
+    let q = sim.queue_job("o/r", "queued job", &["nomatch"], "true");
+
+    let mut calls: Vec<(&str, String, Option<Value>, &str)> = vec![
+        (
+            "POST",
+            "/repos/o/r/actions/runners/registration-token".into(),
+            None,
+            DEFAULT_PAT,
+        ),
+        (
+            "POST",
+            "/orgs/acme/actions/runners/registration-token".into(),
+            None,
+            DEFAULT_PAT,
+        ),
+        (
+            "POST",
+            "/repos/o/r/actions/runners/remove-token".into(),
+            None,
+            DEFAULT_PAT,
+        ),
+        (
+            "POST",
+            "/orgs/acme/actions/runners/remove-token".into(),
+            None,
+            DEFAULT_PAT,
+        ),
+        (
+            "POST",
+            "/repos/o/r/actions/runners/generate-jitconfig".into(),
+            Some(json!({"name": "b", "runner_group_id": 1, "labels": ["x"]})),
+            DEFAULT_PAT,
+        ),
+        (
+            "POST",
+            "/orgs/acme/actions/runners/generate-jitconfig".into(),
+            Some(json!({"name": "c", "runner_group_id": 1, "labels": ["x"], "work_folder": "w"})),
+            DEFAULT_PAT,
+        ),
+        (
+            "GET",
+            "/repos/o/r/actions/runners".into(),
+            None,
+            DEFAULT_PAT,
+        ),
+        (
+            "GET",
+            "/orgs/acme/actions/runners?per_page=1".into(),
+            None,
+            DEFAULT_PAT,
+        ),
+        (
+            "GET",
+            "/repos/o/r/actions/jobs/JOB".into(),
+            None,
+            DEFAULT_PAT,
+        ),
+        (
+            "GET",
+            "/repos/o/r/actions/runs/RUN".into(),
+            None,
+            DEFAULT_PAT,
+        ),
+        (
+            "GET",
+            "/repos/o/r/actions/runs/RUN/jobs".into(),
+            None,
+            DEFAULT_PAT,
+        ),
+        ("GET", "/repos/o/r/installation".into(), None, &app_jwt),
+        ("GET", "/orgs/acme/installation".into(), None, &app_jwt),
+        (
+            "POST",
+            "/app/installations/5/access_tokens".into(),
+            None,
+            &app_jwt,
+        ),
+        (
+            "GET",
+            "/repos/actions/runner/releases/latest".into(),
+            None,
+            DEFAULT_PAT,
+        ),
+        (
+            "GET",
+            "/repos/actions/runner/releases/tags/v2.330.0".into(),
+            None,
+            DEFAULT_PAT,
+        ),
+    ];
+    let mut seen = BTreeSet::new();
+    let mut check =
+        |method: &str, path: &str, body: Option<Value>, token: &str, http: &Http| -> Value {
+            let template = openapi::match_path(method, path)
+                .unwrap_or_else(|| panic!("{method} {path}: no template"));
+            let route = Spec::bundled().route(method, template).unwrap();
+            let a = http.call(method, &format!("{url}/api/v3{path}"), Some(token), body);
+            assert_eq!(a.status, route.status, "{method} {path}: {}", a.json);
+            let problems = openapi::check_response(method, template, &a.json);
+            assert!(
+                problems.is_empty(),
+                "{method} {template}:\n{}",
+                problems.join("\n")
+            );
+            seen.insert((method.to_string(), template.to_string()));
+            a.json
+        };
+    for (m, p, b, t) in calls.drain(..) {
+        let p = p
+            .replace("JOB", &q.job_id.to_string())
+            .replace("RUN", &q.run_id.to_string());
+        check(m, &p, b, t, &http);
+    }
+    // Runner get/delete on both scopes, with the ids just created.
+    let runners = sim.runners();
+    for r in &runners {
+        let scope = if r.scope.contains('/') {
+            format!("repos/{}", r.scope)
+        } else {
+            format!("orgs/{}", r.scope)
+        };
+        check(
+            "GET",
+            &format!("/{scope}/actions/runners/{}", r.id),
+            None,
+            DEFAULT_PAT,
+            &http,
+        );
+        check(
+            "DELETE",
+            &format!("/{scope}/actions/runners/{}", r.id),
+            None,
+            DEFAULT_PAT,
+            &http,
+        );
+    }
+    // A completed, failed job with runner fields set, then re-runs.
+    let d = tempfile::tempdir().unwrap();
+    cml_sim::write_agent_scripts(d.path(), EXE.as_ref()).unwrap();
+    let blob = jit("repos/o/r", "worker")["encoded_jit_config"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let f = sim.queue_job("o/r", "will fail", &["cml"], "exit 1");
+    let mut agent = common::Agent::start(d.path(), &["--jitconfig", &blob], &[]);
+    agent.expect("completed with result: Failed", Duration::from_secs(20));
+    assert_eq!(agent.finish(Duration::from_secs(20)), 0);
+    let job = check(
+        "GET",
+        &format!("/repos/o/r/actions/jobs/{}", f.job_id),
+        None,
+        DEFAULT_PAT,
+        &http,
+    );
+    assert_eq!(
+        (job["conclusion"].as_str(), job["runner_name"].as_str()),
+        (Some("failure"), Some("worker"))
+    );
+    check(
+        "GET",
+        &format!("/repos/o/r/actions/runs/{}", f.run_id),
+        None,
+        DEFAULT_PAT,
+        &http,
+    );
+    check(
+        "POST",
+        &format!("/repos/o/r/actions/runs/{}/rerun-failed-jobs", f.run_id),
+        None,
+        DEFAULT_PAT,
+        &http,
+    );
+    let jobs = check(
+        "GET",
+        &format!("/repos/o/r/actions/runs/{}/jobs", f.run_id),
+        None,
+        DEFAULT_PAT,
+        &http,
+    );
+    assert_eq!(
+        (
+            jobs["jobs"][0]["status"].as_str(),
+            jobs["jobs"][0]["run_attempt"].as_u64()
+        ),
+        (Some("queued"), Some(2))
+    );
+    // A re-run is refused while the run is in progress.
+    let refused = http.call(
+        "POST",
+        &format!("{url}/repos/o/r/actions/jobs/{}/rerun", f.job_id),
+        Some(DEFAULT_PAT),
+        None,
+    );
+    assert_eq!(refused.status, 403);
+    // Let the second attempt run (and fail) so that a job re-run is allowed.
+    let blob = jit("repos/o/r", "worker2")["encoded_jit_config"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut agent = common::Agent::start(d.path(), &["--jitconfig", &blob], &[]);
+    agent.expect("completed with result: Failed", Duration::from_secs(20));
+    assert_eq!(agent.finish(Duration::from_secs(20)), 0);
+    let latest = sim
+        .jobs()
+        .into_iter()
+        .rev()
+        .find(|j| j.run_id == f.run_id)
+        .unwrap();
+    assert_eq!(latest.status, "completed");
+    check(
+        "POST",
+        &format!("/repos/o/r/actions/jobs/{}/rerun", latest.id),
+        None,
+        DEFAULT_PAT,
+        &http,
+    );
+
+    let all: BTreeSet<(String, String)> = GITHUB_ROUTES
+        .iter()
+        .map(|(m, t)| (m.to_string(), t.to_string()))
+        .collect();
+    let missed: Vec<_> = all.difference(&seen).collect();
+    assert!(missed.is_empty(), "routes not exercised: {missed:?}");
+}
+
+/// With `CML_OCTOKIT_OPENAPI=/path/to/api.github.com.json`, re-extracting gives the committed subset.
+#[test]
+fn committed_subset_matches_extraction() {
+    let Some(spec) = std::env::var_os("CML_OCTOKIT_OPENAPI") else {
+        eprintln!("note: CML_OCTOKIT_OPENAPI is unset; skipping the re-extraction check");
+        return;
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi");
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let st = std::process::Command::new("python3")
+        .arg(root.join("extract.py"))
+        .arg(&spec)
+        .arg(out.path())
+        .status()
+        .expect("python3");
+    assert!(st.success());
+    let fresh = std::fs::read_to_string(out.path()).unwrap();
+    let committed = std::fs::read_to_string(root.join("github-subset.json")).unwrap();
+    assert!(
+        fresh == committed,
+        "openapi/github-subset.json is stale: re-run openapi/extract.py"
+    );
+}
