@@ -65,6 +65,11 @@ pub async fn supervise(
         break reason;
     };
 
+    if reason == StopReason::SingleJobDone {
+        // An ephemeral agent reports the job and unregisters itself before it exits: let it
+        // finish on its own rather than interrupting that.
+        wait_for_exit(&mut agent, s.stop_grace).await;
+    }
     let (exit, in_time) = agent.stop(s.stop_grace).await;
     if !in_time {
         tracing::warn!(
@@ -91,6 +96,19 @@ pub async fn supervise(
             agent.tail().join("\n")
         ))),
     }
+}
+
+/// Lets the agent exit by itself within `limit`, logging what it prints meanwhile.
+async fn wait_for_exit(agent: &mut AgentProcess, limit: std::time::Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        loop {
+            match agent.next().await {
+                Output::Line(line) => log_line(line.stream, &line.text),
+                Output::Exited(_) => return,
+            }
+        }
+    })
+    .await;
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
