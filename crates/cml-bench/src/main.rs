@@ -63,6 +63,8 @@ fn help(cml: &Path) {
     let mut peak_kib = 0i64;
     for _ in 0..30 {
         let start = Instant::now();
+        // Reaped by wait4 below (which also gives the peak RSS), not by Child::wait.
+        #[allow(clippy::zombie_processes)]
         let child = Command::new(cml)
             .args(["runner", "--help"])
             .stdout(Stdio::null())

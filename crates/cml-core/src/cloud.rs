@@ -348,7 +348,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_rejected_with_the_option_named() {
-        let cases: Vec<(Box<dyn Fn(&mut CloudArgs)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut CloudArgs)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (
                 Box::new(|a| a.cloud = Some("digitalocean".into())),
                 "unknown cloud",
