@@ -85,6 +85,19 @@ impl SimServer {
         self.shared.lock().registration_tokens.len()
     }
 
+    /// Every secret the server has handed out so far: registration, remove and installation
+    /// tokens (tests check that none of them is ever printed).
+    pub fn issued_secrets(&self) -> Vec<String> {
+        let state = self.shared.lock();
+        state
+            .registration_tokens
+            .iter()
+            .chain(&state.remove_tokens)
+            .map(|t| t.token.clone())
+            .chain(state.installation_tokens.keys().cloned())
+            .collect()
+    }
+
     /// Queue a one-job workflow run in `repo` (`owner/repo`).
     pub fn queue_job(&self, repo: &str, name: &str, labels: &[&str], command: &str) -> QueuedJob {
         let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();

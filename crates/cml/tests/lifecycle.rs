@@ -456,6 +456,14 @@ fn a_github_app_mints_and_refreshes_installation_tokens() {
     );
     assert!(w.sim.runners().is_empty());
     let out = r.output();
+    let issued = w.sim.issued_secrets();
+    assert!(
+        issued.len() >= 3,
+        "installation and registration tokens were issued"
+    );
+    for s in &issued {
+        assert!(!out.contains(s.as_str()), "an issued token reached the log");
+    }
     for line in pem.lines().filter(|l| l.len() > 20) {
         assert!(!out.contains(line), "a line of the app key was printed");
     }
@@ -627,4 +635,178 @@ fn runner_launch_is_the_same_command_and_help_is_fast_to_reach() {
         "--reuse",
     ]));
     assert_eq!(r.wait_exit(SECS(10)), 2);
+}
+
+/// Every secret in play: the PAT (from the environment), the registration tokens minted.
+/// None may reach a log line (even at debug level), a process's command line, or a job step.
+#[test]
+fn no_secret_reaches_logs_command_lines_or_job_steps() {
+    let w = World::new();
+    let workdir = w.workdir("lc-secrets");
+    // Wrap config.sh to record the command line and environment it is started with.
+    std::fs::rename(workdir.join("config.sh"), workdir.join("config-real.sh")).unwrap();
+    let wrapper = workdir.join("config.sh");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nd=$(dirname \"$0\")\nprintf '%s\\n' \"$@\" > \"$d/config-argv.txt\"\nenv > \"$d/config-env.txt\"\nexec \"$d/config-real.sh\" \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let repo = w.repo_url();
+    let mut cmd = w.cml(&[
+        "runner",
+        "--driver=github",
+        "--repo",
+        &repo,
+        "--name=lc-secrets",
+        "--labels=s",
+        "--idle-timeout=2",
+        "--log=debug",
+        "--workdir",
+        workdir.to_str().unwrap(),
+    ]);
+    cmd.env("REPO_TOKEN", PAT);
+    let mut r = Running::spawn(cmd);
+    r.wait_status("ready", SECS(20));
+    let job = w.sim.queue_job(
+        "octo/app",
+        "leak?",
+        &["s"],
+        "env; ps -eo args 2>/dev/null || true",
+    );
+    r.wait_status("job_ended", SECS(20));
+    // While the runner is up, neither it nor any process it started shows a secret on its
+    // command line.
+    let mut secrets = w.sim.issued_secrets();
+    secrets.push(PAT.to_string());
+    assert!(secrets.len() >= 2, "a registration token was minted");
+    let tree = harness::process_tree(r.child.id());
+    assert!(tree.len() >= 2, "cml and the agent: {tree:?}");
+    for pid in tree {
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            for s in &secrets {
+                assert!(
+                    !cmdline.contains(s.as_str()),
+                    "a secret is on a command line: {cmdline}"
+                );
+            }
+        }
+    }
+    assert_eq!(r.wait_exit(SECS(20)), 0, "{}", r.output());
+
+    let out = r.output();
+    assert!(
+        out.contains("agent: "),
+        "debug output includes the agent's lines"
+    );
+    let argv = std::fs::read_to_string(workdir.join("config-argv.txt")).unwrap();
+    assert!(
+        argv.contains("--unattended") && argv.contains("lc-secrets"),
+        "{argv}"
+    );
+    assert!(
+        !argv.contains("--token"),
+        "the token is not passed as an argument: {argv}"
+    );
+    let config_env = std::fs::read_to_string(workdir.join("config-env.txt")).unwrap();
+    assert!(
+        config_env.contains("ACTIONS_RUNNER_INPUT_TOKEN="),
+        "config.sh gets the token from its environment"
+    );
+    assert!(!config_env.contains(PAT), "config.sh does not get the PAT");
+    let job_output = w.sim.job(job.job_id).unwrap().output;
+    assert!(job_output.contains("PATH="), "{job_output}");
+    for s in &secrets {
+        assert!(!out.contains(s.as_str()), "a secret reached the log");
+        assert!(
+            !job_output.contains(s.as_str()),
+            "a secret reached the job step"
+        );
+    }
+}
+
+/// CML's on-premise example, run exactly as its documentation writes it, inside a GitHub
+/// workflow (where `GITHUB_REPOSITORY` names the forge) with the default work directory.
+#[test]
+fn the_seed_on_premise_example_runs_as_written() {
+    let w = World::new();
+    let mut cmd = w.cml(&[
+        "runner",
+        &format!("--repo={}", w.repo_url()),
+        &format!("--token={PAT}"),
+        "--labels=local,runner",
+        "--idle-timeout=180",
+    ]);
+    cmd.env("GITHUB_REPOSITORY", "octo/app").env(
+        "CML_GITHUB_RUNNER_RELEASES_URL",
+        format!("{}/repos/actions/runner/releases", w.sim.url()),
+    );
+    let mut r = Running::spawn(cmd);
+    r.wait_status("ready", SECS(30));
+    let runner = w.sim.runners().pop().unwrap();
+    assert!(
+        runner.name.starts_with("cml-") && runner.name.len() == 14,
+        "{}",
+        runner.name
+    );
+    assert!(
+        runner.labels.iter().any(|l| l == "local") && runner.labels.iter().any(|l| l == "runner")
+    );
+    assert!(
+        w.tmp
+            .path()
+            .join("home/.cml")
+            .join(&runner.name)
+            .join("run.sh")
+            .is_file(),
+        "default workdir"
+    );
+    let job = w.sim.queue_job(
+        "octo/app",
+        "train",
+        &["self-hosted", "local", "runner"],
+        "true",
+    );
+    r.wait_status("job_ended", SECS(20));
+    assert_eq!(
+        w.sim.job(job.job_id).unwrap().conclusion.as_deref(),
+        Some("success")
+    );
+    r.signal(libc::SIGINT);
+    assert_eq!(r.wait_exit(SECS(20)), 130, "{}", r.output());
+    assert!(w.sim.runners().is_empty());
+}
+
+#[test]
+fn the_repository_defaults_to_the_origin_remote() {
+    let w = World::new();
+    let checkout = w.tmp.path().join("checkout");
+    std::fs::create_dir_all(&checkout).unwrap();
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&checkout)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    // A remote with embedded credentials, as CI checkouts often have.
+    let origin = format!("{}/octo/app.git", w.sim.url())
+        .replace("http://", "http://x-access-token:ghs_embedded@");
+    git(&["remote", "add", "origin", &origin]);
+    let mut cmd = w.cml(&["runner", "--driver=github", "--token=ghp_wrongwrongwrong"]);
+    cmd.current_dir(&checkout);
+    let mut r = Running::spawn(cmd);
+    assert_eq!(r.wait_exit(SECS(20)), 1);
+    let out = r.output();
+    assert!(out.contains("GitHub repository octo/app"), "{out}");
+    assert!(!out.contains("ghs_embedded"), "{out}");
+    assert_eq!(
+        w.sim.requests()[0].path,
+        "/api/v3/repos/octo/app/actions/runners"
+    );
 }
