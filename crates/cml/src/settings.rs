@@ -515,6 +515,29 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_of_settings_shows_no_secret() {
+        let g = global("https://github.com/o/r", Some("ghp_debugtoken123"));
+        let s =
+            resolve_runner(&g, &RunnerArgs::default(), &env(&[("HOME", "/h")]), || None).unwrap();
+        let shown = format!("{s:?}");
+        assert!(shown.contains("Token(from --token)"), "{shown}");
+        assert!(!shown.contains("ghp_debugtoken123"), "{shown}");
+        let e = env(&[
+            ("HOME", "/h"),
+            ("CML_GITHUB_APP_ID", "1"),
+            ("CML_GITHUB_APP_PEM", "-----BEGIN RSA PRIVATE KEY-----abc"),
+        ]);
+        let s = resolve_runner(
+            &global("https://github.com/o/r", None),
+            &RunnerArgs::default(),
+            &e,
+            || None,
+        )
+        .unwrap();
+        assert!(!format!("{s:?}").contains("BEGIN RSA"));
+    }
+
+    #[test]
     fn cli_beats_cml_runner_beats_legacy_env() {
         let e = env(&[
             ("HOME", "/h"),

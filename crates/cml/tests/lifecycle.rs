@@ -189,24 +189,10 @@ fn sigterm_while_a_job_runs_cancels_it_and_deregisters() {
 #[test]
 fn an_agent_ignoring_sigint_is_killed_after_the_grace_period() {
     let w = World::new();
-    let workdir = w.workdir("lc-stubborn");
-    let repo = w.repo_url();
-    let mut cmd = w.cml(&[
-        "runner",
-        "--driver=github",
-        "--repo",
-        &repo,
-        "--token",
-        PAT,
-        "--name",
+    let mut cmd = w.runner_command(
         "lc-stubborn",
-        "--idle-timeout",
-        "never",
-        "--stop-grace",
-        "1",
-        "--workdir",
-        workdir.to_str().unwrap(),
-    ]);
+        &["--idle-timeout", "never", "--stop-grace", "1"],
+    );
     cmd.env("CML_SIM_AGENT_IGNORE_SIGINT", "1");
     let mut r = Running::spawn(cmd);
     r.wait_status("ready", SECS(20));
@@ -223,20 +209,7 @@ fn an_agent_ignoring_sigint_is_killed_after_the_grace_period() {
 #[test]
 fn an_agent_that_dies_is_deregistered_and_reported() {
     let w = World::new();
-    let workdir = w.workdir("lc-crash");
-    let repo = w.repo_url();
-    let mut cmd = w.cml(&[
-        "runner",
-        "--driver=github",
-        "--repo",
-        &repo,
-        "--token",
-        PAT,
-        "--name",
-        "lc-crash",
-        "--workdir",
-        workdir.to_str().unwrap(),
-    ]);
+    let mut cmd = w.runner_command("lc-crash", &[]);
     cmd.env("CML_SIM_AGENT_CRASH_AFTER_READY", "1");
     let mut r = Running::spawn(cmd);
     assert_eq!(r.wait_exit(SECS(20)), 3, "{}", r.output());

@@ -228,34 +228,38 @@ impl GithubClient {
     /// `POST .../actions/runners/registration-token` (1 h token for `config.sh`).
     pub async fn registration_token(&self) -> Result<Secret, ForgeError> {
         let scope = self.scope_name();
-        let url = format!("{}/registration-token", self.runners_url());
-        let err = |cause| ForgeError::RegistrationToken {
-            scope: scope.clone(),
-            cause,
-        };
-        let answer = self
-            .call(Method::POST, &url, None, &[201])
-            .await
-            .map_err(|e| e.into_forge(err))?;
-        let t: ExpiringToken = answer.json().map_err(err)?;
-        let token = Secret::new(t.token);
-        self.remember(&token);
-        Ok(token)
+        self.mint("registration-token", |cause| {
+            ForgeError::RegistrationToken {
+                scope: scope.clone(),
+                cause,
+            }
+        })
+        .await
     }
 
     /// `POST .../actions/runners/remove-token`.
     pub async fn remove_token(&self) -> Result<Secret, ForgeError> {
         let scope = self.scope_name();
-        let url = format!("{}/remove-token", self.runners_url());
-        let err = |cause| ForgeError::RemoveToken {
+        self.mint("remove-token", |cause| ForgeError::RemoveToken {
             scope: scope.clone(),
             cause,
-        };
+        })
+        .await
+    }
+
+    /// Mints one of the runner tokens (`POST .../actions/runners/{route}`), remembered for
+    /// redaction.
+    async fn mint(
+        &self,
+        route: &str,
+        err: impl Fn(ApiError) -> ForgeError,
+    ) -> Result<Secret, ForgeError> {
+        let url = format!("{}/{route}", self.runners_url());
         let answer = self
             .call(Method::POST, &url, None, &[201])
             .await
-            .map_err(|e| e.into_forge(err))?;
-        let t: ExpiringToken = answer.json().map_err(err)?;
+            .map_err(|e| e.into_forge(&err))?;
+        let t: ExpiringToken = answer.json().map_err(&err)?;
         let token = Secret::new(t.token);
         self.remember(&token);
         Ok(token)

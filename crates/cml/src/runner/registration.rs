@@ -43,14 +43,10 @@ impl<'a> Registered<'a> {
             return Ok(Deleted::AlreadyGone);
         }
         if self.id.is_none() {
-            self.lookup_id().await;
+            let runners = self.forge.runners().await?;
+            self.id = runners.iter().find(|r| r.name == self.name).map(|r| r.id);
         }
         let Some(id) = self.id else {
-            let rs = self.forge.runners().await?;
-            if let Some(r) = rs.iter().find(|r| r.name == self.name) {
-                self.id = Some(r.id);
-                return Box::pin(self.try_deregister()).await;
-            }
             self.done = true;
             tracing::info!("runner {} is not registered (any more)", self.name);
             return Ok(Deleted::AlreadyGone);

@@ -77,9 +77,9 @@ impl World {
         cmd
     }
 
-    /// Starts `cml runner` for the repository with a pre-installed agent, the admin token
-    /// and `extra` arguments.
-    pub fn runner(&self, name: &str, extra: &[&str]) -> Running {
+    /// `cml runner` for the repository, with a pre-installed agent in its own work
+    /// directory, the admin token and `extra` arguments; the caller may add environment.
+    pub fn runner_command(&self, name: &str, extra: &[&str]) -> Command {
         let workdir = self.workdir(name);
         let repo = self.repo_url();
         let mut args = vec![
@@ -95,7 +95,12 @@ impl World {
             workdir.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        Running::spawn(self.cml(&args))
+        self.cml(&args)
+    }
+
+    /// Starts [`World::runner_command`].
+    pub fn runner(&self, name: &str, extra: &[&str]) -> Running {
+        Running::spawn(self.runner_command(name, extra))
     }
 
     pub fn wait_until(
