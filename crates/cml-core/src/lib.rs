@@ -13,6 +13,7 @@ pub mod repo;
 pub mod reuse;
 pub mod runner;
 pub mod secret;
+pub mod startup;
 
 pub use duration::IdleTimeout;
 pub use event::{AgentEvent, JobResult};

@@ -1,0 +1,65 @@
+#!/bin/bash
+# Runner machine setup, rendered by cml 0.1.0.
+set -euo pipefail
+umask 077
+# Files go below $CML_MACHINE_ROOT (empty on a real machine; a sandbox in tests).
+R=${CML_MACHINE_ROOT:-}
+log() { echo "cml-setup: $*"; echo "cml-setup: $*" > /dev/console 2>/dev/null || true; }
+
+# 1. Secrets: a root-only file read by cml.service alone.
+install -d -m 0700 "$R/etc/cml"
+cat > "$R/etc/cml/env" <<'CML_ENV'
+CML_GITHUB_RUNNER_RELEASES_URL="http://mirror/releases"
+REPO_TOKEN="ghp_secretvalue"
+CML_ENV
+chmod 0600 "$R/etc/cml/env"
+
+# 2. The user's startup script, before anything else.
+cat > "$R/etc/cml/startup.sh" <<'CML_USER_SCRIPT'
+#!/bin/sh
+echo 'network setup'
+CML_USER_SCRIPT
+chmod 0700 "$R/etc/cml/startup.sh"
+log 'running --cloud-startup-script'
+bash "$R/etc/cml/startup.sh"
+
+# 3. cml, the same version as the launcher.
+arch=$(uname -m)
+url='https://releases.example.com/cml/v0.1.0/cml-{arch}-linux'
+url=${url//\{arch\}/$arch}
+log "installing cml from $url"
+install -d -m 0755 "$R/usr/local/bin"
+tmp="$R/usr/local/bin/.cml.download"
+for attempt in 1 2 3 4 5; do
+  if curl -fsSL --connect-timeout 20 -o "$tmp" "$url"; then break; fi
+  if [ "$attempt" = 5 ]; then log "cannot download $url"; exit 1; fi
+  sleep $((attempt * 3))
+done
+echo 'abababababababababababababababababababababababababababababababab''  '"$tmp" | sha256sum -c --quiet || { log 'cml checksum mismatch'; rm -f "$tmp"; exit 1; }
+chmod 0755 "$tmp"
+mv -f "$tmp" "$R/usr/local/bin/cml"
+
+# 4. The runner, under systemd.
+install -d -m 0700 "$R/var/lib/cml/runner"
+install -d -m 0755 "$R/etc/systemd/system"
+cat > "$R/etc/systemd/system/cml.service" <<'CML_UNIT'
+[Unit]
+Description=cml self-hosted runner
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+EnvironmentFile=/etc/cml/env
+ExecStart=/usr/local/bin/cml "runner" "--labels" "cml-gpu" "--idle-timeout" "300" "--name" "odd \"name\" $$HOME 100%%"
+Restart=no
+KillMode=mixed
+TimeoutStopSec=120
+
+[Install]
+WantedBy=multi-user.target
+CML_UNIT
+chmod 0644 "$R/etc/systemd/system/cml.service"
+systemctl daemon-reload
+systemctl enable --now cml.service
+log 'cml.service started'
