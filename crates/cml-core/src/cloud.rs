@@ -293,6 +293,29 @@ pub fn validate(args: &CloudArgs) -> Result<Option<CloudSpec>, CloudError> {
     }))
 }
 
+/// The tags every resource of runner `name` carries: the owner tag `cml:id` (how leaked
+/// resources are found again), the runner, repository and labels, then `--cloud-metadata`
+/// (which cannot override the `cml:` tags).
+pub fn resource_tags(
+    name: &str,
+    repo: &str,
+    labels: &str,
+    metadata: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut tags = vec![
+        ("cml:id".to_string(), name.to_string()),
+        ("cml:runner".to_string(), name.to_string()),
+        ("cml:repo".to_string(), repo.to_string()),
+        ("cml:labels".to_string(), labels.to_string()),
+    ];
+    for (k, v) in metadata {
+        if !k.starts_with("cml:") && !tags.iter().any(|(t, _)| t == k) {
+            tags.push((k.clone(), v.clone()));
+        }
+    }
+    tags
+}
+
 /// True when `text` looks like a PEM private key (any algorithm).
 pub fn looks_like_pem_private_key(text: &str) -> bool {
     let t = text.trim();
@@ -393,6 +416,22 @@ mod tests {
     #[test]
     fn no_cloud_is_none() {
         assert_eq!(validate(&CloudArgs::default()).unwrap(), None);
+    }
+
+    #[test]
+    fn tags_carry_the_owner_and_cannot_be_overridden() {
+        let t = resource_tags(
+            "r1",
+            "https://github.com/o/r",
+            "cml,gpu",
+            &[
+                ("team".into(), "ml".into()),
+                ("cml:id".into(), "evil".into()),
+            ],
+        );
+        assert_eq!(t[0], ("cml:id".into(), "r1".into()));
+        assert!(t.contains(&("team".into(), "ml".into())));
+        assert_eq!(t.iter().filter(|(k, _)| k == "cml:id").count(), 1);
     }
 
     #[test]

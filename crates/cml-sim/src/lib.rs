@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod config;
 mod github;
+pub mod imds;
 pub mod openapi;
 mod server;
 mod tarball;
@@ -19,6 +20,7 @@ pub use agent::AGENT_VERSION;
 pub use config::{AppConfig, Fault, Pat, SimConfig, DEFAULT_PAT};
 pub use github::state::RecordedRequest;
 pub use github::GITHUB_ROUTES;
+pub use imds::ImdsServer;
 pub use server::SimServer;
 pub use tarball::{agent_tarball, write_agent_scripts};
 pub use types::{QueuedJob, SimJob, SimRunner};

@@ -139,6 +139,18 @@ pub struct RunnerArgs {
     /// Seconds to wait before a cloud machine destroys itself, so logs can be collected [env: CML_RUNNER_DESTROY_DELAY] [default: 10]
     #[arg(long, allow_hyphen_values = true)]
     pub destroy_delay: Option<String>,
+    /// How long to wait for a cloud runner to be online in the forge before destroying the machine [env: CML_RUNNER_CLOUD_TIMEOUT] [default: 20 minutes]
+    #[arg(long, value_name = "DURATION")]
+    pub cloud_timeout: Option<String>,
+    /// Where cloud machines download cml from; {version} and {arch} (x86_64, aarch64) are substituted [env: CML_RUNNER_CLOUD_CML_URL] [default: the project's release for this version]
+    #[arg(long, value_name = "URL")]
+    pub cloud_cml_url: Option<String>,
+    /// SHA-256 the machine checks the downloaded cml against [env: CML_RUNNER_CLOUD_CML_SHA256]
+    #[arg(long, value_name = "HEX")]
+    pub cloud_cml_sha256: Option<String>,
+    /// On a cloud machine: remove the machine when the runner ends (set by the launcher)
+    #[arg(long, hide = true)]
+    pub self_terminate: bool,
     /// actions/runner version to install when the workdir has none [env: CML_RUNNER_GITHUB_RUNNER_VERSION] [default: latest]
     #[arg(long, value_name = "VERSION")]
     pub github_runner_version: Option<String>,

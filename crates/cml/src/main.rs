@@ -3,6 +3,7 @@
 mod cli;
 mod exit;
 mod logging;
+mod progress;
 mod runner;
 mod settings;
 
@@ -51,7 +52,15 @@ fn run(cli: Cli) -> Result<i32, Failure> {
                 .enable_all()
                 .build()
                 .map_err(|e| Failure::error(e.into()))?;
-            rt.block_on(runner::launch(s)).map(|c| c.code())
+            let self_terminate = s.self_terminate.then_some(s.destroy_delay);
+            let result = rt.block_on(runner::launch(s)).map(|c| c.code());
+            if let Some(delay) = self_terminate {
+                if let Err(f) = &result {
+                    report(f);
+                }
+                rt.block_on(runner::terminate_this_machine(delay));
+            }
+            result
         }
     }
 }

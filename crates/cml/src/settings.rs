@@ -29,6 +29,8 @@ pub mod vars {
     /// GitHub App id and private key (PEM contents).
     pub const GITHUB_APP_ID: &str = "CML_GITHUB_APP_ID";
     pub const GITHUB_APP_PEM: &str = "CML_GITHUB_APP_PEM";
+    /// Seconds between the launcher's checks of a booting cloud runner (default 5).
+    pub const CLOUD_POLL_INTERVAL: &str = "CML_CLOUD_POLL_INTERVAL";
     /// Releases API the GitHub agent is downloaded from (a mirror, or the simulator).
     pub const GITHUB_RUNNER_RELEASES_URL: &str = "CML_GITHUB_RUNNER_RELEASES_URL";
 }
@@ -109,7 +111,19 @@ pub struct RunnerSettings {
     pub github_runner_version: Option<String>,
     pub github_runner_releases: String,
     pub stop_grace: Duration,
+    pub cloud_timeout: Duration,
+    pub cloud_cml_url: String,
+    pub cloud_cml_sha256: Option<String>,
+    pub cloud_poll_interval: Duration,
+    pub self_terminate: bool,
+    /// `--cloud-ssh-private`, checked to look like a PEM key.
+    pub cloud_ssh_private: Option<Secret>,
 }
+
+/// Where cloud machines download `cml` from by default: this project's release of the
+/// launcher's own version.
+pub const DEFAULT_CML_URL: &str =
+    "https://github.com/cml-rs/cml/releases/download/v{version}/cml-{arch}-unknown-linux-gnu";
 
 /// Looks up environment variables (a function, so tests can give their own).
 pub trait Env {
@@ -255,6 +269,34 @@ pub fn resolve_runner(
         "stop-grace",
         30,
     )?;
+    let cloud_timeout = seconds(
+        args.cloud_timeout.clone(),
+        env,
+        "CML_RUNNER_CLOUD_TIMEOUT",
+        "cloud-timeout",
+        1200,
+    )?;
+    let cloud_poll_interval = seconds(
+        None,
+        env,
+        vars::CLOUD_POLL_INTERVAL,
+        "CML_CLOUD_POLL_INTERVAL",
+        5,
+    )?;
+    let cloud_cml_sha256 = pick(
+        args.cloud_cml_sha256.clone(),
+        env,
+        &["CML_RUNNER_CLOUD_CML_SHA256"],
+    );
+    if let Some(sha) = &cloud_cml_sha256 {
+        if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(SettingsError::Value {
+                option: "cloud-cml-sha256",
+                value: sha.clone(),
+                reason: "expected 64 hexadecimal digits",
+            });
+        }
+    }
     let mut docker_volumes = args.docker_volumes.clone();
     if docker_volumes.is_empty() {
         if let Some(v) = env.get("CML_RUNNER_DOCKER_VOLUMES") {
@@ -295,6 +337,22 @@ pub fn resolve_runner(
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| cml_agent::install::DEFAULT_RELEASES_API.to_string()),
         stop_grace,
+        cloud_timeout,
+        cloud_cml_url: pick(
+            args.cloud_cml_url.clone(),
+            env,
+            &["CML_RUNNER_CLOUD_CML_URL"],
+        )
+        .unwrap_or_else(|| DEFAULT_CML_URL.to_string()),
+        cloud_cml_sha256,
+        cloud_poll_interval,
+        self_terminate: flag(args.self_terminate, env, &["CML_RUNNER_SELF_TERMINATE"]),
+        cloud_ssh_private: pick(
+            args.cloud_ssh_private.clone(),
+            env,
+            &["CML_RUNNER_CLOUD_SSH_PRIVATE"],
+        )
+        .map(Secret::new),
     })
 }
 

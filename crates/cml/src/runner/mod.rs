@@ -6,6 +6,7 @@
 //! runner exactly once. Nothing is registered before the settings, the token, the reuse
 //! rules and the agent install have all been checked.
 
+mod cloud;
 mod registration;
 mod signals;
 mod supervise;
@@ -17,6 +18,7 @@ use anyhow::Context;
 use cml_agent::github::{configure, run_command, ConfigureArgs};
 use cml_agent::install::{ensure_github_agent, Installed, ReleaseSource};
 use cml_agent::AgentProcess;
+use cml_core::cloud::Cloud;
 use cml_core::reuse::{decide, ReuseDecision};
 use cml_core::Driver;
 use cml_forge::github::{AppAuth, GithubAuth, GithubClient};
@@ -26,9 +28,9 @@ use signals::Signals;
 
 /// Runs the whole local lifecycle and returns the process exit code.
 pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
-    if let Some(cloud) = &s.cloud {
+    if let Some(cloud) = s.cloud.as_ref().filter(|c| c.cloud != Cloud::Aws) {
         return Err(Failure::usage(anyhow::anyhow!(
-            "--cloud={} is not available in this build yet: only runners on this machine are (leave out --cloud)\nhint: nothing was created or registered",
+            "--cloud={} is not available in this build yet: only aws and runners on this machine are\nhint: nothing was created or registered",
             cloud.cloud
         )));
     }
@@ -47,7 +49,11 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         name = %s.name,
         labels = %s.labels,
         idle_timeout = %s.idle_timeout,
-        "launching a runner on this machine"
+        "launching a runner {}",
+        match &s.cloud {
+            Some(c) => format!("on a {} {} machine in {}", c.cloud, c.machine_type, c.region),
+            None => "on this machine".into(),
+        }
     );
 
     // 1. The token works and the reuse rules allow launching (nothing registered yet).
@@ -70,6 +76,10 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
                 if r.online { "online" } else { "offline" }
             )))
         }
+    }
+
+    if let Some(spec) = &s.cloud {
+        return cloud::launch(&s, spec, &forge, &mut signals).await;
     }
 
     // 2. The agent is installed (no registration yet, so a failed download leaves nothing).
@@ -165,6 +175,29 @@ fn note_inapplicable(s: &RunnerSettings) {
         "--destroy-delay ({} s) applies to cloud machines only",
         s.destroy_delay.as_secs()
     );
+}
+
+/// On a cloud machine (`--self-terminate`), after the runner has ended on any path: wait
+/// `--destroy-delay` so logs can be collected, then remove the machine — through the cloud
+/// API with the machine's own identity, else by an OS shutdown (machines are launched with
+/// shutdown behaviour `terminate`).
+pub async fn terminate_this_machine(delay: std::time::Duration) {
+    tracing::info!("removing this machine in {} s", delay.as_secs());
+    tokio::time::sleep(delay).await;
+    match cml_cloud::machine::terminate_self_on_aws().await {
+        Ok(id) => tracing::info!("terminating instance {id}"),
+        Err(e) => {
+            tracing::warn!("{e}; shutting down instead");
+            let status = std::process::Command::new("systemctl")
+                .arg("poweroff")
+                .status();
+            if !status.is_ok_and(|s| s.success()) {
+                let _ = std::process::Command::new("shutdown")
+                    .args(["-h", "now"])
+                    .status();
+            }
+        }
+    }
 }
 
 fn terminated_before_registration(sig: i32) -> ExitCode {

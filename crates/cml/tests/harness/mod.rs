@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod moto;
+
 use cml_sim::{write_agent_scripts, SimConfig, SimServer, DEFAULT_PAT};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -181,6 +183,13 @@ impl Running {
                     self.output()
                 ),
             }
+        }
+    }
+
+    /// Collects the records printed so far, without waiting.
+    pub fn poll_records(&mut self) {
+        while let Ok(v) = self.records.try_recv() {
+            self.seen.push(v);
         }
     }
 

@@ -1,0 +1,1129 @@
+//! AWS EC2, with the official `aws-sdk-ec2`.
+//!
+//! Credentials, region and endpoint are found the standard AWS way (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, profiles, `AWS_ENDPOINT_URL[_EC2]`), so the
+//! same code runs against AWS and against an emulator.
+//!
+//! What a runner gets: a key pair `cml-<name>` (imported from `--cloud-ssh-private`, or
+//! generated and discarded), the shared security group `cml-runners` (no inbound rules at
+//! all: the machine only dials out) unless `--cloud-aws-security-group` names one, and one
+//! instance (IMDSv2 only, shutdown = terminate, root volume deleted with it), spot on request.
+
+pub mod image;
+pub mod sshkey;
+
+use crate::{
+    CloudError, Created, Machine, MachineSpec, OwnedResource, Provider, Resource, OWNER_TAG,
+};
+use async_trait::async_trait;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification,
+    Instance, InstanceInterruptionBehavior, InstanceLifecycleType, InstanceMarketOptionsRequest,
+    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceStateName, InstanceType,
+    MarketType, Placement, ResourceType, ShutdownBehavior, SpotInstanceType, SpotMarketOptions,
+    Tag, TagSpecification, VolumeType,
+};
+use base64::Engine;
+use image::ImageQuery;
+use std::time::{Duration, Instant};
+
+/// The security group every runner shares when `--cloud-aws-security-group` is not given.
+pub const SHARED_SECURITY_GROUP: &str = "cml-runners";
+
+/// The owner tag value of resources shared between runners.
+pub const SHARED_OWNER: &str = "shared";
+
+const SPOT_ERRORS: &[&str] = &[
+    "InsufficientInstanceCapacity",
+    "SpotMaxPriceTooLow",
+    "MaxSpotInstanceCountExceeded",
+];
+
+/// The EC2 provider of one region.
+#[derive(Clone)]
+pub struct AwsProvider {
+    client: aws_sdk_ec2::Client,
+    region: String,
+    zone: Option<String>,
+    poll_interval: Duration,
+    destroy_timeout: Duration,
+}
+
+impl std::fmt::Debug for AwsProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client holds the credentials: it is never printed.
+        f.debug_struct("AwsProvider")
+            .field("region", &self.region)
+            .field("zone", &self.zone)
+            .field("poll_interval", &self.poll_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Splits `--cloud-region` into (region, zone): `us-east-1a` → (`us-east-1`, `us-east-1a`).
+pub fn split_zone(region_or_zone: &str) -> (String, Option<String>) {
+    let s = region_or_zone.trim();
+    let ends_like_zone = {
+        let mut rev = s.chars().rev();
+        matches!((rev.next(), rev.next()), (Some(l), Some(d)) if l.is_ascii_lowercase() && d.is_ascii_digit())
+    };
+    if !ends_like_zone {
+        return (s.to_string(), None);
+    }
+    // The region is every part up to the first numeric one (`us-west-2-lax-1a` → `us-west-2`).
+    let mut parts = Vec::new();
+    for part in s.split('-') {
+        if part.starts_with(|c: char| c.is_ascii_digit()) {
+            parts.push(part.trim_end_matches(|c: char| c.is_ascii_lowercase()));
+            break;
+        }
+        parts.push(part);
+    }
+    (parts.join("-"), Some(s.to_string()))
+}
+
+impl AwsProvider {
+    /// A provider for `region` (a region, or a zone such as `us-east-1a` to place machines
+    /// there), with credentials and endpoint from the standard AWS sources.
+    pub async fn new(region: &str) -> Result<AwsProvider, CloudError> {
+        let (r, _) = split_zone(region);
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(r))
+            .load()
+            .await;
+        AwsProvider::from_sdk_config(&config, region)
+    }
+
+    /// A provider from an already loaded SDK configuration; `region` (or zone) overrides its
+    /// region.
+    pub fn from_sdk_config(
+        config: &aws_config::SdkConfig,
+        region: &str,
+    ) -> Result<AwsProvider, CloudError> {
+        let (r, zone) = split_zone(region);
+        if r.is_empty() {
+            return Err(CloudError::Credentials {
+                reason: "no region given".into(),
+            });
+        }
+        if config.credentials_provider().is_none() {
+            return Err(CloudError::Credentials {
+                reason: "no credentials provider found".into(),
+            });
+        }
+        let conf = aws_sdk_ec2::config::Builder::from(config)
+            .region(aws_config::Region::new(r.clone()))
+            .build();
+        Ok(AwsProvider {
+            client: aws_sdk_ec2::Client::from_conf(conf),
+            region: r,
+            zone,
+            poll_interval: Duration::from_secs(2),
+            destroy_timeout: Duration::from_secs(300),
+        })
+    }
+
+    /// Sets how often instance states are polled (default 2 s).
+    pub fn with_poll_interval(mut self, interval: Duration) -> AwsProvider {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Sets how long `destroy` waits for instances to terminate (default 5 min).
+    pub fn with_destroy_timeout(mut self, timeout: Duration) -> AwsProvider {
+        self.destroy_timeout = timeout;
+        self
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub fn zone(&self) -> Option<&str> {
+        self.zone.as_deref()
+    }
+
+    /// The EC2 client (for callers needing an operation this provider does not wrap).
+    pub fn client(&self) -> &aws_sdk_ec2::Client {
+        &self.client
+    }
+
+    async fn resolve_image(&self, query: &ImageQuery) -> Result<ResolvedImage, CloudError> {
+        let fail = |reason: String| CloudError::Image {
+            image: query.describe(),
+            region: self.region.clone(),
+            reason,
+        };
+        let mut req = self.client.describe_images();
+        match query {
+            ImageQuery::Id(id) => req = req.image_ids(id),
+            _ => {
+                for owner in query.owners() {
+                    req = req.owners(owner);
+                }
+                for (name, values) in query.filters() {
+                    req = req.filters(
+                        Filter::builder()
+                            .name(name)
+                            .set_values(Some(values))
+                            .build(),
+                    );
+                }
+            }
+        }
+        let out = req.send().await.map_err(|e| fail(sdk_reason(&e)))?;
+        let best = out
+            .images()
+            .iter()
+            .filter(|i| i.image_id().is_some())
+            .max_by_key(|i| query.rank(i.name().unwrap_or(""), i.creation_date().unwrap_or("")))
+            .ok_or_else(|| fail("no such image".into()))?;
+        Ok(ResolvedImage {
+            id: best.image_id().unwrap_or_default().to_string(),
+            root_device_name: best.root_device_name().map(str::to_string),
+        })
+    }
+
+    /// The id of the shared group `cml-runners` in the VPC of `subnet` (or the default VPC),
+    /// created without inbound rules when missing.
+    async fn shared_security_group(&self, subnet: Option<&str>) -> Result<String, CloudError> {
+        let fail = |reason: String| CloudError::SecurityGroup {
+            name: SHARED_SECURITY_GROUP.into(),
+            reason,
+        };
+        let vpc = match subnet {
+            Some(subnet) => {
+                let out = self
+                    .client
+                    .describe_subnets()
+                    .subnet_ids(subnet)
+                    .send()
+                    .await
+                    .map_err(|e| fail(format!("subnet {subnet}: {}", sdk_reason(&e))))?;
+                out.subnets()
+                    .first()
+                    .and_then(|s| s.vpc_id())
+                    .map(str::to_string)
+                    .ok_or_else(|| fail(format!("subnet {subnet} not found")))?
+            }
+            None => {
+                let out = self
+                    .client
+                    .describe_vpcs()
+                    .filters(filter("isDefault", ["true"]))
+                    .send()
+                    .await
+                    .map_err(|e| fail(sdk_reason(&e)))?;
+                out.vpcs()
+                    .first()
+                    .and_then(|v| v.vpc_id())
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "{} has no default VPC; pass --cloud-aws-subnet",
+                            self.region
+                        ))
+                    })?
+            }
+        };
+        if let Some(id) = self
+            .find_group(SHARED_SECURITY_GROUP, &vpc)
+            .await
+            .map_err(fail)?
+        {
+            return Ok(id);
+        }
+        let created = self
+            .client
+            .create_security_group()
+            .group_name(SHARED_SECURITY_GROUP)
+            .description("cml runners: no inbound access, outbound only")
+            .vpc_id(&vpc)
+            .tag_specifications(tag_spec(
+                ResourceType::SecurityGroup,
+                &[
+                    (OWNER_TAG.to_string(), SHARED_OWNER.to_string()),
+                    ("Name".to_string(), SHARED_SECURITY_GROUP.to_string()),
+                ],
+            ))
+            .send()
+            .await;
+        match created {
+            Ok(out) => out
+                .group_id()
+                .map(str::to_string)
+                .ok_or_else(|| fail("no group id in the answer".into())),
+            // Another launcher created it in the meantime.
+            Err(e) if e.code() == Some("InvalidGroup.Duplicate") => self
+                .find_group(SHARED_SECURITY_GROUP, &vpc)
+                .await
+                .map_err(fail)?
+                .ok_or_else(|| fail(sdk_reason(&e))),
+            Err(e) => Err(fail(sdk_reason(&e))),
+        }
+    }
+
+    async fn find_group(&self, name: &str, vpc: &str) -> Result<Option<String>, String> {
+        let out = self
+            .client
+            .describe_security_groups()
+            .filters(filter("group-name", [name]))
+            .filters(filter("vpc-id", [vpc]))
+            .send()
+            .await
+            .map_err(|e| sdk_reason(&e))?;
+        let group = out.security_groups().first();
+        if let Some(g) = group {
+            if !g.ip_permissions().is_empty() {
+                tracing::warn!(
+                    group = g.group_id().unwrap_or_default(),
+                    "the shared security group {name} has inbound rules; runners need none"
+                );
+            }
+        }
+        Ok(group.and_then(|g| g.group_id()).map(str::to_string))
+    }
+
+    /// `--cloud-aws-security-group`: an id (`sg-...`) as is, or a group name.
+    async fn given_security_group(&self, group: &str) -> Result<String, CloudError> {
+        if group.starts_with("sg-") {
+            return Ok(group.to_string());
+        }
+        let fail = |reason: String| CloudError::SecurityGroup {
+            name: group.to_string(),
+            reason,
+        };
+        let out = self
+            .client
+            .describe_security_groups()
+            .filters(filter("group-name", [group]))
+            .send()
+            .await
+            .map_err(|e| fail(sdk_reason(&e)))?;
+        match out.security_groups() {
+            [g] => Ok(g.group_id().unwrap_or_default().to_string()),
+            [] => Err(fail("no security group has this name".into())),
+            _ => Err(fail(
+                "several security groups have this name; pass its id (sg-...)".into(),
+            )),
+        }
+    }
+
+    /// The `RunInstances` request for `spec` (everything but sending it).
+    pub fn run_instances_request(
+        &self,
+        spec: &MachineSpec,
+        image_id: &str,
+        root_device_name: Option<&str>,
+        key_name: &str,
+        security_group: &str,
+    ) -> RunInstancesFluentBuilder {
+        let c = &spec.cloud;
+        let name = format!("cml-{}", spec.name);
+        let mut tags = spec.tags.clone();
+        if !tags.iter().any(|(k, _)| k == "Name") {
+            tags.push(("Name".into(), name));
+        }
+        let mut req = self
+            .client
+            .run_instances()
+            .min_count(1)
+            .max_count(1)
+            .instance_type(InstanceType::from(c.machine_type.as_str()))
+            .image_id(image_id)
+            .key_name(key_name)
+            .security_group_ids(security_group)
+            .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .http_put_response_hop_limit(1)
+                    .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                    .build(),
+            )
+            .user_data(base64::engine::general_purpose::STANDARD.encode(&spec.user_data))
+            .tag_specifications(tag_spec(ResourceType::Instance, &tags))
+            .tag_specifications(tag_spec(ResourceType::Volume, &tags))
+            // One token per launch: the SDK's retries cannot start a second machine.
+            .client_token(client_token(&spec.name));
+        if let Some(device) = root_device_name {
+            req = req.block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name(device)
+                    .ebs(
+                        EbsBlockDevice::builder()
+                            .volume_size(c.hdd_size_gb.min(i32::MAX as u32) as i32)
+                            .volume_type(VolumeType::Gp3)
+                            .delete_on_termination(true)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        if let Some(subnet) = &c.aws_subnet {
+            req = req.subnet_id(subnet);
+        }
+        if let Some(zone) = &self.zone {
+            req = req.placement(Placement::builder().availability_zone(zone).build());
+        }
+        if let Some(profile) = &c.permission_set {
+            let p = IamInstanceProfileSpecification::builder();
+            let p = if profile.starts_with("arn:") {
+                p.arn(profile)
+            } else {
+                p.name(profile)
+            };
+            req = req.iam_instance_profile(p.build());
+        }
+        if c.spot {
+            let mut options = SpotMarketOptions::builder()
+                .spot_instance_type(SpotInstanceType::OneTime)
+                .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate);
+            if let Some(price) = c.spot_price {
+                options = options.max_price(format!("{price}"));
+            }
+            req = req
+                .instance_market_options(
+                    InstanceMarketOptionsRequest::builder()
+                        .market_type(MarketType::Spot)
+                        .spot_options(options.build())
+                        .build(),
+                )
+                .tag_specifications(tag_spec(ResourceType::SpotInstancesRequest, &tags));
+        }
+        req
+    }
+
+    async fn describe_instance(&self, id: &str) -> Result<Option<Instance>, String> {
+        match self
+            .client
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find(|i| i.instance_id() == Some(id))
+                .cloned()),
+            Err(e) if is_gone(e.code()) => Ok(None),
+            Err(e) => Err(sdk_reason(&e)),
+        }
+    }
+
+    fn machine(&self, i: &Instance) -> Machine {
+        Machine {
+            id: i.instance_id().unwrap_or_default().to_string(),
+            region: self.region.clone(),
+            zone: i
+                .placement()
+                .and_then(|p| p.availability_zone())
+                .map(str::to_string)
+                .or_else(|| self.zone.clone()),
+            machine_type: i
+                .instance_type()
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default(),
+            spot: i.instance_lifecycle() == Some(&InstanceLifecycleType::Spot),
+            state: state_name(i),
+            public_ip: i.public_ip_address().map(str::to_string),
+            private_ip: i.private_ip_address().map(str::to_string),
+        }
+    }
+
+    async fn terminate_instances(&self, ids: &[String]) -> Result<(), CloudError> {
+        let mut first = None;
+        let mut pending = Vec::new();
+        for id in ids {
+            match self
+                .client
+                .terminate_instances()
+                .instance_ids(id)
+                .send()
+                .await
+            {
+                Ok(_) => pending.push(id.clone()),
+                Err(e) if is_gone(e.code()) => {}
+                Err(e) => {
+                    first.get_or_insert(CloudError::Destroy {
+                        resource: format!("instance {id}"),
+                        reason: sdk_reason(&e),
+                    });
+                }
+            }
+        }
+        let deadline = Instant::now() + self.destroy_timeout;
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for id in &pending {
+                match self.describe_instance(id).await {
+                    Ok(Some(i)) if state_name(&i) != "terminated" => still.push(id.clone()),
+                    Ok(_) => {}
+                    Err(reason) => {
+                        tracing::debug!(instance = %id, %reason, "describing a terminating instance failed");
+                        still.push(id.clone());
+                    }
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                // Termination was accepted: the cloud finishes it on its own.
+                tracing::warn!(instances = ?pending, "instances still terminating; not waiting longer");
+                break;
+            }
+            tokio::time::sleep(self.poll_interval).await;
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Cancels a spot request unless it is already gone, cancelled or closed (cancelling
+    /// an unknown request is an error on AWS, and a server error on some emulators).
+    async fn cancel_spot_request(&self, id: &str) -> Result<(), CloudError> {
+        let fail = |reason: String| CloudError::Destroy {
+            resource: format!("spot request {id}"),
+            reason,
+        };
+        let described = self
+            .client
+            .describe_spot_instance_requests()
+            .spot_instance_request_ids(id)
+            .send()
+            .await;
+        let open = match described {
+            Ok(out) => out
+                .spot_instance_requests()
+                .iter()
+                .filter(|r| r.spot_instance_request_id() == Some(id))
+                .any(|r| {
+                    !matches!(
+                        r.state().map(|s| s.as_str()),
+                        Some("cancelled" | "closed" | "failed")
+                    )
+                }),
+            Err(e) if is_gone(e.code()) => false,
+            Err(e) => return Err(fail(sdk_reason(&e))),
+        };
+        if !open {
+            return Ok(());
+        }
+        match self
+            .client
+            .cancel_spot_instance_requests()
+            .spot_instance_request_ids(id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_gone(e.code()) => Ok(()),
+            Err(e) => Err(fail(sdk_reason(&e))),
+        }
+    }
+
+    async fn delete_security_group(&self, id: &str) -> Result<(), CloudError> {
+        let attempts = 10;
+        for attempt in 1..=attempts {
+            match self
+                .client
+                .delete_security_group()
+                .group_id(id)
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if is_gone(e.code()) => return Ok(()),
+                // Instances using it are still shutting down.
+                Err(e) if e.code() == Some("DependencyViolation") && attempt < attempts => {
+                    tokio::time::sleep(self.poll_interval).await;
+                }
+                Err(e) => {
+                    return Err(CloudError::Destroy {
+                        resource: format!("security group {id}"),
+                        reason: sdk_reason(&e),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct ResolvedImage {
+    id: String,
+    root_device_name: Option<String>,
+}
+
+fn state_name(i: &Instance) -> String {
+    i.state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn filter<const N: usize>(name: &str, values: [&str; N]) -> Filter {
+    let mut f = Filter::builder().name(name);
+    for v in values {
+        f = f.values(v);
+    }
+    f.build()
+}
+
+fn tag_spec(kind: ResourceType, tags: &[(String, String)]) -> TagSpecification {
+    let mut b = TagSpecification::builder().resource_type(kind);
+    for (k, v) in tags {
+        b = b.tags(Tag::builder().key(k).value(v).build());
+    }
+    b.build()
+}
+
+fn owner_of(tags: &[Tag]) -> Option<String> {
+    tags.iter()
+        .find(|t| t.key() == Some(OWNER_TAG))
+        .map(|t| t.value().unwrap_or_default().to_string())
+}
+
+fn client_token(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut token = format!("cml-{name}-{nanos:x}");
+    token.retain(|c| c.is_ascii_graphic());
+    if token.len() > 64 {
+        token = token[token.len() - 64..].to_string();
+    }
+    token
+}
+
+/// True for error codes meaning the resource does not exist (any more). Malformed ids
+/// cannot name an existing resource either (and some emulators answer NotFound for them).
+fn is_gone(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.ends_with("NotFound") || c.ends_with(".Malformed"))
+}
+
+/// The AWS error code and message; without a code, the HTTP status (a body without an
+/// error code is not quoted) or the chain of the transport error.
+fn sdk_reason<E>(e: &aws_sdk_ec2::error::SdkError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_ec2::error::SdkError;
+    match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => match e {
+            SdkError::ServiceError(se) => format!(
+                "HTTP {} from EC2 without an error code",
+                se.raw().status().as_u16()
+            ),
+            other => format!("{}", DisplayErrorContext(other)),
+        },
+    }
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+
+    async fn create(&self, spec: &MachineSpec, created: &Created) -> Result<Machine, CloudError> {
+        let c = &spec.cloud;
+        let key_name = format!("cml-{}", spec.name);
+        // Everything that can fail without creating anything comes first.
+        let public_key = match &spec.ssh_private_key {
+            Some(private) => Some(sshkey::public_key_openssh(private.expose())?),
+            None => None,
+        };
+        let query = ImageQuery::new(c.image.as_deref(), &c.machine_type);
+        let image = self.resolve_image(&query).await?;
+        let security_group = match &c.aws_security_group {
+            Some(group) => self.given_security_group(group).await?,
+            None => self.shared_security_group(c.aws_subnet.as_deref()).await?,
+        };
+
+        let key_tags = tag_spec(ResourceType::KeyPair, &spec.tags);
+        let key_fail = |e: String| CloudError::KeyPair {
+            name: key_name.clone(),
+            reason: e,
+        };
+        match public_key {
+            Some(public) => {
+                self.client
+                    .import_key_pair()
+                    .key_name(&key_name)
+                    .public_key_material(aws_sdk_ec2::primitives::Blob::new(public.into_bytes()))
+                    .tag_specifications(key_tags)
+                    .send()
+                    .await
+                    .map_err(|e| key_fail(sdk_reason(&e)))?;
+            }
+            None => {
+                // The private key is dropped: the machine needs no inbound SSH.
+                self.client
+                    .create_key_pair()
+                    .key_name(&key_name)
+                    .tag_specifications(key_tags)
+                    .send()
+                    .await
+                    .map_err(|e| key_fail(sdk_reason(&e)))?;
+            }
+        }
+        created.push(Resource::KeyPair(key_name.clone()));
+
+        let req = self.run_instances_request(
+            spec,
+            &image.id,
+            image.root_device_name.as_deref(),
+            &key_name,
+            &security_group,
+        );
+        let out = req.send().await.map_err(|e| {
+            let reason = sdk_reason(&e);
+            if c.spot && e.code().is_some_and(|code| SPOT_ERRORS.contains(&code)) {
+                CloudError::Spot {
+                    machine_type: c.machine_type.clone(),
+                    region: self.region.clone(),
+                    reason,
+                }
+            } else {
+                CloudError::Launch {
+                    machine_type: c.machine_type.clone(),
+                    region: self.region.clone(),
+                    reason,
+                }
+            }
+        })?;
+        let launch_fail = |reason: String| CloudError::Launch {
+            machine_type: c.machine_type.clone(),
+            region: self.region.clone(),
+            reason,
+        };
+        // Record whatever the answer names before anything else.
+        for i in out.instances() {
+            if let Some(id) = i.instance_id() {
+                created.push(Resource::Instance(id.to_string()));
+            }
+        }
+        let instance = out
+            .instances()
+            .first()
+            .cloned()
+            .ok_or_else(|| launch_fail("the answer names no instance".into()))?;
+        let id = instance.instance_id().unwrap_or_default().to_string();
+        if let Some(request) = instance.spot_instance_request_id() {
+            created.push(Resource::SpotRequest(request.to_string()));
+        } else if c.spot {
+            // Not always in the RunInstances answer: ask again, briefly.
+            for attempt in 0..3 {
+                if attempt > 0 {
+                    tokio::time::sleep(self.poll_interval).await;
+                }
+                if let Ok(Some(i)) = self.describe_instance(&id).await {
+                    if let Some(request) = i.spot_instance_request_id() {
+                        created.push(Resource::SpotRequest(request.to_string()));
+                        break;
+                    }
+                    if i.instance_lifecycle() == Some(&InstanceLifecycleType::Spot) {
+                        // A spot instance without a request id: nothing more will come.
+                        break;
+                    }
+                }
+            }
+        }
+        let mut machine = self.machine(&instance);
+        if machine.machine_type.is_empty() {
+            machine.machine_type = c.machine_type.clone();
+        }
+        machine.spot = machine.spot || c.spot;
+        tracing::info!(
+            instance = %machine.id,
+            region = %self.region,
+            machine_type = %machine.machine_type,
+            spot = machine.spot,
+            "instance launched"
+        );
+        Ok(machine)
+    }
+
+    async fn wait_running(
+        &self,
+        machine: &Machine,
+        timeout: Duration,
+    ) -> Result<Machine, CloudError> {
+        let deadline = Instant::now() + timeout;
+        let mut last = machine.state.clone();
+        loop {
+            match self.describe_instance(&machine.id).await {
+                // Just created: the instance may not be visible yet.
+                Ok(None) => last = "not visible yet".into(),
+                Ok(Some(i)) => {
+                    last = state_name(&i);
+                    match i.state().and_then(|s| s.name()) {
+                        Some(InstanceStateName::Running) => {
+                            let mut m = self.machine(&i);
+                            m.spot = m.spot || machine.spot;
+                            return Ok(m);
+                        }
+                        Some(
+                            InstanceStateName::ShuttingDown
+                            | InstanceStateName::Terminated
+                            | InstanceStateName::Stopping
+                            | InstanceStateName::Stopped,
+                        ) => {
+                            let reason = i
+                                .state_reason()
+                                .and_then(|r| r.message())
+                                .or_else(|| i.state_transition_reason())
+                                .unwrap_or("no reason given");
+                            return Err(CloudError::Wait {
+                                id: machine.id.clone(),
+                                reason: format!("the instance is {last}: {reason}"),
+                            });
+                        }
+                        // pending, or a state this SDK does not know yet.
+                        _ => {}
+                    }
+                }
+                Err(reason) => {
+                    tracing::debug!(instance = %machine.id, %reason, "describing the instance failed; retrying");
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(CloudError::WaitTimeout {
+                    id: machine.id.clone(),
+                    seconds: timeout.as_secs(),
+                    state: last,
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(self.poll_interval.min(left)).await;
+        }
+    }
+
+    async fn destroy(&self, created: &Created) -> Result<(), CloudError> {
+        let list = created.list();
+        let mut first: Option<CloudError> = None;
+        let mut keep = |r: Result<(), CloudError>| {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "teardown step failed; continuing");
+                first.get_or_insert(e);
+            }
+        };
+        let instances: Vec<String> = list
+            .iter()
+            .filter_map(|r| match r {
+                Resource::Instance(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        if !instances.is_empty() {
+            keep(self.terminate_instances(&instances).await);
+        }
+        for r in &list {
+            if let Resource::SpotRequest(id) = r {
+                keep(self.cancel_spot_request(id).await);
+            }
+        }
+        for r in &list {
+            if let Resource::KeyPair(name) = r {
+                let res = match self.client.delete_key_pair().key_name(name).send().await {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_gone(e.code()) => Ok(()),
+                    Err(e) => Err(CloudError::Destroy {
+                        resource: format!("key pair {name}"),
+                        reason: sdk_reason(&e),
+                    }),
+                };
+                keep(res);
+            }
+        }
+        for r in &list {
+            if let Resource::SecurityGroup(id) = r {
+                keep(self.delete_security_group(id).await);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    async fn list_owned(&self) -> Result<Vec<OwnedResource>, CloudError> {
+        let fail = |reason: String| CloudError::List {
+            region: self.region.clone(),
+            reason,
+        };
+        let mut found = Vec::new();
+
+        let mut pages = self
+            .client
+            .describe_instances()
+            .filters(filter("tag-key", [OWNER_TAG]))
+            .filters(filter(
+                "instance-state-name",
+                ["pending", "running", "shutting-down", "stopping", "stopped"],
+            ))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| fail(sdk_reason(&e)))?;
+            for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                let (Some(id), Some(owner)) = (i.instance_id(), owner_of(i.tags())) else {
+                    continue;
+                };
+                let state = state_name(i);
+                if state == "terminated" {
+                    continue;
+                }
+                found.push(OwnedResource {
+                    resource: Resource::Instance(id.to_string()),
+                    owner,
+                    state: Some(state),
+                });
+            }
+        }
+
+        let mut pages = self
+            .client
+            .describe_spot_instance_requests()
+            .filters(filter("tag-key", [OWNER_TAG]))
+            .filters(filter("state", ["open", "active"]))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| fail(sdk_reason(&e)))?;
+            for r in page.spot_instance_requests() {
+                let (Some(id), Some(owner)) = (r.spot_instance_request_id(), owner_of(r.tags()))
+                else {
+                    continue;
+                };
+                found.push(OwnedResource {
+                    resource: Resource::SpotRequest(id.to_string()),
+                    owner,
+                    state: r.state().map(|s| s.as_str().to_string()),
+                });
+            }
+        }
+
+        let keys = self
+            .client
+            .describe_key_pairs()
+            .filters(filter("tag-key", [OWNER_TAG]))
+            .send()
+            .await
+            .map_err(|e| fail(sdk_reason(&e)))?;
+        for k in keys.key_pairs() {
+            let (Some(name), Some(owner)) = (k.key_name(), owner_of(k.tags())) else {
+                continue;
+            };
+            found.push(OwnedResource {
+                resource: Resource::KeyPair(name.to_string()),
+                owner,
+                state: None,
+            });
+        }
+
+        let mut pages = self
+            .client
+            .describe_security_groups()
+            .filters(filter("tag-key", [OWNER_TAG]))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| fail(sdk_reason(&e)))?;
+            for g in page.security_groups() {
+                let (Some(id), Some(owner)) = (g.group_id(), owner_of(g.tags())) else {
+                    continue;
+                };
+                found.push(OwnedResource {
+                    resource: Resource::SecurityGroup(id.to_string()),
+                    owner,
+                    state: None,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    async fn console_output(&self, machine: &Machine) -> Result<Option<String>, CloudError> {
+        let out = self
+            .client
+            .get_console_output()
+            .instance_id(&machine.id)
+            .latest(true)
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            // `latest` is not offered on every instance type: ask without it.
+            Err(e) if e.code() == Some("UnsupportedOperation") => self
+                .client
+                .get_console_output()
+                .instance_id(&machine.id)
+                .send()
+                .await
+                .map_err(|e| CloudError::Console {
+                    id: machine.id.clone(),
+                    reason: sdk_reason(&e),
+                })?,
+            Err(e) => {
+                return Err(CloudError::Console {
+                    id: machine.id.clone(),
+                    reason: sdk_reason(&e),
+                })
+            }
+        };
+        let Some(encoded) = out.output().filter(|s| !s.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let text = match base64::engine::general_purpose::STANDARD.decode(encoded.trim()) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(_) => encoded.to_string(),
+        };
+        Ok((!text.trim().is_empty()).then_some(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_split_into_region_and_zone() {
+        assert_eq!(
+            split_zone("us-east-1a"),
+            ("us-east-1".into(), Some("us-east-1a".into()))
+        );
+        assert_eq!(split_zone("us-west-1"), ("us-west-1".into(), None));
+        assert_eq!(split_zone("eu-north-1"), ("eu-north-1".into(), None));
+        assert_eq!(
+            split_zone("us-gov-west-1b"),
+            ("us-gov-west-1".into(), Some("us-gov-west-1b".into()))
+        );
+        assert_eq!(
+            split_zone("us-west-2-lax-1a"),
+            ("us-west-2".into(), Some("us-west-2-lax-1a".into()))
+        );
+    }
+
+    fn offline_provider() -> AwsProvider {
+        let conf = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        AwsProvider {
+            client: aws_sdk_ec2::Client::from_conf(conf),
+            region: "us-east-1".into(),
+            zone: Some("us-east-1a".into()),
+            poll_interval: Duration::from_millis(10),
+            destroy_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn spec(spot: bool, price: Option<f64>) -> MachineSpec {
+        MachineSpec {
+            name: "r1".into(),
+            cloud: cml_core::cloud::CloudSpec {
+                cloud: cml_core::cloud::Cloud::Aws,
+                region: "us-east-1a".into(),
+                machine_type: "m5.2xlarge".into(),
+                gpu: None,
+                hdd_size_gb: 35,
+                spot,
+                spot_price: price,
+                permission_set: Some("arn:aws:iam::123456789012:instance-profile/p".into()),
+                metadata: vec![],
+                startup_script: None,
+                image: None,
+                aws_security_group: None,
+                aws_subnet: Some("subnet-1".into()),
+                kubernetes_node_selector: vec![],
+            },
+            user_data: "echo hi".into(),
+            tags: vec![(OWNER_TAG.into(), "r1".into())],
+            ssh_private_key: None,
+        }
+    }
+
+    #[test]
+    fn the_run_request_carries_spot_options_and_placement() {
+        let p = offline_provider();
+        let s = spec(true, Some(0.5));
+        let req = p.run_instances_request(&s, "ami-1", Some("/dev/sda1"), "cml-r1", "sg-1");
+        let input = req.as_input();
+        let market = input.get_instance_market_options().as_ref().unwrap();
+        assert_eq!(market.market_type(), Some(&MarketType::Spot));
+        let spot = market.spot_options().unwrap();
+        assert_eq!(spot.max_price(), Some("0.5"));
+        assert_eq!(spot.spot_instance_type(), Some(&SpotInstanceType::OneTime));
+        assert_eq!(
+            input
+                .get_placement()
+                .as_ref()
+                .and_then(|p| p.availability_zone()),
+            Some("us-east-1a")
+        );
+        assert_eq!(input.get_subnet_id().as_deref(), Some("subnet-1"));
+        let profile = input.get_iam_instance_profile().as_ref().unwrap();
+        assert_eq!(
+            profile.arn(),
+            Some("arn:aws:iam::123456789012:instance-profile/p")
+        );
+        assert_eq!(profile.name(), None);
+        let kinds: Vec<_> = input
+            .get_tag_specifications()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| t.resource_type().cloned())
+            .collect();
+        assert!(kinds.contains(&ResourceType::SpotInstancesRequest));
+        assert!(input.get_client_token().is_some());
+
+        let s = spec(true, None);
+        let req = p.run_instances_request(&s, "ami-1", None, "cml-r1", "sg-1");
+        let input = req.as_input();
+        let market = input.get_instance_market_options().as_ref().unwrap();
+        assert_eq!(market.spot_options().unwrap().max_price(), None);
+        assert!(input.get_block_device_mappings().is_none());
+
+        let mut s = spec(false, None);
+        s.cloud.permission_set = Some("by-name".into());
+        let req = p.run_instances_request(&s, "ami-1", Some("/dev/xvda"), "cml-r1", "sg-1");
+        let input = req.as_input();
+        assert!(input.get_instance_market_options().is_none());
+        assert_eq!(
+            input.get_iam_instance_profile().as_ref().unwrap().name(),
+            Some("by-name")
+        );
+        assert_eq!(
+            input.get_user_data().as_deref(),
+            Some(
+                base64::engine::general_purpose::STANDARD
+                    .encode("echo hi")
+                    .as_str()
+            )
+        );
+    }
+
+    #[test]
+    fn gone_codes() {
+        assert!(is_gone(Some("InvalidInstanceID.NotFound")));
+        assert!(is_gone(Some("InvalidKeyPair.NotFound")));
+        assert!(is_gone(Some("InvalidGroupId.Malformed")));
+        assert!(!is_gone(Some("DependencyViolation")));
+        assert!(!is_gone(None));
+    }
+
+    #[test]
+    fn client_tokens_are_bounded_and_unique() {
+        let a = client_token(&"x".repeat(100));
+        assert!(a.len() <= 64);
+        std::thread::sleep(Duration::from_millis(1));
+        assert_ne!(client_token("r"), client_token("r2"));
+    }
+}

@@ -1,0 +1,238 @@
+//! `cml runner --cloud=...`: the launcher side. Creates a machine whose startup script runs
+//! `cml runner` there, waits until that runner is online in the forge, and exits.
+//!
+//! Teardown contract: from the first resource the cloud creates until the runner is online,
+//! any failure, timeout or signal destroys everything this launch created (instance, spot
+//! request, key pair) and removes the runner from the forge if it had registered, then
+//! exits non-zero. Resources are recorded the moment they exist (see `cml_cloud::Created`),
+//! so even a launch interrupted inside a cloud call leaves nothing behind.
+
+use super::signals::Signals;
+use crate::exit::{ExitCode, Failure};
+use crate::progress::Progress;
+use crate::settings::{vars, Credential, RunnerSettings};
+use cml_cloud::aws::AwsProvider;
+use cml_cloud::{Created, Machine, MachineSpec, Provider, Resource};
+use cml_core::cloud::{resource_tags, CloudSpec};
+use cml_core::startup::{StartupScript, MACHINE_WORKDIR};
+use cml_core::{IdleTimeout, Secret};
+use cml_forge::github::GithubClient;
+use cml_forge::Forge;
+use std::time::Instant;
+
+/// How a launch failed after resources may exist.
+enum LaunchError {
+    Failed(anyhow::Error),
+    /// The runner did not come online in time; the console output, when there is one.
+    TimedOut(anyhow::Error, Option<String>),
+    Signal(i32),
+}
+
+pub async fn launch(
+    s: &RunnerSettings,
+    spec: &CloudSpec,
+    forge: &GithubClient,
+    signals: &mut Signals,
+) -> Result<ExitCode, Failure> {
+    let provider = tokio::select! {
+        p = AwsProvider::new(&spec.region) => p
+            .map_err(|e| Failure::error(e.into()))?
+            .with_poll_interval(s.cloud_poll_interval),
+        sig = signals.recv() => return Ok(ExitCode::from_signal(sig)),
+    };
+    let machine_spec = MachineSpec {
+        name: s.name.clone(),
+        cloud: spec.clone(),
+        user_data: startup_script(s).render(),
+        tags: resource_tags(
+            &s.name,
+            &s.repo.to_string(),
+            &s.labels.to_string(),
+            &spec.metadata,
+        ),
+        ssh_private_key: s.cloud_ssh_private.clone(),
+    };
+    let created = Created::new();
+    let progress = Progress::start();
+    let outcome = tokio::select! {
+        r = create_and_register(s, &provider, &machine_spec, &created, forge, &progress) => r,
+        sig = signals.recv() => Err(LaunchError::Signal(sig)),
+    };
+    let machine = match outcome {
+        Ok(machine) => machine,
+        Err(e) => {
+            progress.finish();
+            return Err(teardown(s, &provider, &created, forge, e).await);
+        }
+    };
+    progress.finish();
+    tracing::info!(
+        status = "launched",
+        instance = %machine.id,
+        machine_type = %machine.machine_type,
+        region = %machine.region,
+        spot = machine.spot,
+        ip = machine.public_ip.as_deref().or(machine.private_ip.as_deref()).unwrap_or("none"),
+        "runner {} is online on {} instance {} ({}, {}{}), address {}",
+        s.name,
+        provider.name(),
+        machine.id,
+        machine.machine_type,
+        machine.region,
+        if machine.spot { ", spot" } else { "" },
+        machine.public_ip.as_deref().or(machine.private_ip.as_deref()).unwrap_or("none"),
+    );
+    Ok(ExitCode::Success)
+}
+
+async fn create_and_register(
+    s: &RunnerSettings,
+    provider: &AwsProvider,
+    spec: &MachineSpec,
+    created: &Created,
+    forge: &GithubClient,
+    progress: &Progress,
+) -> Result<Machine, LaunchError> {
+    let deadline = Instant::now() + s.cloud_timeout;
+    progress.phase("creating");
+    let machine = provider
+        .create(spec, created)
+        .await
+        .map_err(|e| LaunchError::Failed(e.into()))?;
+    progress.phase("booting");
+    let machine = provider
+        .wait_running(&machine, deadline.saturating_duration_since(Instant::now()))
+        .await
+        .map_err(|e| LaunchError::Failed(e.into()))?;
+    // The key pair is only read at launch: delete it now, so that nothing of this runner but
+    // the instance (which removes itself) outlives the launch.
+    let keys = Created::new();
+    for r in created.list() {
+        if matches!(r, Resource::KeyPair(_)) {
+            keys.push(r);
+        }
+    }
+    if let Err(e) = provider.destroy(&keys).await {
+        tracing::warn!("{e}");
+    }
+    progress.phase("registering");
+    loop {
+        match forge.runners().await {
+            Ok(rs) if rs.iter().any(|r| r.name == s.name && r.online) => return Ok(machine),
+            Ok(_) => {}
+            Err(e) if e.is_auth() => return Err(LaunchError::Failed(e.into())),
+            Err(e) => tracing::warn!("{e}"),
+        }
+        if Instant::now() >= deadline {
+            let console = provider.console_output(&machine).await.ok().flatten();
+            return Err(LaunchError::TimedOut(
+                anyhow::anyhow!(
+                    "runner {} did not come online in {} within {} s\nhint: raise --cloud-timeout, or check the console output below and --cloud-startup-script",
+                    s.name,
+                    forge.scope(),
+                    s.cloud_timeout.as_secs()
+                ),
+                console,
+            ));
+        }
+        tokio::time::sleep(
+            s.cloud_poll_interval
+                .min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
+    }
+}
+
+/// Destroys what was created and removes a half-registered runner; returns the failure to
+/// report. Interrupting this is not possible: signals are only listened to elsewhere.
+async fn teardown(
+    s: &RunnerSettings,
+    provider: &AwsProvider,
+    created: &Created,
+    forge: &GithubClient,
+    error: LaunchError,
+) -> Failure {
+    let (failure, console) = match error {
+        LaunchError::Failed(e) => (Failure::error(e), None),
+        LaunchError::TimedOut(e, console) => (Failure::error(e), console),
+        LaunchError::Signal(sig) => (
+            Failure {
+                code: ExitCode::from_signal(sig).code(),
+                error: anyhow::anyhow!("stopped by signal {sig}; everything created was destroyed"),
+            },
+            None,
+        ),
+    };
+    if let Some(console) = console {
+        tracing::error!("console output of the machine:\n{console}");
+    }
+    if !created.is_empty() {
+        tracing::info!("destroying what this launch created: {:?}", created.list());
+        if let Err(e) = provider.destroy(created).await {
+            tracing::error!("{e}");
+        }
+    }
+    if let Ok(runners) = forge.runners().await {
+        for r in runners.iter().filter(|r| r.name == s.name) {
+            if let Err(e) = forge.delete_runner(r.id, &r.name).await {
+                tracing::error!("{e}");
+            }
+        }
+    }
+    failure
+}
+
+/// The machine's startup script: the same runner options, run by `cml` under systemd.
+fn startup_script(s: &RunnerSettings) -> StartupScript {
+    let mut args: Vec<String> = vec![
+        "runner".into(),
+        "--driver".into(),
+        s.driver.to_string(),
+        "--repo".into(),
+        s.repo.to_string(),
+        "--name".into(),
+        s.name.clone(),
+        "--labels".into(),
+        s.labels.to_string(),
+        "--idle-timeout".into(),
+        match s.idle_timeout {
+            IdleTimeout::Never => "never".into(),
+            IdleTimeout::After(d) => d.as_secs().max(1).to_string(),
+        },
+        "--workdir".into(),
+        MACHINE_WORKDIR.into(),
+        "--destroy-delay".into(),
+        s.destroy_delay.as_secs().to_string(),
+        "--self-terminate".into(),
+    ];
+    if s.single {
+        args.push("--single".into());
+    }
+    if s.no_retry {
+        args.push("--no-retry".into());
+    }
+    if let Some(v) = &s.github_runner_version {
+        args.push("--github-runner-version".into());
+        args.push(v.clone());
+    }
+    let mut env = Vec::new();
+    if let Ok(releases) = std::env::var(vars::GITHUB_RUNNER_RELEASES_URL) {
+        env.push((vars::GITHUB_RUNNER_RELEASES_URL.to_string(), releases));
+    }
+    let secrets = match &s.credential {
+        Credential::Token { token, .. } => vec![("REPO_TOKEN".to_string(), token.clone())],
+        Credential::GithubApp { app_id, pem } => vec![
+            (vars::GITHUB_APP_ID.to_string(), Secret::new(app_id.clone())),
+            (vars::GITHUB_APP_PEM.to_string(), pem.clone()),
+        ],
+    };
+    StartupScript {
+        cml_url_template: s.cloud_cml_url.clone(),
+        cml_version: env!("CARGO_PKG_VERSION").into(),
+        cml_sha256: s.cloud_cml_sha256.clone(),
+        user_script: s.cloud.as_ref().and_then(|c| c.startup_script.clone()),
+        runner_args: args,
+        env,
+        secrets,
+    }
+}

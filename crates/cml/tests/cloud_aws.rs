@@ -1,0 +1,268 @@
+//! `cml runner --cloud=aws` against moto (EC2) and the GitHub simulator: the launcher, its
+//! teardown at every phase, and the whole life of a machine whose user-data is really run
+//! in a sandbox (systemd and curl stood in for by `fixtures/machine/`).
+
+mod harness;
+
+use harness::moto::{Moto, REGION};
+use harness::{Running, World, PAT, SECS};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/machine")
+}
+
+fn sha256_of(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap();
+    format!("{:x}", sha2::Sha256::digest(&bytes))
+}
+
+/// `cml runner --cloud=aws ...` for the simulated GitHub, with moto's variables.
+fn launcher(w: &World, moto: &Moto, name: &str, extra: &[&str]) -> std::process::Command {
+    let repo = w.repo_url();
+    let mut args = vec![
+        "runner",
+        "--driver=github",
+        "--repo",
+        &repo,
+        "--token",
+        PAT,
+        "--name",
+        name,
+        "--cloud=aws",
+        "--cloud-region=us-east",
+        "--cloud-type=m",
+        "--labels=cml-gpu",
+        "--cloud-cml-url=https://releases.example.invalid/cml-{version}-{arch}",
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = w.cml(&args);
+    for (k, v) in moto.env() {
+        cmd.env(k, v);
+    }
+    cmd.env("CML_CLOUD_POLL_INTERVAL", "0.2");
+    cmd.env(
+        "CML_GITHUB_RUNNER_RELEASES_URL",
+        format!("{}/repos/actions/runner/releases", w.sim.url()),
+    );
+    cmd
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_runner_that_never_comes_online_is_destroyed_after_the_timeout() {
+    let w = World::new();
+    let moto = Moto::start();
+    let ec2 = moto.ec2();
+    let mut r = Running::spawn(launcher(&w, &moto, "aws-timeout", &["--cloud-timeout=2"]));
+    assert_eq!(r.wait_exit(SECS(60)), 1, "{}", r.output());
+    let out = r.output();
+    assert!(out.contains("did not come online"), "{out}");
+    assert!(out.contains("destroying what this launch created"), "{out}");
+    let instances = ec2.instances();
+    assert_eq!(
+        instances.len(),
+        1,
+        "one instance was launched: {instances:?}"
+    );
+    assert!(
+        ec2.live_instances().is_empty(),
+        "{:?}",
+        ec2.live_instances()
+    );
+    assert!(ec2.key_pairs().is_empty(), "{:?}", ec2.key_pairs());
+    assert!(!out.contains(PAT), "the token was printed");
+    assert!(w.sim.runners().is_empty());
+}
+
+#[test]
+fn a_launcher_stopped_at_each_phase_leaves_nothing_behind() {
+    for phase in ["creating", "booting", "registering"] {
+        let w = World::new();
+        let moto = Moto::start();
+        let ec2 = moto.ec2();
+        let mut r = Running::spawn(launcher(&w, &moto, "aws-sig", &["--cloud-spot"]));
+        wait_for(&format!("phase {phase}"), SECS(60), || {
+            r.poll_records();
+            r.seen.iter().any(|v| v["phase"] == phase).then_some(())
+        });
+        r.signal(libc::SIGTERM);
+        assert_eq!(r.wait_exit(SECS(60)), 143, "{phase}: {}", r.output());
+        assert!(
+            ec2.live_instances().is_empty(),
+            "{phase}: {:?}",
+            ec2.live_instances()
+        );
+        assert!(ec2.key_pairs().is_empty(), "{phase}: {:?}", ec2.key_pairs());
+        assert!(
+            ec2.open_spot_requests().is_empty(),
+            "{phase}: {:?}",
+            ec2.open_spot_requests()
+        );
+    }
+}
+
+#[test]
+fn bad_cloud_values_create_nothing_and_mint_no_token() {
+    let w = World::new();
+    let moto = Moto::start();
+    let ec2 = moto.ec2();
+    for (extra, needle) in [
+        (vec!["--cloud-spot-price=cheap"], "--cloud-spot-price"),
+        (vec!["--cloud-hdd-size=-1"], "--cloud-hdd-size"),
+        (vec!["--cloud-ssh-private=not a key"], "--cloud-ssh-private"),
+        (vec!["--cloud-metadata=novalue"], "--cloud-metadata"),
+        (
+            vec!["--cloud-image=no-such-image-name"],
+            "no-such-image-name",
+        ),
+    ] {
+        let mut r = Running::spawn(launcher(&w, &moto, "aws-bad", &extra));
+        let code = r.wait_exit(SECS(60));
+        assert!(code == 1 || code == 2, "{extra:?}: {code} {}", r.output());
+        assert!(r.output().contains(needle), "{extra:?}: {}", r.output());
+    }
+    assert!(ec2.instances().is_empty());
+    assert!(ec2.key_pairs().is_empty());
+    assert_eq!(w.sim.registration_tokens_issued(), 0);
+}
+
+/// The launcher creates the instance in moto; the test plays the machine: it takes the
+/// instance's user-data from moto and runs it in a sandbox, with moto standing in for the
+/// machine's AWS identity and a simulated IMDSv2. The machine's runner registers, the
+/// launcher exits 0, a job runs, the runner idles out, deregisters and terminates its own
+/// instance.
+#[test]
+fn whole_lifecycle_of_an_aws_runner() {
+    let w = World::new();
+    let moto = Moto::start();
+    let ec2 = moto.ec2();
+    let cml = harness::cml_exe();
+    let sha = sha256_of(&cml);
+    let mut launch = Running::spawn(launcher(
+        &w,
+        &moto,
+        "aws-life",
+        &[
+            "--idle-timeout=3",
+            "--destroy-delay=0",
+            &format!("--cloud-cml-sha256={sha}"),
+        ],
+    ));
+
+    // The machine boots: run its user-data in a sandbox.
+    let instance = wait_for("the instance", SECS(60), || {
+        ec2.live_instances()
+            .into_iter()
+            .find(|i| i.tags.iter().any(|(k, v)| k == "cml:id" && v == "aws-life"))
+    });
+    assert_eq!(instance.instance_type, "m5.2xlarge");
+    let user_data = ec2.user_data(&instance.id);
+    assert!(user_data.contains("systemctl enable --now cml.service"));
+    let imds = cml_sim::ImdsServer::start(&instance.id, REGION).unwrap();
+    let root = w.tmp.path().join("machine");
+    std::fs::create_dir_all(&root).unwrap();
+    let script = root.join("user-data.sh");
+    std::fs::write(&script, &user_data).unwrap();
+    let path = format!(
+        "{}:{}",
+        fixtures().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let mut boot = std::process::Command::new("bash");
+    boot.arg(&script)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", &root)
+        .env("CML_MACHINE_ROOT", &root)
+        .env("CML_TEST_CML_BINARY", &cml)
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url());
+    // The machine's own AWS identity (an instance profile on a real machine).
+    for (k, v) in moto.env() {
+        if k != "AWS_EC2_METADATA_DISABLED" {
+            boot.env(k, v);
+        }
+    }
+    let booted = boot.output().unwrap();
+    assert!(
+        booted.status.success(),
+        "user-data failed: {}",
+        String::from_utf8_lossy(&booted.stderr)
+    );
+
+    // Secrets stay in a root-only file; the service's command line holds none.
+    let env_file = root.join("etc/cml/env");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(std::fs::read_to_string(&env_file).unwrap().contains(PAT));
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/cml.service")).unwrap();
+    assert!(!unit.contains(PAT));
+    assert!(
+        unit.contains("\"--idle-timeout\" \"3\""),
+        "the idle timeout reaches the machine: {unit}"
+    );
+
+    // The launcher sees the runner online and reports the machine.
+    assert_eq!(
+        launch.wait_exit(SECS(90)),
+        0,
+        "{}\nmachine log:\n{}",
+        launch.output(),
+        service_log(&root)
+    );
+    let launched = launch.wait_status("launched", SECS(1));
+    assert_eq!(launched["instance"], instance.id.as_str());
+    assert_eq!(launched["machine_type"], "m5.2xlarge");
+    assert!(
+        ec2.key_pairs().is_empty(),
+        "the per-runner key pair is gone once the machine runs"
+    );
+
+    // A job runs on the machine; then the runner idles out and the machine removes itself.
+    let job = w
+        .sim
+        .queue_job("octo/app", "train", &["cml-gpu"], "echo training");
+    wait_for("the job to complete", SECS(60), || {
+        (w.sim.job(job.job_id).unwrap().status == "completed").then_some(())
+    });
+    assert_eq!(
+        w.sim.job(job.job_id).unwrap().conclusion.as_deref(),
+        Some("success")
+    );
+    let start = Instant::now();
+    while !ec2.live_instances().is_empty() {
+        assert!(
+            start.elapsed() < SECS(60),
+            "the instance did not terminate itself; machine log:\n{}",
+            service_log(&root)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(w.sim.runners().is_empty(), "{:?}", w.sim.runners());
+    assert!(
+        imds.reads() >= 2,
+        "the instance id and region came from IMDSv2"
+    );
+    let log = service_log(&root);
+    assert!(log.contains("\"status\":\"terminated\""), "{log}");
+    assert!(!log.contains(PAT), "the machine's log shows no token");
+}
+
+fn service_log(root: &Path) -> String {
+    std::fs::read_to_string(root.join("cml.service.log")).unwrap_or_default()
+}
