@@ -11,7 +11,8 @@
 //! - event latency: from the simulated agent writing a job-finished line (its own clock,
 //!   taken right before the write) to the `job_ended` record's `time` in cml's log;
 //! - idle exit: from the idle deadline (last `job_ended` + idle timeout) to the process exit,
-//!   next to one API round trip to the simulator.
+//!   next to one API round trip to the simulator;
+//! - the AWS launcher's own overhead against moto (see `aws.rs`).
 
 use cml_sim::{write_agent_scripts, SimConfig, SimServer, DEFAULT_PAT};
 use serde_json::Value;
@@ -49,7 +50,10 @@ fn main() {
     println!("cml binary: {} ({:.1} MiB)", cml.display(), file_mib(&cml));
     help(&cml);
     lifecycle(&cml, &sim, jobs);
+    aws::launcher(&cml, &sim);
 }
+
+mod aws;
 
 fn file_mib(p: &Path) -> f64 {
     std::fs::metadata(p)
@@ -268,6 +272,6 @@ fn unix_nanos(t: SystemTime) -> i128 {
         .unwrap_or(0)
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
