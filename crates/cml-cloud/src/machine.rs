@@ -18,26 +18,21 @@ pub async fn terminate_self_on_aws() -> Result<String, CloudError> {
         reason,
     };
     let client = imds::Client::builder().build();
-    let id = client
-        .get("/latest/meta-data/instance-id")
+    let read = |path: &'static str| {
+        let client = client.clone();
+        async move {
+            client.get(path).await.map(String::from).map_err(|e| {
+                format!(
+                    "instance metadata {path}: {}",
+                    aws_sdk_ec2::error::DisplayErrorContext(e)
+                )
+            })
+        }
+    };
+    let id = read("/latest/meta-data/instance-id").await.map_err(fail)?;
+    let region = read("/latest/meta-data/placement/region")
         .await
-        .map_err(|e| {
-            fail(format!(
-                "instance metadata: {}",
-                aws_sdk_ec2::error::DisplayErrorContext(e)
-            ))
-        })?;
-    let id: String = id.into();
-    let region = client
-        .get("/latest/meta-data/placement/region")
-        .await
-        .map_err(|e| {
-            fail(format!(
-                "instance metadata: {}",
-                aws_sdk_ec2::error::DisplayErrorContext(e)
-            ))
-        })?;
-    let region: String = region.into();
+        .map_err(fail)?;
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region))
         .load()

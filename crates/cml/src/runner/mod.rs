@@ -51,7 +51,7 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         idle_timeout = %s.idle_timeout,
         "launching a runner {}",
         match &s.cloud {
-            Some(c) => format!("on a {} {} machine in {}", c.cloud, c.machine_type, c.region),
+            Some(c) => format!("on {}: {} in {}", c.cloud, c.machine_type, c.region),
             None => "on this machine".into(),
         }
     );
