@@ -11,7 +11,8 @@
 //! 4. `cml runner` runs under the systemd unit `cml.service` with the launcher's runner
 //!    options (idle timeout included) and `--self-terminate`, so the machine removes itself
 //!    when the runner ends; the instance is launched with shutdown behaviour `terminate`, so a
-//!    plain OS shutdown removes it too.
+//!    plain OS shutdown removes it too, and the unit powers the machine off whenever `cml`
+//!    stops, even killed or crashed, so no machine outlives its supervisor.
 //!
 //! Every value is quoted for the context it lands in (shell here-documents with quoted
 //! delimiters, systemd's `ExecStart=` quoting), so no value can break out of its place.
@@ -133,6 +134,8 @@ impl StartupScript {
              Type=simple\n\
              EnvironmentFile=/etc/cml/env\n\
              ExecStart={exec}\n\
+             # However cml ends (even killed or crashed), the machine goes: shutdown terminates it.\n\
+             ExecStopPost=/bin/systemctl poweroff --no-block\n\
              Restart=no\n\
              KillMode=mixed\n\
              TimeoutStopSec=120\n\
@@ -260,6 +263,10 @@ mod tests {
         assert!(at("bash \"$R/etc/cml/startup.sh\"") < at("curl "));
         assert!(at("curl ") < at("systemctl enable --now cml.service"));
         assert!(s.contains("REPO_TOKEN=\"ghp_secretvalue\""));
+        assert!(
+            s.contains("ExecStopPost=/bin/systemctl poweroff --no-block"),
+            "no machine outlives cml"
+        );
         assert!(
             !s.contains("ExecStart=/usr/local/bin/cml ghp_"),
             "no secret on the command line"

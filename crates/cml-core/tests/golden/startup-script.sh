@@ -52,6 +52,8 @@ Wants=network-online.target
 Type=simple
 EnvironmentFile=/etc/cml/env
 ExecStart=/usr/local/bin/cml "runner" "--labels" "cml-gpu" "--idle-timeout" "300" "--name" "odd \"name\" $$HOME 100%%"
+# However cml ends (even killed or crashed), the machine goes: shutdown terminates it.
+ExecStopPost=/bin/systemctl poweroff --no-block
 Restart=no
 KillMode=mixed
 TimeoutStopSec=120
