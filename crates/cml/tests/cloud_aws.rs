@@ -21,16 +21,7 @@ fn sha256_of(path: &Path) -> String {
 
 /// `cml runner --cloud=aws ...` for the simulated GitHub, with moto's variables.
 fn launcher(w: &World, moto: &Moto, name: &str, extra: &[&str]) -> std::process::Command {
-    let repo = w.repo_url();
     let mut args = vec![
-        "runner",
-        "--driver=github",
-        "--repo",
-        &repo,
-        "--token",
-        PAT,
-        "--name",
-        name,
         "--cloud=aws",
         "--cloud-region=us-east",
         "--cloud-type=m",
@@ -38,15 +29,12 @@ fn launcher(w: &World, moto: &Moto, name: &str, extra: &[&str]) -> std::process:
         "--cloud-cml-url=https://releases.example.invalid/cml-{version}-{arch}",
     ];
     args.extend_from_slice(extra);
-    let mut cmd = w.cml(&args);
+    let mut cmd = w.runner_command(name, &args);
     for (k, v) in moto.env() {
         cmd.env(k, v);
     }
     cmd.env("CML_CLOUD_POLL_INTERVAL", "0.2");
-    cmd.env(
-        "CML_GITHUB_RUNNER_RELEASES_URL",
-        format!("{}/repos/actions/runner/releases", w.sim.url()),
-    );
+    cmd.env("CML_GITHUB_RUNNER_RELEASES_URL", w.releases_url());
     cmd
 }
 

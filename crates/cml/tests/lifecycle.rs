@@ -461,10 +461,7 @@ fn the_agent_is_downloaded_and_verified_when_the_workdir_is_empty() {
         "--workdir",
         workdir.to_str().unwrap(),
     ]);
-    cmd.env(
-        "CML_GITHUB_RUNNER_RELEASES_URL",
-        format!("{}/repos/actions/runner/releases", w.sim.url()),
-    );
+    cmd.env("CML_GITHUB_RUNNER_RELEASES_URL", w.releases_url());
     let mut r = Running::spawn(cmd);
     r.wait_status("ready", SECS(30));
     assert_eq!(r.wait_exit(SECS(30)), 0, "{}", r.output());
@@ -492,10 +489,7 @@ fn a_tampered_download_is_refused_and_nothing_is_registered() {
         "--workdir",
         workdir.to_str().unwrap(),
     ]);
-    cmd.env(
-        "CML_GITHUB_RUNNER_RELEASES_URL",
-        format!("{}/repos/actions/runner/releases", w.sim.url()),
-    );
+    cmd.env("CML_GITHUB_RUNNER_RELEASES_URL", w.releases_url());
     let mut r = Running::spawn(cmd);
     assert_eq!(r.wait_exit(SECS(30)), 1);
     assert!(r.output().contains("checksum mismatch"), "{}", r.output());
@@ -713,10 +707,8 @@ fn the_seed_on_premise_example_runs_as_written() {
         "--labels=local,runner",
         "--idle-timeout=180",
     ]);
-    cmd.env("GITHUB_REPOSITORY", "octo/app").env(
-        "CML_GITHUB_RUNNER_RELEASES_URL",
-        format!("{}/repos/actions/runner/releases", w.sim.url()),
-    );
+    cmd.env("GITHUB_REPOSITORY", "octo/app")
+        .env("CML_GITHUB_RUNNER_RELEASES_URL", w.releases_url());
     let mut r = Running::spawn(cmd);
     r.wait_status("ready", SECS(30));
     let runner = w.sim.runners().pop().unwrap();

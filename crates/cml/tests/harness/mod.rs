@@ -58,6 +58,11 @@ impl World {
         format!("{}/octo/app", self.sim.url())
     }
 
+    /// The simulator's actions/runner releases API (for `CML_GITHUB_RUNNER_RELEASES_URL`).
+    pub fn releases_url(&self) -> String {
+        format!("{}/repos/actions/runner/releases", self.sim.url())
+    }
+
     /// A work directory holding the simulated agent's `config.sh` and `run.sh`.
     pub fn workdir(&self, name: &str) -> PathBuf {
         let dir = self.tmp.path().join("agents").join(name);
