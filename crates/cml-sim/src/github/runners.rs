@@ -6,7 +6,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::objects;
-use super::state::{IssuedToken, Scope};
+use super::state::{IssuedToken, Runner, Scope, State};
 use super::{Req, Resp, Shared};
 use crate::util::{random_upper, rfc3339};
 
@@ -148,15 +148,18 @@ fn list(sh: &Shared, req: &Req, scope: &Scope) -> Resp {
     resp
 }
 
-fn get(sh: &Shared, scope: &Scope, id: &str) -> Resp {
-    let mut st = sh.lock();
-    let Some(r) = id
-        .parse::<u64>()
+/// The runner with id `id` (as given in the path) if it belongs to `scope`.
+fn runner_in_scope(st: &State, scope: &Scope, id: &str) -> Option<Runner> {
+    id.parse::<u64>()
         .ok()
         .and_then(|id| st.runners.get(&id))
         .filter(|r| r.scope.same(scope))
         .cloned()
-    else {
+}
+
+fn get(sh: &Shared, scope: &Scope, id: &str) -> Resp {
+    let mut st = sh.lock();
+    let Some(r) = runner_in_scope(&st, scope, id) else {
         return Resp::not_found();
     };
     Resp::json(200, objects::runner(&r, &mut st, sh.cfg.offline_after))
@@ -164,13 +167,7 @@ fn get(sh: &Shared, scope: &Scope, id: &str) -> Resp {
 
 fn delete(sh: &Shared, scope: &Scope, id: &str) -> Resp {
     let mut st = sh.lock();
-    let Some(r) = id
-        .parse::<u64>()
-        .ok()
-        .and_then(|id| st.runners.get(&id))
-        .filter(|r| r.scope.same(scope))
-        .cloned()
-    else {
+    let Some(r) = runner_in_scope(&st, scope, id) else {
         return Resp::not_found();
     };
     if r.busy {
