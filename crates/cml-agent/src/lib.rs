@@ -8,9 +8,11 @@
 //!   [`env::agent_env`].
 //! - Output is split into whole lines whatever the pipe's read sizes are.
 
+pub mod bitbucket;
 pub mod env;
 pub mod error;
 pub mod github;
+pub mod gitlab;
 pub mod install;
 pub mod process;
 

@@ -5,12 +5,30 @@
 //! rather than anchoring at its start, because agent output often carries foreign prefixes
 //! (`runner_1  | `, syslog stamps) and suffixes (trailing blanks, a `,`).
 
+mod bitbucket;
+mod gitlab;
+
+pub use bitbucket::parse_bitbucket_line;
+pub use gitlab::parse_gitlab_line;
+
+use crate::Driver;
+
+/// Parses one whole line of `driver`'s agent.
+pub fn parse_line(driver: Driver, line: &str) -> Option<AgentEvent> {
+    match driver {
+        Driver::Github => parse_github_line(line),
+        Driver::Gitlab => parse_gitlab_line(line),
+        Driver::Bitbucket => parse_bitbucket_line(line),
+    }
+}
+
 /// Something the agent reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
     /// The agent is connected and waiting for jobs.
     Ready,
-    /// A job was taken. GitHub prints only the job's display name, no id.
+    /// A job was taken. GitHub prints only the job's display name, GitLab the job id,
+    /// Bitbucket the step's `{uuid}`.
     JobStarted { job: String },
     /// A job ended.
     JobFinished { job: String, result: JobResult },

@@ -62,7 +62,7 @@ mod tests {
 
     fn r(id: u64, name: &str, online: bool, busy: bool, labels: &[&str]) -> RunnerInfo {
         RunnerInfo {
-            id,
+            id: id.to_string(),
             name: name.into(),
             online,
             busy,
@@ -108,7 +108,7 @@ mod tests {
         let l = Labels::parse("cml");
         let rs = vec![r(7, "a", true, false, &["other"])];
         assert!(
-            matches!(decide(&rs, "a", &l, false, false), ReuseDecision::NameTaken(x) if x.id == 7)
+            matches!(decide(&rs, "a", &l, false, false), ReuseDecision::NameTaken(x) if x.id == "7")
         );
         assert!(matches!(
             decide(&rs, "a", &l, false, true),

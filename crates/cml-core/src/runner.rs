@@ -3,8 +3,8 @@
 /// What the forge says about a runner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerInfo {
-    /// The forge's id (GitHub: numeric runner id).
-    pub id: u64,
+    /// The forge's id: GitHub and GitLab numeric ids in decimal, Bitbucket's `{uuid}`.
+    pub id: String,
     pub name: String,
     /// Connected to the forge right now.
     pub online: bool,

@@ -46,13 +46,13 @@ pub enum ForgeError {
     #[error("reading runner {id} of {scope} failed: {cause}")]
     GetRunner {
         scope: String,
-        id: u64,
+        id: String,
         cause: ApiError,
     },
     #[error("deleting runner {name} (id {id}) from {scope} failed: {cause}")]
     DeleteRunner {
         scope: String,
-        id: u64,
+        id: String,
         name: String,
         cause: ApiError,
     },
@@ -82,6 +82,23 @@ pub enum ForgeError {
     AppJwt { reason: String },
     #[error("the forge client for {url} could not be created: {reason}")]
     Client { url: String, reason: String },
+    // Shared by the GitLab and Bitbucket clients.
+    #[error("registering runner {name} in {scope} failed: {cause}")]
+    CreateRunner {
+        scope: String,
+        name: String,
+        cause: ApiError,
+    },
+    #[error("reading {scope} failed: {cause}")]
+    ReadProject { scope: String, cause: ApiError },
+    #[error("reading the running jobs of runner {id} of {scope} failed: {cause}")]
+    RunnerJobs {
+        scope: String,
+        id: String,
+        cause: ApiError,
+    },
+    // --- GitLab-only variants below this line ---
+    // --- Bitbucket-only variants below this line ---
 }
 
 impl ForgeError {
@@ -96,7 +113,10 @@ impl ForgeError {
             | ForgeError::JitConfig { cause, .. }
             | ForgeError::GetJob { cause, .. }
             | ForgeError::AppInstallation { cause, .. }
-            | ForgeError::AppToken { cause, .. } => Some(cause),
+            | ForgeError::AppToken { cause, .. }
+            | ForgeError::CreateRunner { cause, .. }
+            | ForgeError::ReadProject { cause, .. }
+            | ForgeError::RunnerJobs { cause, .. } => Some(cause),
             _ => None,
         }
     }

@@ -9,8 +9,10 @@
 // how to fix it; they are built on cold paths only, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod bitbucket;
 pub mod error;
 pub mod github;
+pub mod gitlab;
 mod http;
 
 pub use error::{ApiError, ForgeError};
@@ -24,6 +26,37 @@ use cml_core::{Labels, RunnerInfo, Secret};
 pub enum Registration {
     /// GitHub: `config.sh --url URL` with a registration token (valid 1 h).
     GithubToken { url: String, token: Secret },
+    /// GitLab: the runner was created through the API; `gitlab-runner run-single --url URL`
+    /// authenticates with its runner token (`glrt-…`, or a legacy runner token).
+    Gitlab {
+        /// The instance's web URL, with its sub-path if any (`https://gitlab.com`).
+        url: String,
+        /// The runner's id (decimal).
+        id: String,
+        token: Secret,
+    },
+    /// Bitbucket Cloud: the runner was created through the API with an OAuth client the agent
+    /// authenticates with.
+    Bitbucket {
+        account_uuid: String,
+        repository_uuid: String,
+        /// The runner's `{uuid}`, also its id.
+        runner_uuid: String,
+        oauth_client_id: String,
+        oauth_client_secret: Secret,
+    },
+}
+
+impl Registration {
+    /// The runner's id when the forge created the runner already (GitLab, Bitbucket); GitHub's
+    /// agent registers itself, so its id is only known afterwards.
+    pub fn runner_id(&self) -> Option<&str> {
+        match self {
+            Registration::GithubToken { .. } => None,
+            Registration::Gitlab { id, .. } => Some(id),
+            Registration::Bitbucket { runner_uuid, .. } => Some(runner_uuid),
+        }
+    }
 }
 
 /// The outcome of deleting a runner.
@@ -50,7 +83,7 @@ pub trait Forge: Send + Sync {
     /// Mints what an agent needs to register a runner named `name` with `labels`.
     async fn registration(&self, name: &str, labels: &Labels) -> Result<Registration, ForgeError>;
     /// Deletes runner `id` (named `name`, for messages).
-    async fn delete_runner(&self, id: u64, name: &str) -> Result<Deleted, ForgeError>;
+    async fn delete_runner(&self, id: &str, name: &str) -> Result<Deleted, ForgeError>;
     /// The secrets this client holds or has minted so far, for log redaction.
     fn secrets(&self) -> Vec<String>;
 }

@@ -70,7 +70,10 @@ fn runners_tokens_jit_get_delete_and_pagination() {
     rt.block_on(async {
         assert!(c.runners().await.unwrap().is_empty());
         let Registration::GithubToken { url, token } =
-            c.registration("r", &Labels::parse("a")).await.unwrap();
+            c.registration("r", &Labels::parse("a")).await.unwrap()
+        else {
+            panic!("GitHub registers with a token")
+        };
         assert_eq!(url, format!("{}/octo/app", sim.url()));
         assert!(!token.expose().is_empty());
         assert!(!c.remove_token().await.unwrap().expose().is_empty());
@@ -82,17 +85,18 @@ fn runners_tokens_jit_get_delete_and_pagination() {
         let all = c.runners().await.unwrap();
         assert_eq!(all.len(), 250, "all pages followed");
         let first = all.iter().find(|r| r.name == "jit-000").unwrap().clone();
+        let id: u64 = first.id.parse().unwrap();
         assert!(first.labels.iter().any(|l| l == "x"));
-        assert_eq!(c.runner(first.id).await.unwrap().unwrap().name, "jit-000");
+        assert_eq!(c.runner(id).await.unwrap().unwrap().name, "jit-000");
         assert_eq!(
-            c.delete_runner(first.id, "jit-000").await.unwrap(),
+            c.delete_runner(&first.id, "jit-000").await.unwrap(),
             Deleted::Removed
         );
         assert_eq!(
-            c.delete_runner(first.id, "jit-000").await.unwrap(),
+            c.delete_runner(&first.id, "jit-000").await.unwrap(),
             Deleted::AlreadyGone
         );
-        assert_eq!(c.runner(first.id).await.unwrap(), None);
+        assert_eq!(c.runner(id).await.unwrap(), None);
     });
     let pages = sim
         .requests()

@@ -23,6 +23,10 @@ pub struct SimConfig {
     pub offline_after: Duration,
     /// Serve agent tarballs whose sha256 differs from the one in the release notes.
     pub tamper_download: bool,
+    /// The simulated GitLab.
+    pub gitlab: crate::gitlab::Config,
+    /// The simulated Bitbucket Cloud.
+    pub bitbucket: crate::bitbucket::Config,
 }
 
 impl SimConfig {
@@ -39,6 +43,8 @@ impl SimConfig {
             installation_token_ttl: Duration::from_secs(3600),
             offline_after: Duration::from_secs(2),
             tamper_download: false,
+            gitlab: Default::default(),
+            bitbucket: Default::default(),
         }
     }
 }

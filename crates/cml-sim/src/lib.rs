@@ -7,8 +7,10 @@
 //! [`write_agent_scripts`] or packed by [`agent_tarball`].
 
 pub mod agent;
+pub mod bitbucket;
 pub mod config;
 mod github;
+pub mod gitlab;
 pub mod imds;
 pub mod openapi;
 mod server;
@@ -23,4 +25,4 @@ pub use github::GITHUB_ROUTES;
 pub use imds::ImdsServer;
 pub use server::SimServer;
 pub use tarball::{agent_tarball, write_agent_scripts};
-pub use types::{QueuedJob, SimJob, SimRunner};
+pub use types::{AnyJob, AnyRunner, JobState, QueuedJob, SimJob, SimRunner};

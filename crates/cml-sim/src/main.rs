@@ -74,12 +74,24 @@ enum Cmd {
         #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// GitLab: the simulated gitlab-runner and admin commands (`cml-sim gitlab help`).
+    Gitlab {
+        #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Bitbucket: the simulated Pipelines runner and admin commands (`cml-sim bitbucket help`).
+    Bitbucket {
+        #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Agent { args } => cml_sim::agent::main(args),
+        Cmd::Gitlab { args } => cml_sim::gitlab::cli_main(args),
+        Cmd::Bitbucket { args } => cml_sim::bitbucket::cli_main(args),
         Cmd::InstallAgent { dir } => {
             match exe().and_then(|e| cml_sim::write_agent_scripts(&dir, &e)) {
                 Ok(()) => 0,

@@ -7,11 +7,11 @@ use std::thread::JoinHandle;
 use crate::config::{Fault, SimConfig};
 use crate::github::state::RecordedRequest;
 use crate::github::{entry, Shared};
-use crate::types::{QueuedJob, SimJob, SimRunner};
+use crate::types::{AnyJob, AnyRunner, QueuedJob, SimJob, SimRunner};
 
 /// A running simulator. Dropping it stops the server.
 pub struct SimServer {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -128,6 +128,47 @@ impl SimServer {
     /// How many agent tarballs were downloaded.
     pub fn downloads(&self) -> usize {
         self.shared.lock().downloads
+    }
+}
+
+/// The forge-independent view of the GitHub side, named like the GitLab (`gitlab_*`) and
+/// Bitbucket (`bitbucket_*`) accessors so tests can run one scenario on every forge.
+impl SimServer {
+    pub fn github_runners(&self) -> Vec<AnyRunner> {
+        self.runners().iter().map(AnyRunner::from).collect()
+    }
+
+    /// API deletions: (id, name).
+    pub fn github_deletes(&self) -> Vec<(String, String)> {
+        self.deletes()
+            .into_iter()
+            .map(|(id, name)| (id.to_string(), name))
+            .collect()
+    }
+
+    pub fn github_registered_names(&self) -> Vec<String> {
+        self.registered_names()
+    }
+
+    /// Queues a job in `repo` (`owner/repo`); returns its id.
+    pub fn github_queue_job(
+        &self,
+        repo: &str,
+        name: &str,
+        labels: &[&str],
+        command: &str,
+    ) -> String {
+        self.queue_job(repo, name, labels, command)
+            .job_id
+            .to_string()
+    }
+
+    pub fn github_job(&self, id: &str) -> Option<AnyJob> {
+        self.job(id.parse().ok()?).as_ref().map(AnyJob::from)
+    }
+
+    pub fn github_issued_secrets(&self) -> Vec<String> {
+        self.issued_secrets()
     }
 }
 

@@ -82,3 +82,83 @@ pub struct QueuedJob {
     pub job_id: u64,
     pub run_id: u64,
 }
+
+/// A runner of any of the three forges, as the forge-independent tests see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnyRunner {
+    /// The forge's id: decimal for GitHub and GitLab, `{uuid}` for Bitbucket.
+    pub id: String,
+    pub name: String,
+    pub labels: Vec<String>,
+    /// The agent is connected (polled recently).
+    pub online: bool,
+    /// Running a job.
+    pub busy: bool,
+}
+
+/// Where a job of any forge is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobState {
+    /// Waiting for a runner.
+    Queued,
+    /// Taken by a runner, not finished.
+    Running,
+    Succeeded,
+    Failed,
+    /// Cancelled, or stopped by the runner going away.
+    Cancelled,
+}
+
+impl JobState {
+    /// Finished, one way or another.
+    pub fn is_done(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// A job (GitHub workflow job, GitLab CI job, Bitbucket pipeline step) of any forge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnyJob {
+    /// The forge's id: decimal for GitHub and GitLab, the step's `{uuid}` for Bitbucket.
+    pub id: String,
+    pub name: String,
+    pub state: JobState,
+    /// The runner that took it.
+    pub runner_name: Option<String>,
+    /// Combined stdout and stderr of the job's command, as reported by the agent.
+    pub output: String,
+}
+
+impl From<&SimJob> for AnyJob {
+    fn from(j: &SimJob) -> Self {
+        let state = match (j.status.as_str(), j.conclusion.as_deref()) {
+            ("queued", _) => JobState::Queued,
+            ("completed", Some("success")) => JobState::Succeeded,
+            ("completed", Some("cancelled")) => JobState::Cancelled,
+            ("completed", _) => JobState::Failed,
+            _ => JobState::Running,
+        };
+        AnyJob {
+            id: j.id.to_string(),
+            name: j.name.clone(),
+            state,
+            runner_name: j.runner_name.clone(),
+            output: j.output.clone(),
+        }
+    }
+}
+
+impl From<&SimRunner> for AnyRunner {
+    fn from(r: &SimRunner) -> Self {
+        AnyRunner {
+            id: r.id.to_string(),
+            name: r.name.clone(),
+            labels: r.labels.clone(),
+            online: r.status == "online",
+            busy: r.busy,
+        }
+    }
+}

@@ -302,7 +302,7 @@ impl GithubClient {
         let url = format!("{}/{id}", self.runners_url());
         let err = |cause| ForgeError::GetRunner {
             scope: scope.clone(),
-            id,
+            id: id.to_string(),
             cause,
         };
         let answer = self
@@ -382,12 +382,12 @@ impl Forge for GithubClient {
         })
     }
 
-    async fn delete_runner(&self, id: u64, name: &str) -> Result<Deleted, ForgeError> {
+    async fn delete_runner(&self, id: &str, name: &str) -> Result<Deleted, ForgeError> {
         let scope = self.scope_name();
         let url = format!("{}/{id}", self.runners_url());
         let err = |cause| ForgeError::DeleteRunner {
             scope: scope.clone(),
-            id,
+            id: id.to_string(),
             name: name.to_string(),
             cause,
         };

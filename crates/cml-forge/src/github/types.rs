@@ -142,7 +142,7 @@ pub(crate) struct Label {
 impl From<Runner> for cml_core::RunnerInfo {
     fn from(r: Runner) -> Self {
         cml_core::RunnerInfo {
-            id: r.id,
+            id: r.id.to_string(),
             name: r.name,
             online: r.status == "online",
             busy: r.busy,

@@ -66,6 +66,8 @@ pub struct Shared {
     /// `http://127.0.0.1:PORT`
     pub base_url: String,
     pub state: Mutex<State>,
+    pub gitlab: Mutex<crate::gitlab::State>,
+    pub bitbucket: Mutex<crate::bitbucket::State>,
     /// The agent tarball as published (genuine bytes).
     pub tarball: Vec<u8>,
 }
@@ -77,6 +79,8 @@ impl Shared {
             cfg,
             base_url,
             state: Mutex::new(State::new()),
+            gitlab: Mutex::new(Default::default()),
+            bitbucket: Mutex::new(Default::default()),
             tarball,
         })
     }
@@ -215,6 +219,12 @@ fn into_response(r: Resp) -> Response {
 }
 
 fn dispatch(sh: &Shared, req: &Req, segs: &[&str]) -> Resp {
+    if let Some(resp) = crate::gitlab::handle(sh, req, segs) {
+        return resp;
+    }
+    if let Some(resp) = crate::bitbucket::handle(sh, req, segs) {
+        return resp;
+    }
     let internal = matches!(
         segs,
         ["_sim", "agent", ..] | ["_sim", "jobs", ..] | ["_sim", "state"] | ["_sim", "faults"]
@@ -226,16 +236,23 @@ fn dispatch(sh: &Shared, req: &Req, segs: &[&str]) -> Resp {
         Some(r) => r,
         None => route(sh, req, segs),
     };
+    record(sh, req, resp.status);
+    resp
+}
+
+/// Adds `req` to the request log every forge's API routes share ([`crate::SimServer::requests`]).
+pub(crate) fn record(sh: &Shared, req: &Req, status: u16) {
     sh.lock().requests.push(RecordedRequest {
         method: req.method.to_string(),
         path: req.raw_path.clone(),
         query: req.query.clone(),
-        status: resp.status,
+        status,
     });
-    resp
 }
 
-fn take_fault(sh: &Shared, req: &Req) -> Option<Resp> {
+/// The next queued fault matching `req`, as a GitHub-shaped error answer (other forges
+/// reshape the body as they need; status and rate-limit headers are what matter).
+pub(crate) fn take_fault(sh: &Shared, req: &Req) -> Option<Resp> {
     let mut st = sh.lock();
     let idx = st.faults.iter().position(|f| {
         f.method

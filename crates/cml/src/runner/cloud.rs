@@ -174,7 +174,7 @@ async fn teardown(
     }
     if let Ok(runners) = forge.runners().await {
         for r in runners.iter().filter(|r| r.name == s.name) {
-            if let Err(e) = forge.delete_runner(r.id, &r.name).await {
+            if let Err(e) = forge.delete_runner(&r.id, &r.name).await {
                 tracing::error!("{e}");
             }
         }

@@ -133,7 +133,9 @@ async fn registered_lifecycle(
     registered: &mut Registered<'_>,
     signals: &mut Signals,
 ) -> Result<ExitCode, Failure> {
-    let Registration::GithubToken { url, token } = registration;
+    let Registration::GithubToken { url, token } = registration else {
+        return Err(Failure::error(anyhow::anyhow!("not a GitHub registration")));
+    };
     let secrets = forge.secrets();
     let env = cml_agent::env::agent_env(&secrets);
     let args = ConfigureArgs {

@@ -14,7 +14,7 @@ const BUSY_RETRY_DELAY: Duration = Duration::from_secs(1);
 pub struct Registered<'a> {
     forge: &'a dyn Forge,
     name: String,
-    id: Option<u64>,
+    id: Option<String>,
     done: bool,
 }
 
@@ -32,7 +32,12 @@ impl<'a> Registered<'a> {
     /// lookup is tried again when deregistering.
     pub async fn lookup_id(&mut self) {
         match self.forge.runners().await {
-            Ok(rs) => self.id = rs.iter().find(|r| r.name == self.name).map(|r| r.id),
+            Ok(rs) => {
+                self.id = rs
+                    .iter()
+                    .find(|r| r.name == self.name)
+                    .map(|r| r.id.clone())
+            }
             Err(e) => tracing::warn!("{e}"),
         }
     }
@@ -44,14 +49,17 @@ impl<'a> Registered<'a> {
         }
         if self.id.is_none() {
             let runners = self.forge.runners().await?;
-            self.id = runners.iter().find(|r| r.name == self.name).map(|r| r.id);
+            self.id = runners
+                .iter()
+                .find(|r| r.name == self.name)
+                .map(|r| r.id.clone());
         }
-        let Some(id) = self.id else {
+        let Some(id) = self.id.clone() else {
             self.done = true;
             tracing::info!("runner {} is not registered (any more)", self.name);
             return Ok(Deleted::AlreadyGone);
         };
-        let d = self.forge.delete_runner(id, &self.name).await?;
+        let d = self.forge.delete_runner(&id, &self.name).await?;
         match &d {
             Deleted::Removed => {
                 self.done = true;

@@ -1,0 +1,1 @@
+//! The Bitbucket Pipelines runner (filled in by the Bitbucket work).

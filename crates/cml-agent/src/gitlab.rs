@@ -1,0 +1,1 @@
+//! gitlab-runner: install and `run-single` (filled in by the GitLab work).

@@ -1,0 +1,1 @@
+//! The Bitbucket Cloud client (filled in by the Bitbucket work).

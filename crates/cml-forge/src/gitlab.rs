@@ -1,0 +1,1 @@
+//! The GitLab client (filled in by the GitLab work).
