@@ -160,6 +160,16 @@ impl Policy {
         self.stop(StopReason::AgentExited(code))
     }
 
+    /// The agent ended by itself with success because it had no job for its own wait timeout
+    /// (gitlab-runner `run-single --wait-timeout`, given the same idle timeout). That is an
+    /// idle timeout when the runner was idle and has one; anything else is an agent exit.
+    pub fn on_agent_idle_exit(&mut self) -> Decision {
+        match (&self.phase, self.idle_timeout.as_duration()) {
+            (Phase::Idle { .. }, Some(d)) => self.stop(StopReason::IdleTimeout(d)),
+            _ => self.on_agent_exit(Some(0)),
+        }
+    }
+
     fn stop(&mut self, reason: StopReason) -> Decision {
         if let Phase::Stopping(existing) = &self.phase {
             // The first reason wins; later inputs cannot change why we stopped.
@@ -300,5 +310,43 @@ mod tests {
         p.on_agent_event(&started(), t0 + secs(11));
         p.on_agent_event(&finished(), t0 + secs(50));
         assert_eq!(p.idle_deadline(), Some(t0 + secs(60)));
+    }
+
+    #[test]
+    fn an_agent_ending_its_own_idle_wait_is_an_idle_timeout_only_when_idle() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(IdleTimeout::After(secs(60)), false);
+        p.on_agent_event(&AgentEvent::Ready, t0);
+        assert_eq!(
+            p.on_agent_idle_exit(),
+            Decision::Stop(StopReason::IdleTimeout(secs(60)))
+        );
+
+        let mut busy = Policy::new(IdleTimeout::After(secs(60)), false);
+        busy.on_agent_event(&AgentEvent::Ready, t0);
+        busy.on_agent_event(&started(), t0);
+        assert_eq!(
+            busy.on_agent_idle_exit(),
+            Decision::Stop(StopReason::AgentExited(Some(0)))
+        );
+
+        let mut never = Policy::new(IdleTimeout::Never, false);
+        never.on_agent_event(&AgentEvent::Ready, t0);
+        assert_eq!(
+            never.on_agent_idle_exit(),
+            Decision::Stop(StopReason::AgentExited(Some(0)))
+        );
+
+        let mut single = Policy::new(IdleTimeout::After(secs(60)), true);
+        single.on_agent_event(&AgentEvent::Ready, t0);
+        single.on_agent_event(&started(), t0);
+        assert_eq!(
+            single.on_agent_event(&finished(), t0),
+            Decision::Stop(StopReason::SingleJobDone)
+        );
+        assert_eq!(
+            single.on_agent_idle_exit(),
+            Decision::Stop(StopReason::SingleJobDone)
+        );
     }
 }
