@@ -17,6 +17,12 @@ pub enum AgentError {
         url: String,
         reason: String,
     },
+    #[error("reading the gitlab-runner {version} checksums at {url} failed: {reason}\nhint: set CML_GITLAB_RUNNER_VERSION to an existing version (v17.5.0), or put a gitlab-runner executable into the workdir yourself")]
+    GitlabRelease {
+        version: String,
+        url: String,
+        reason: String,
+    },
     #[error("the actions/runner release {version} has no package {asset}\nhint: this OS/architecture may not be supported by GitHub's runner")]
     NoAsset { version: String, asset: String },
     #[error("the actions/runner release {version} publishes no SHA-256 checksum for {platform}; refusing to install an unverified agent")]

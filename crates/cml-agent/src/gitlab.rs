@@ -1,1 +1,347 @@
-//! gitlab-runner: install and `run-single` (filled in by the GitLab work).
+//! GitLab's `gitlab-runner`: installed as `<workdir>/gitlab-runner` (checksum verified) and
+//! run as `gitlab-runner --log-format=json run-single`, the way CML runs it.
+//!
+//! The runner token is passed in `CI_SERVER_TOKEN`, the variable gitlab-runner reads for
+//! `--token`, never on the command line, where every local user could read it in the process
+//! list. Exposure that remains: with the **shell** executor (chosen only when `cml` itself runs
+//! inside a container) a job step inherits gitlab-runner's environment and so can read that
+//! runner token; it lets its holder take jobs of this one runner, which is deleted when `cml`
+//! ends. With the **docker** executor (the default) job steps run in a container that only
+//! gets the job's variables.
+
+use crate::install::{download, Installed};
+use crate::AgentError;
+use cml_core::Secret;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::Command;
+
+/// GitLab's download bucket for gitlab-runner.
+pub const DEFAULT_DOWNLOAD_URL: &str = "https://gitlab-runner-downloads.s3.amazonaws.com";
+/// The image jobs run in with the docker executor (CML's).
+pub const DEFAULT_IMAGE: &str = "iterativeai/cml:latest";
+/// The same with GPU tooling, used when `nvidia-smi` works.
+pub const DEFAULT_GPU_IMAGE: &str = "iterativeai/cml:latest-gpu";
+
+/// Where gitlab-runner comes from.
+#[derive(Debug, Clone)]
+pub struct DownloadSource {
+    /// The bucket (`{base}/{version}/binaries/...`, `{base}/{version}/release.sha256`).
+    pub base: String,
+    /// `latest` or a tag such as `v17.5.0`.
+    pub version: String,
+}
+
+/// How gitlab-runner runs jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Executor {
+    /// In containers of `image`; with the NVIDIA runtime when `gpu`.
+    Docker { image: String, gpu: bool },
+    /// Directly on this machine (used when `cml` already runs inside a container).
+    Shell,
+}
+
+/// The executor for this machine: shell inside a container (no Docker there, as CML decides),
+/// else docker, with GPUs when `nvidia-smi` runs.
+pub fn choose_executor() -> Executor {
+    executor_for(in_container(), gpu_available())
+}
+
+/// The docker executor, GPUs detected (when the shell executor was ruled out by choice).
+pub fn docker_executor() -> Executor {
+    executor_for(false, gpu_available())
+}
+
+/// The pure choice behind [`choose_executor`].
+pub fn executor_for(in_container: bool, gpu: bool) -> Executor {
+    if in_container {
+        return Executor::Shell;
+    }
+    Executor::Docker {
+        image: if gpu {
+            DEFAULT_GPU_IMAGE
+        } else {
+            DEFAULT_IMAGE
+        }
+        .into(),
+        gpu,
+    }
+}
+
+/// `/.dockerenv` or `/run/.containerenv` exists.
+pub fn in_container() -> bool {
+    Path::new("/.dockerenv").exists() || Path::new("/run/.containerenv").exists()
+}
+
+/// `nvidia-smi` runs and succeeds.
+pub fn gpu_available() -> bool {
+    std::process::Command::new("nvidia-smi")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The bucket's name for this machine (`linux-amd64`, `linux-arm64`, ...).
+pub fn platform() -> Option<String> {
+    let os = match std::env::consts::OS {
+        "linux" => "linux",
+        "macos" => "darwin",
+        _ => return None,
+    };
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "x86" => "386",
+        _ => return None,
+    };
+    Some(format!("{os}-{arch}"))
+}
+
+/// Makes sure `dir/gitlab-runner` exists. An executable already there is used as is, with no
+/// network. Otherwise the binary for this OS/arch is downloaded to a temporary file while it
+/// is hashed, compared with the SHA-256 in the bucket's `release.sha256`, made executable and
+/// only then renamed into place; a mismatch leaves nothing.
+pub async fn ensure_gitlab_runner(
+    dir: &Path,
+    source: &DownloadSource,
+) -> Result<Installed, AgentError> {
+    let target = dir.join("gitlab-runner");
+    if is_executable(&target) {
+        return Ok(Installed::Existing);
+    }
+    std::fs::create_dir_all(dir).map_err(|cause| AgentError::Workdir {
+        path: dir.to_path_buf(),
+        cause,
+    })?;
+    let platform = platform().ok_or_else(|| AgentError::NoAsset {
+        version: source.version.clone(),
+        asset: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+    })?;
+    let base = format!("{}/{}", source.base.trim_end_matches('/'), source.version);
+    let asset = format!("binaries/gitlab-runner-{platform}");
+    let sums_url = format!("{base}/release.sha256");
+    let release_err = |reason: String| AgentError::GitlabRelease {
+        version: source.version.clone(),
+        url: sums_url.clone(),
+        reason,
+    };
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("cml/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| release_err(e.to_string()))?;
+    let resp = client
+        .get(&sums_url)
+        .send()
+        .await
+        .map_err(|e| release_err(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(release_err(format!("HTTP {}", resp.status())));
+    }
+    let sums = resp.text().await.map_err(|e| release_err(e.to_string()))?;
+    let expected = published_sha256(&sums, &asset).ok_or_else(|| AgentError::NoChecksum {
+        version: source.version.clone(),
+        platform: platform.clone(),
+    })?;
+    tracing::info!("downloading gitlab-runner {} ({asset})", source.version);
+    let partial = dir.join(".gitlab-runner.partial");
+    let actual = match download(&client, &format!("{base}/{asset}"), &partial).await {
+        Ok(sha) => sha,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    if !actual.eq_ignore_ascii_case(&expected) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(AgentError::Checksum {
+            asset,
+            expected,
+            actual,
+        });
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let installed = std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+        .and_then(|()| std::fs::rename(&partial, &target));
+    if let Err(cause) = installed {
+        let _ = std::fs::remove_file(&partial);
+        return Err(AgentError::Unpack {
+            asset,
+            path: dir.to_path_buf(),
+            cause,
+        });
+    }
+    Ok(Installed::Downloaded {
+        version: source.version.clone(),
+    })
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The SHA-256 of `asset` in a `release.sha256` file (`sha256sum` output: `HEX *path` or
+/// `HEX  path`, the path possibly starting with `./`).
+pub fn published_sha256(sums: &str, asset: &str) -> Option<String> {
+    sums.lines().find_map(|line| {
+        let (sha, path) = line.trim().split_once(char::is_whitespace)?;
+        let path = path.trim().trim_start_matches('*').trim_start_matches("./");
+        (path == asset && sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| sha.to_ascii_lowercase())
+    })
+}
+
+/// What `run-single` needs.
+#[derive(Debug, Clone)]
+pub struct RunSingle {
+    /// The work directory holding `gitlab-runner`.
+    pub dir: PathBuf,
+    /// The instance URL (`https://gitlab.com`, or with its sub-path).
+    pub url: String,
+    /// The runner's authentication token.
+    pub token: Secret,
+    pub name: String,
+    pub executor: Executor,
+    /// `--wait-timeout`: exit after this long without a job; `None` = never.
+    pub wait_timeout: Option<Duration>,
+    /// `--max-builds 1`.
+    pub single: bool,
+    /// `--docker-volumes`, each passed on.
+    pub docker_volumes: Vec<String>,
+    pub builds_dir: PathBuf,
+}
+
+/// The arguments after `gitlab-runner` (no secret among them).
+pub fn run_single_args(a: &RunSingle) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--log-format=json".into(),
+        "run-single".into(),
+        "--url".into(),
+        a.url.clone(),
+        "--name".into(),
+        a.name.clone(),
+        "--builds-dir".into(),
+        a.builds_dir.to_string_lossy().into_owned(),
+        "--cache-dir".into(),
+        a.dir.join("cache").to_string_lossy().into_owned(),
+    ];
+    if let Some(d) = a.wait_timeout {
+        args.push("--wait-timeout".into());
+        args.push(d.as_secs().max(1).to_string());
+    }
+    if a.single {
+        args.push("--max-builds".into());
+        args.push("1".into());
+    }
+    match &a.executor {
+        Executor::Shell => {
+            args.push("--executor".into());
+            args.push("shell".into());
+        }
+        Executor::Docker { image, gpu } => {
+            args.push("--executor".into());
+            args.push("docker".into());
+            args.push("--docker-image".into());
+            args.push(image.clone());
+            if *gpu {
+                args.push("--docker-runtime".into());
+                args.push("nvidia".into());
+                args.push("--docker-gpus".into());
+                args.push("all".into());
+            }
+            for v in &a.docker_volumes {
+                args.push("--docker-volumes".into());
+                args.push(v.clone());
+            }
+        }
+    }
+    args
+}
+
+/// `gitlab-runner run-single ...` with `env` plus the token in `CI_SERVER_TOKEN`.
+pub fn run_single_command(a: &RunSingle, env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(a.dir.join("gitlab-runner"));
+    cmd.current_dir(&a.dir)
+        .args(run_single_args(a))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("CI_SERVER_TOKEN", a.token.expose());
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(executor: Executor, single: bool, wait: Option<u64>) -> Vec<String> {
+        run_single_args(&RunSingle {
+            dir: "/w".into(),
+            url: "https://gitlab.example.com/gitlab".into(),
+            token: Secret::new("glrt-secretsecret"),
+            name: "r1".into(),
+            executor,
+            wait_timeout: wait.map(Duration::from_secs),
+            single,
+            docker_volumes: vec!["/data:/data".into()],
+            builds_dir: "/w/builds".into(),
+        })
+    }
+
+    #[test]
+    fn run_single_arguments() {
+        let a = args(executor_for(false, true), true, Some(300));
+        let s = a.join(" ");
+        assert!(
+            s.starts_with(
+                "--log-format=json run-single --url https://gitlab.example.com/gitlab --name r1"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("--wait-timeout 300"), "{s}");
+        assert!(s.contains("--max-builds 1"), "{s}");
+        assert!(s.contains("--executor docker --docker-image iterativeai/cml:latest-gpu --docker-runtime nvidia"), "{s}");
+        assert!(s.contains("--docker-volumes /data:/data"), "{s}");
+        assert!(!s.contains("secret"), "no token on the command line: {s}");
+
+        let s = args(executor_for(true, true), false, None).join(" ");
+        assert!(s.contains("--executor shell"), "{s}");
+        assert!(!s.contains("docker"), "{s}");
+        assert!(
+            !s.contains("--wait-timeout") && !s.contains("--max-builds"),
+            "{s}"
+        );
+        assert_eq!(
+            executor_for(false, false),
+            Executor::Docker {
+                image: DEFAULT_IMAGE.into(),
+                gpu: false
+            }
+        );
+    }
+
+    #[test]
+    fn reads_release_sha256() {
+        let sha = "b".repeat(64);
+        let sums = format!(
+            "{sha} *binaries/gitlab-runner-linux-amd64\n{} ./binaries/gitlab-runner-linux-arm64\n",
+            "c".repeat(64)
+        );
+        assert_eq!(
+            published_sha256(&sums, "binaries/gitlab-runner-linux-amd64"),
+            Some(sha)
+        );
+        assert_eq!(
+            published_sha256(&sums, "binaries/gitlab-runner-linux-arm64"),
+            Some("c".repeat(64))
+        );
+        assert_eq!(
+            published_sha256(&sums, "binaries/gitlab-runner-linux-386"),
+            None
+        );
+    }
+}

@@ -181,7 +181,7 @@ pub fn published_sha256(body: &str, platform: &str) -> Option<String> {
 }
 
 /// Streams `url` into `path`, returning the hex SHA-256 of what was written.
-async fn download(
+pub(crate) async fn download(
     client: &reqwest::Client,
     url: &str,
     path: &PathBuf,

@@ -98,6 +98,12 @@ pub enum ForgeError {
         cause: ApiError,
     },
     // --- GitLab-only variants below this line ---
+    #[error("found no GitLab API for {url} (tried {tried}): {cause}\nhint: check --repo; for a self-managed GitLab under a sub-path, the URL must include it (https://host/gitlab/group/project)")]
+    ApiDiscovery {
+        url: String,
+        tried: String,
+        cause: String,
+    },
     // --- Bitbucket-only variants below this line ---
 }
 

@@ -58,3 +58,35 @@ pub fn random_hex(n: usize) -> String {
 pub fn random_upper(n: usize) -> String {
     random_hex(n).to_uppercase()
 }
+
+/// `POST url` with a JSON body from a command-line tool; prints the answer, returns the exit code.
+pub fn post_json(url: &str, body: &serde_json::Value) -> i32 {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("cml-sim: cannot start a runtime");
+        return 1;
+    };
+    rt.block_on(async {
+        let Ok(client) = reqwest::Client::builder().no_proxy().build() else {
+            eprintln!("cml-sim: cannot build an HTTP client");
+            return 1;
+        };
+        match client.post(url).json(body).send().await {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                println!("{}", resp.text().await.unwrap_or_default());
+                if ok {
+                    0
+                } else {
+                    1
+                }
+            }
+            Err(e) => {
+                eprintln!("cml-sim: {url}: {e}");
+                1
+            }
+        }
+    })
+}

@@ -16,7 +16,7 @@ mod args;
 mod client;
 mod config;
 pub mod files;
-mod out;
+pub(crate) mod out;
 mod run;
 
 use std::path::PathBuf;

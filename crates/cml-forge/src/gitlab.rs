@@ -1,1 +1,0 @@
-//! The GitLab client (filled in by the GitLab work).

@@ -1,0 +1,443 @@
+//! GitLab (gitlab.com and self-managed, also under a sub-path): project runners through the
+//! REST API v4, authenticated with `PRIVATE-TOKEN`.
+//!
+//! Contracts:
+//! - [`GitlabClient::connect`] finds the API base by probing `{prefix}/api/v4/version` for
+//!   each prefix of the repository path (shortest first), so `https://host/gitlab/group/app`
+//!   works; it then reads the project, which also checks the token.
+//! - Registration uses the current flow (`POST /user/runners`, a `glrt-` runner token) unless
+//!   the project exposes a non-empty legacy `runners_token`; a project without that field
+//!   takes the current flow.
+//! - GitLab deletes a runner even while it runs a job, so [`Forge::delete_runner`] first asks
+//!   for the runner's running jobs and answers [`Deleted::Busy`] when there is one: that is
+//!   what keeps the idle timer from ever killing a job.
+//! - The token and every minted runner token are secrets: never in `Debug`, errors or logs.
+
+use async_trait::async_trait;
+use cml_core::repo::RepoUrl;
+use cml_core::{Labels, RunnerInfo, Secret};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Mutex;
+
+use crate::http::{Answer, Http};
+use crate::{ApiError, Deleted, Forge, ForgeError, Registration, RetryPolicy};
+
+const FORGE: &str = "GitLab";
+const HINT: &str = "use a GitLab access token with the `api` scope (the `create_runner` scope is enough to register) from a Maintainer of the project";
+
+/// A GitLab project, seen through the API.
+pub struct GitlabClient {
+    http: Http,
+    token: Secret,
+    token_source: String,
+    /// `https://host[/prefix]`, what `gitlab-runner --url` takes.
+    instance: String,
+    /// `{instance}/api/v4`
+    api: String,
+    project_path: String,
+    project_id: u64,
+    /// Legacy registration token of the project, when it has one.
+    runners_token: Option<Secret>,
+    minted: Mutex<Vec<String>>,
+}
+
+impl std::fmt::Debug for GitlabClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitlabClient")
+            .field("api", &self.api)
+            .field("project", &self.project_path)
+            .field("token", &format_args!("from {}", self.token_source))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct Project {
+    id: u64,
+    #[serde(default)]
+    runners_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListedRunner {
+    id: u64,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    online: Option<bool>,
+    #[serde(default)]
+    tag_list: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct CreatedRunner {
+    id: u64,
+    token: String,
+}
+
+impl GitlabClient {
+    /// Finds the API of the instance `repo` lives on and reads the project.
+    pub async fn connect(
+        repo: &RepoUrl,
+        token: Secret,
+        token_source: &str,
+        retry: RetryPolicy,
+    ) -> Result<GitlabClient, ForgeError> {
+        let origin = format!("{}://{}", repo.scheme, repo.host);
+        let http = Http::new(retry).map_err(|reason| ForgeError::Client {
+            url: origin.clone(),
+            reason,
+        })?;
+        let mut client = GitlabClient {
+            http,
+            token,
+            token_source: token_source.to_string(),
+            instance: String::new(),
+            api: String::new(),
+            project_path: String::new(),
+            project_id: 0,
+            runners_token: None,
+            minted: Mutex::new(Vec::new()),
+        };
+        let mut tried = Vec::new();
+        // A project needs at least one segment after the prefix.
+        for cut in 0..repo.path.len() {
+            let prefix: String = repo.path[..cut].iter().map(|s| format!("/{s}")).collect();
+            let instance = format!("{origin}{prefix}");
+            let url = format!("{instance}/api/v4/version");
+            let answer = client
+                .send(Method::GET, &url, None)
+                .await
+                .map_err(|cause| ForgeError::ApiDiscovery {
+                    url: repo.to_string(),
+                    tried: url.clone(),
+                    cause: cause.to_string(),
+                })?;
+            tried.push(url);
+            if matches!(answer.status, 200 | 401 | 403) {
+                client.instance = instance;
+                client.api = format!("{}/api/v4", client.instance);
+                client.project_path = repo.path[cut..].join("/");
+                if answer.status != 200 {
+                    return Err(ForgeError::ReadProject {
+                        scope: client.scope(),
+                        cause: client.error(answer),
+                    });
+                }
+                break;
+            }
+        }
+        if client.api.is_empty() {
+            return Err(ForgeError::ApiDiscovery {
+                url: repo.to_string(),
+                tried: tried.join(", "),
+                cause: "none answered like GitLab".into(),
+            });
+        }
+        let url = format!(
+            "{}/projects/{}",
+            client.api,
+            encode_path(&client.project_path)
+        );
+        let project: Project = client
+            .call(Method::GET, &url, None, &[200])
+            .await
+            .and_then(|a| a.json())
+            .map_err(|cause| ForgeError::ReadProject {
+                scope: client.scope(),
+                cause,
+            })?;
+        client.project_id = project.id;
+        client.runners_token = project
+            .runners_token
+            .filter(|t| !t.trim().is_empty())
+            .map(Secret::new);
+        Ok(client)
+    }
+
+    /// The instance web URL with its sub-path (what `gitlab-runner --url` takes).
+    pub fn instance_url(&self) -> &str {
+        &self.instance
+    }
+
+    /// The project path, e.g. `group/sub/app`.
+    pub fn project_path(&self) -> &str {
+        &self.project_path
+    }
+
+    /// The project's numeric id.
+    pub fn project_id(&self) -> u64 {
+        self.project_id
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+    ) -> Result<Answer, ApiError> {
+        let token = self.token.expose().to_string();
+        self.http
+            .send(|c| {
+                let mut r = c
+                    .request(method.clone(), url)
+                    .header("PRIVATE-TOKEN", &token)
+                    .header("accept", "application/json");
+                if let Some(b) = &body {
+                    r = r.json(b);
+                }
+                r
+            })
+            .await
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Value>,
+        ok: &[u16],
+    ) -> Result<Answer, ApiError> {
+        let answer = self.send(method, url, body).await?;
+        if ok.contains(&answer.status) {
+            Ok(answer)
+        } else {
+            Err(self.error(answer))
+        }
+    }
+
+    fn error(&self, a: Answer) -> ApiError {
+        let message = gitlab_message(&a);
+        match a.status {
+            401 => ApiError::Unauthorized {
+                forge: FORGE,
+                status: 401,
+                message,
+                token_source: self.token_source.clone(),
+                hint: HINT,
+            },
+            403 | 404 if !self.project_path.is_empty() => ApiError::Forbidden {
+                forge: FORGE,
+                status: a.status,
+                message,
+                token_source: self.token_source.clone(),
+                hint: HINT,
+            },
+            status => ApiError::Status { status, message },
+        }
+    }
+
+    fn remember(&self, secret: &str) {
+        if let Ok(mut m) = self.minted.lock() {
+            m.push(secret.to_string());
+        }
+    }
+
+    /// Every runner of the project (all pages).
+    async fn list(&self) -> Result<Vec<ListedRunner>, ApiError> {
+        let mut out = Vec::new();
+        let mut page = 1u32;
+        // Bounded: 100 pages of 100 runners.
+        for _ in 0..100 {
+            let url = format!(
+                "{}/projects/{}/runners?per_page=100&page={page}",
+                self.api, self.project_id
+            );
+            let a = self.call(Method::GET, &url, None, &[200]).await?;
+            let items: Vec<ListedRunner> = a.json()?;
+            out.extend(items);
+            match a
+                .headers
+                .get("x-next-page")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u32>().ok())
+            {
+                Some(next) if next > page => page = next,
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The runner's running jobs (`GET /runners/:id/jobs?status=running`); `None` when the
+    /// runner does not exist.
+    async fn running_jobs(&self, id: &str) -> Result<Option<Vec<Value>>, ApiError> {
+        let url = format!("{}/runners/{id}/jobs?status=running", self.api);
+        let a = self.call(Method::GET, &url, None, &[200, 404]).await?;
+        if a.status == 404 {
+            return Ok(None);
+        }
+        Ok(Some(a.json()?))
+    }
+}
+
+/// GitLab's error text: `message` (a string, or an object of field errors) or `error`.
+fn gitlab_message(a: &Answer) -> String {
+    let v: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
+    match (&v["message"], &v["error"]) {
+        (Value::String(s), _) => s.clone(),
+        (Value::Null, Value::String(s)) => s.clone(),
+        (m @ Value::Object(_), _) => m.to_string(),
+        _ => a.message(),
+    }
+}
+
+/// `group/sub/app` → `group%2Fsub%2Fapp`.
+fn encode_path(path: &str) -> String {
+    path.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Forge for GitlabClient {
+    fn scope(&self) -> String {
+        format!("GitLab project {}", self.project_path)
+    }
+
+    /// The runners of the project (`GET /projects/:id/runners`, which lists the runners this
+    /// project can use: its own, and group or shared ones visible to it). GitLab has no runner
+    /// name: the description is the name. Tags come from each runner's details and `busy`
+    /// from its running jobs, one call each.
+    async fn runners(&self) -> Result<Vec<RunnerInfo>, ForgeError> {
+        let err = |cause| ForgeError::ListRunners {
+            scope: self.scope(),
+            cause,
+        };
+        let listed = self.list().await.map_err(err)?;
+        let mut out = Vec::with_capacity(listed.len());
+        for r in listed {
+            let id = r.id.to_string();
+            let tags = match r.tag_list {
+                Some(t) => t,
+                None => {
+                    let url = format!("{}/runners/{id}", self.api);
+                    let a = self
+                        .call(Method::GET, &url, None, &[200])
+                        .await
+                        .map_err(|cause| ForgeError::GetRunner {
+                            scope: self.scope(),
+                            id: id.clone(),
+                            cause,
+                        })?;
+                    let d: ListedRunner = a.json().map_err(err)?;
+                    d.tag_list.unwrap_or_default()
+                }
+            };
+            let online = match r.status.as_deref() {
+                Some(s) => s == "online",
+                None => r.online.unwrap_or(false),
+            };
+            let busy = online
+                && self
+                    .running_jobs(&id)
+                    .await
+                    .map_err(|cause| ForgeError::RunnerJobs {
+                        scope: self.scope(),
+                        id: id.clone(),
+                        cause,
+                    })?
+                    .is_some_and(|j| !j.is_empty());
+            out.push(RunnerInfo {
+                id,
+                name: r.description.unwrap_or_default(),
+                online,
+                busy,
+                labels: tags,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn registration(&self, name: &str, labels: &Labels) -> Result<Registration, ForgeError> {
+        let err = |cause| ForgeError::CreateRunner {
+            scope: self.scope(),
+            name: name.to_string(),
+            cause,
+        };
+        let tags: Vec<String> = labels.as_slice().to_vec();
+        let answer = match &self.runners_token {
+            Some(legacy) => {
+                let body = json!({
+                    "token": legacy.expose(),
+                    "description": name,
+                    "tag_list": tags.join(","),
+                    "run_untagged": false,
+                    "locked": true,
+                    "access_level": "not_protected",
+                });
+                let url = format!("{}/runners", self.api);
+                self.call(Method::POST, &url, Some(body), &[201]).await
+            }
+            None => {
+                let body = json!({
+                    "runner_type": "project_type",
+                    "project_id": self.project_id,
+                    "description": name,
+                    "tag_list": tags.join(","),
+                    "run_untagged": false,
+                    "locked": true,
+                    "access_level": "not_protected",
+                });
+                let url = format!("{}/user/runners", self.api);
+                self.call(Method::POST, &url, Some(body), &[201]).await
+            }
+        }
+        .map_err(err)?;
+        let created: CreatedRunner = answer.json().map_err(err)?;
+        self.remember(&created.token);
+        Ok(Registration::Gitlab {
+            url: self.instance.clone(),
+            id: created.id.to_string(),
+            token: Secret::new(created.token),
+        })
+    }
+
+    async fn delete_runner(&self, id: &str, name: &str) -> Result<Deleted, ForgeError> {
+        let err = |cause| ForgeError::DeleteRunner {
+            scope: self.scope(),
+            id: id.to_string(),
+            name: name.to_string(),
+            cause,
+        };
+        match self.running_jobs(id).await.map_err(err)? {
+            None => return Ok(Deleted::AlreadyGone),
+            Some(jobs) if !jobs.is_empty() => {
+                let ids: Vec<String> = jobs.iter().map(|j| j["id"].to_string()).collect();
+                return Ok(Deleted::Busy(format!(
+                    "the runner is running job {}",
+                    ids.join(", ")
+                )));
+            }
+            Some(_) => {}
+        }
+        let url = format!("{}/runners/{id}", self.api);
+        let a = self
+            .call(Method::DELETE, &url, None, &[204, 404])
+            .await
+            .map_err(err)?;
+        Ok(if a.status == 204 {
+            Deleted::Removed
+        } else {
+            Deleted::AlreadyGone
+        })
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        let mut out = self.minted.lock().map(|m| m.clone()).unwrap_or_default();
+        out.push(self.token.expose().to_string());
+        if let Some(t) = &self.runners_token {
+            out.push(t.expose().to_string());
+        }
+        out
+    }
+}
