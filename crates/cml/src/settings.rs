@@ -33,6 +33,26 @@ pub mod vars {
     pub const CLOUD_POLL_INTERVAL: &str = "CML_CLOUD_POLL_INTERVAL";
     /// Releases API the GitHub agent is downloaded from (a mirror, or the simulator).
     pub const GITHUB_RUNNER_RELEASES_URL: &str = "CML_GITHUB_RUNNER_RELEASES_URL";
+    /// Where gitlab-runner binaries are downloaded from (GitLab's bucket layout:
+    /// `{url}/{version}/binaries/gitlab-runner-linux-amd64` and `{url}/{version}/release.sha256`).
+    pub const GITLAB_RUNNER_DOWNLOAD_URL: &str = "CML_GITLAB_RUNNER_DOWNLOAD_URL";
+    /// The gitlab-runner version downloaded when none is installed (`latest` or `v17.5.0`).
+    pub const GITLAB_RUNNER_VERSION: &str = "CML_GITLAB_RUNNER_VERSION";
+    /// Bitbucket Cloud's API base (default `https://api.bitbucket.org`): a proxy, or the simulator.
+    pub const BITBUCKET_API_URL: &str = "CML_BITBUCKET_API_URL";
+    /// Forces gitlab-runner's executor (`docker` or `shell`) instead of detecting it.
+    pub const GITLAB_EXECUTOR: &str = "CML_GITLAB_EXECUTOR";
+    /// Forces the Bitbucket runner (`docker` or `shell`) instead of detecting it.
+    pub const BITBUCKET_RUNTIME: &str = "CML_BITBUCKET_RUNTIME";
+    /// Variables passed on to a cloud machine's runner when set here.
+    pub const FORWARDED_TO_MACHINES: &[&str] = &[
+        GITHUB_RUNNER_RELEASES_URL,
+        GITLAB_RUNNER_DOWNLOAD_URL,
+        GITLAB_RUNNER_VERSION,
+        BITBUCKET_API_URL,
+        GITLAB_EXECUTOR,
+        BITBUCKET_RUNTIME,
+    ];
 }
 
 /// An invalid setting.
@@ -57,14 +77,30 @@ pub enum SettingsError {
         value: String,
         reason: &'static str,
     },
+    #[error("invalid {var}={value:?}: {reason}\nhint: unset it to have it detected")]
+    Variable {
+        var: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     #[error("--single cannot be combined with --reuse or --reuse-idle (CML refuses this too)")]
     SingleWithReuse,
-    #[error("no token found\nhint: pass --token, or set one of {tried}, or CML_GITHUB_APP_ID and CML_GITHUB_APP_PEM for a GitHub App")]
-    NoToken { tried: String },
+    #[error("no token found\nhint: pass --token, or set one of {tried}{forge_hint}")]
+    NoToken {
+        tried: String,
+        forge_hint: &'static str,
+    },
     #[error("CML_GITHUB_APP_ID is set but CML_GITHUB_APP_PEM is not (or the other way round)\nhint: set both, or neither")]
     HalfApp,
     #[error("cannot determine the home directory for the default --workdir\nhint: pass --workdir")]
     NoHome,
+}
+
+/// How the agent runs jobs, when forced by `CML_GITLAB_EXECUTOR` / `CML_BITBUCKET_RUNTIME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentMode {
+    Docker,
+    Shell,
 }
 
 /// Credentials for the forge.
@@ -110,6 +146,14 @@ pub struct RunnerSettings {
     pub destroy_delay: Duration,
     pub github_runner_version: Option<String>,
     pub github_runner_releases: String,
+    /// gitlab-runner download base and version.
+    pub gitlab_runner_download: String,
+    pub gitlab_runner_version: String,
+    /// Bitbucket Cloud API base.
+    pub bitbucket_api: String,
+    /// The agent's way of running jobs when forced: GitLab's executor or the Bitbucket runner
+    /// (`CML_GITLAB_EXECUTOR`, `CML_BITBUCKET_RUNTIME`); `None` = detected.
+    pub forced_agent_mode: Option<AgentMode>,
     pub stop_grace: Duration,
     pub cloud_timeout: Duration,
     pub cloud_cml_url: String,
@@ -239,7 +283,7 @@ pub fn resolve_runner(
     let driver = infer_driver(explicit_driver, &repo, |k| env.get(k))?;
 
     let cloud = cloud::validate(&cloud_args(args, env))?;
-    let credential = credential(global, env)?;
+    let credential = credential(global, env, driver)?;
 
     let workdir = match pick(
         args.workdir.clone(),
@@ -297,6 +341,24 @@ pub fn resolve_runner(
             });
         }
     }
+    let mode_var = match driver {
+        Driver::Gitlab => Some(vars::GITLAB_EXECUTOR),
+        Driver::Bitbucket => Some(vars::BITBUCKET_RUNTIME),
+        Driver::Github => None,
+    };
+    let forced_agent_mode = match mode_var.and_then(|v| env.get(v).map(|x| (v, x))) {
+        None => None,
+        Some((_, x)) if x.is_empty() => None,
+        Some((_, x)) if x.eq_ignore_ascii_case("docker") => Some(AgentMode::Docker),
+        Some((_, x)) if x.eq_ignore_ascii_case("shell") => Some(AgentMode::Shell),
+        Some((var, x)) => {
+            return Err(SettingsError::Variable {
+                var,
+                value: x,
+                reason: "expected docker or shell",
+            })
+        }
+    };
     let mut docker_volumes = args.docker_volumes.clone();
     if docker_volumes.is_empty() {
         if let Some(v) = env.get("CML_RUNNER_DOCKER_VOLUMES") {
@@ -336,6 +398,19 @@ pub fn resolve_runner(
             .get(vars::GITHUB_RUNNER_RELEASES_URL)
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| cml_agent::install::DEFAULT_RELEASES_API.to_string()),
+        gitlab_runner_download: env
+            .get(vars::GITLAB_RUNNER_DOWNLOAD_URL)
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| cml_agent::gitlab::DEFAULT_DOWNLOAD_URL.to_string()),
+        gitlab_runner_version: env
+            .get(vars::GITLAB_RUNNER_VERSION)
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "latest".to_string()),
+        bitbucket_api: env
+            .get(vars::BITBUCKET_API_URL)
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| cml_forge::bitbucket::DEFAULT_API_URL.to_string()),
+        forced_agent_mode,
         stop_grace,
         cloud_timeout,
         cloud_cml_url: pick(
@@ -407,7 +482,11 @@ fn cloud_args(args: &RunnerArgs, env: &dyn Env) -> CloudArgs {
 
 /// The forge credential: `--token`, then the explicit `CML_*TOKEN` variables, then a GitHub
 /// App, then the generic token variables.
-fn credential(global: &GlobalArgs, env: &dyn Env) -> Result<Credential, SettingsError> {
+fn credential(
+    global: &GlobalArgs,
+    env: &dyn Env,
+    driver: Driver,
+) -> Result<Credential, SettingsError> {
     if let Some(t) = global.driver_token.clone().filter(|t| !t.trim().is_empty()) {
         return Ok(Credential::Token {
             token: Secret::new(t),
@@ -427,12 +506,14 @@ fn credential(global: &GlobalArgs, env: &dyn Env) -> Result<Credential, Settings
     if let Some(c) = from(&vars::TOKEN_CHAIN[..vars::EXPLICIT_TOKENS]) {
         return Ok(c);
     }
+    // A GitHub App only authenticates to GitHub.
+    let github = driver == Driver::Github;
     let app_id = env
         .get(vars::GITHUB_APP_ID)
-        .filter(|v| !v.trim().is_empty());
+        .filter(|v| github && !v.trim().is_empty());
     let pem = env
         .get(vars::GITHUB_APP_PEM)
-        .filter(|v| !v.trim().is_empty());
+        .filter(|v| github && !v.trim().is_empty());
     match (app_id, pem) {
         (Some(app_id), Some(pem)) => {
             return Ok(Credential::GithubApp {
@@ -445,6 +526,13 @@ fn credential(global: &GlobalArgs, env: &dyn Env) -> Result<Credential, Settings
     }
     from(&vars::TOKEN_CHAIN[vars::EXPLICIT_TOKENS..]).ok_or_else(|| SettingsError::NoToken {
         tried: vars::TOKEN_CHAIN.join(", "),
+        forge_hint: match driver {
+            Driver::Github => ", or CML_GITHUB_APP_ID and CML_GITHUB_APP_PEM for a GitHub App",
+            Driver::Gitlab => {
+                " (a GitLab personal, group or project access token with the api scope)"
+            }
+            Driver::Bitbucket => " (Bitbucket: base64 of `user:app_password`)",
+        },
     })
 }
 

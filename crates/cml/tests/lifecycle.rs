@@ -526,11 +526,6 @@ fn cloud_options_are_validated_before_anything_happens() {
             2,
         ),
         (vec!["--idle-timeout=soon"], "--idle-timeout", 2),
-        (
-            vec!["--driver=gitlab"],
-            "the gitlab driver is not available",
-            2,
-        ),
         (vec!["--driver="], "unknown driver", 2),
     ] {
         let mut full = vec!["runner", "--repo", &repo, "--token", PAT];

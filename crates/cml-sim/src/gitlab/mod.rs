@@ -68,10 +68,9 @@ pub(crate) fn handle(sh: &Shared, req: &Req, segs: &[&str]) -> Option<Resp> {
     }
     let api_at = segs.windows(2).position(|w| w == ["api", "v4"])?;
     if segs[..api_at] != prefix[..] {
-        return Some(Resp::json(
-            404,
-            serde_json::json!({"message": "404 Not Found"}),
-        ));
+        let resp = Resp::json(404, serde_json::json!({"message": "404 Not Found"}));
+        crate::github::record(sh, req, resp.status);
+        return Some(resp);
     }
     Some(api::route(sh, req, &segs[api_at + 2..]))
 }

@@ -16,7 +16,6 @@ use cml_cloud::{Created, Machine, MachineSpec, Provider, Resource};
 use cml_core::cloud::{resource_tags, CloudSpec};
 use cml_core::startup::{StartupScript, MACHINE_WORKDIR};
 use cml_core::{IdleTimeout, Secret};
-use cml_forge::github::GithubClient;
 use cml_forge::Forge;
 use std::time::Instant;
 
@@ -31,7 +30,7 @@ enum LaunchError {
 pub async fn launch(
     s: &RunnerSettings,
     spec: &CloudSpec,
-    forge: &GithubClient,
+    forge: &dyn Forge,
     signals: &mut Signals,
 ) -> Result<ExitCode, Failure> {
     let provider = tokio::select! {
@@ -90,7 +89,7 @@ async fn create_and_register(
     provider: &AwsProvider,
     spec: &MachineSpec,
     created: &Created,
-    forge: &GithubClient,
+    forge: &dyn Forge,
     progress: &Progress,
 ) -> Result<Machine, LaunchError> {
     let deadline = Instant::now() + s.cloud_timeout;
@@ -149,7 +148,7 @@ async fn teardown(
     s: &RunnerSettings,
     provider: &AwsProvider,
     created: &Created,
-    forge: &GithubClient,
+    forge: &dyn Forge,
     error: LaunchError,
 ) -> Failure {
     let (failure, console) = match error {
@@ -215,10 +214,19 @@ fn startup_script(s: &RunnerSettings) -> StartupScript {
         args.push("--github-runner-version".into());
         args.push(v.clone());
     }
-    let mut env = Vec::new();
-    if let Ok(releases) = std::env::var(vars::GITHUB_RUNNER_RELEASES_URL) {
-        env.push((vars::GITHUB_RUNNER_RELEASES_URL.to_string(), releases));
+    for v in &s.docker_volumes {
+        args.push("--docker-volumes".into());
+        args.push(v.clone());
     }
+    let env = vars::FORWARDED_TO_MACHINES
+        .iter()
+        .filter_map(|k| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| (k.to_string(), v))
+        })
+        .collect();
     let secrets = match &s.credential {
         Credential::Token { token, .. } => vec![("REPO_TOKEN".to_string(), token.clone())],
         Credential::GithubApp { app_id, pem } => vec![

@@ -6,23 +6,20 @@
 //! runner exactly once. Nothing is registered before the settings, the token, the reuse
 //! rules and the agent install have all been checked.
 
+mod agent;
 mod cloud;
+mod forge;
 mod registration;
 mod signals;
 mod supervise;
 
 use crate::exit::{ExitCode, Failure};
 use crate::logging;
-use crate::settings::{Credential, RunnerSettings};
-use anyhow::Context;
-use cml_agent::github::{configure, run_command, ConfigureArgs};
-use cml_agent::install::{ensure_github_agent, Installed, ReleaseSource};
-use cml_agent::AgentProcess;
+use crate::settings::RunnerSettings;
+use agent::Agent;
 use cml_core::cloud::Cloud;
 use cml_core::reuse::{decide, ReuseDecision};
-use cml_core::Driver;
-use cml_forge::github::{AppAuth, GithubAuth, GithubClient};
-use cml_forge::{Forge, Registration, RetryPolicy};
+use cml_forge::{Forge, Registration};
 use registration::Registered;
 use signals::Signals;
 
@@ -34,25 +31,30 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
             cloud.cloud
         )));
     }
-    if s.driver != Driver::Github {
-        return Err(Failure::usage(anyhow::anyhow!(
-            "the {} driver is not available in this build yet: only GitHub is\nhint: nothing was registered",
-            s.driver
-        )));
-    }
     note_inapplicable(&s);
     let mut signals = Signals::install().map_err(Failure::error)?;
-    let forge = github_client(&s).map_err(Failure::error)?;
+    // The agent decides Bitbucket's runner-type label, so it is chosen before registering.
+    let agent = match s.cloud {
+        Some(_) => None,
+        None => Some(Agent::choose(&s)),
+    };
+    let client = tokio::select! {
+        r = forge::connect(&s, agent.as_ref().and_then(Agent::runtime_label)) => r.map_err(Failure::error)?,
+        sig = signals.recv() => return Ok(terminated_before_registration(sig)),
+    };
+    let forge = client.as_ref();
     logging::add_secrets(forge.secrets());
     tracing::info!(
         repo = %s.repo,
         name = %s.name,
         labels = %s.labels,
         idle_timeout = %s.idle_timeout,
-        "launching a runner {}",
-        match &s.cloud {
-            Some(c) => format!("on {}: {} in {}", c.cloud, c.machine_type, c.region),
-            None => "on this machine".into(),
+        "launching a {} runner {}",
+        s.driver,
+        match (&s.cloud, &agent) {
+            (Some(c), _) => format!("on {}: {} in {}", c.cloud, c.machine_type, c.region),
+            (None, Some(a)) => format!("on this machine with {}", a.describe()),
+            (None, None) => "on this machine".into(),
         }
     );
 
@@ -78,31 +80,19 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         }
     }
 
-    if let Some(spec) = &s.cloud {
-        return cloud::launch(&s, spec, &forge, &mut signals).await;
-    }
+    let (Some(agent), None) = (agent, &s.cloud) else {
+        let spec = s
+            .cloud
+            .as_ref()
+            .expect("a runner without an agent here is a cloud runner");
+        return cloud::launch(&s, spec, forge, &mut signals).await;
+    };
 
     // 2. The agent is installed (no registration yet, so a failed download leaves nothing).
-    let source = ReleaseSource {
-        api: s.github_runner_releases.clone(),
-        version: s.github_runner_version.clone(),
-    };
-    let installed = tokio::select! {
-        r = ensure_github_agent(&s.workdir, &source) => r.map_err(|e| Failure::error(e.into()))?,
+    tokio::select! {
+        r = agent.install(&s) => r.map_err(|e| Failure::error(e.into()))?,
         sig = signals.recv() => return Ok(terminated_before_registration(sig)),
     };
-    match installed {
-        Installed::Existing => tracing::info!(
-            "using the agent already installed in {}",
-            s.workdir.display()
-        ),
-        Installed::Downloaded { version } => {
-            tracing::info!(
-                "installed actions/runner {version} in {}",
-                s.workdir.display()
-            )
-        }
-    }
 
     // 3. Register and supervise; from here on every path deregisters.
     let registration = tokio::select! {
@@ -110,9 +100,16 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         sig = signals.recv() => return Ok(terminated_before_registration(sig)),
     };
     logging::add_secrets(forge.secrets());
-    let mut registered = Registered::new(&forge, &s.name);
-    let outcome =
-        registered_lifecycle(&s, &forge, registration, &mut registered, &mut signals).await;
+    let mut registered = Registered::new(forge, &s.name, registration.runner_id());
+    let outcome = registered_lifecycle(
+        &s,
+        forge,
+        &agent,
+        registration,
+        &mut registered,
+        &mut signals,
+    )
+    .await;
     let deregistered = registered.deregister().await;
     match (outcome, deregistered) {
         (Ok(code), Ok(())) => Ok(code),
@@ -125,49 +122,36 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
     }
 }
 
-/// Configure, start and supervise the agent. The caller deregisters afterwards.
+/// Start (GitHub: configure, then start) and supervise the agent. The caller deregisters
+/// afterwards.
 async fn registered_lifecycle(
     s: &RunnerSettings,
-    forge: &GithubClient,
+    forge: &dyn Forge,
+    agent: &Agent,
     registration: Registration,
     registered: &mut Registered<'_>,
     signals: &mut Signals,
 ) -> Result<ExitCode, Failure> {
-    let Registration::GithubToken { url, token } = registration else {
-        return Err(Failure::error(anyhow::anyhow!("not a GitHub registration")));
-    };
-    let secrets = forge.secrets();
-    let env = cml_agent::env::agent_env(&secrets);
-    let args = ConfigureArgs {
-        dir: s.workdir.clone(),
-        url,
-        token,
-        name: s.name.clone(),
-        labels: s.labels.clone(),
-        work: s.workdir.join("_work"),
-        ephemeral: s.single,
-    };
-    tokio::select! {
-        r = configure(&args, &env) => r.map_err(|e| Failure::error(e.into()))?,
+    let env = cml_agent::env::agent_env(&forge.secrets());
+    let process = tokio::select! {
+        r = agent.start(s, registration, &env) => r.map_err(|e| Failure::error(e.into()))?,
         sig = signals.recv() => {
             tracing::info!(status = "terminated", reason = "signal", "stopped by signal {sig} while configuring");
             return Ok(ExitCode::from_signal(sig));
         }
-    }
+    };
     registered.lookup_id().await;
     tracing::info!(name = %s.name, "runner registered in {}", forge.scope());
-
-    let agent = AgentProcess::spawn(run_command(&s.workdir, &env), "run.sh")
-        .map_err(|e| Failure::error(e.into()))?;
-    supervise::supervise(s, agent, registered, signals).await
+    supervise::supervise(s, process, registered, signals).await
 }
 
 /// Options CML accepts everywhere but that only act elsewhere: say so instead of silently
 /// ignoring them.
 fn note_inapplicable(s: &RunnerSettings) {
-    if !s.docker_volumes.is_empty() {
+    if !s.docker_volumes.is_empty() && s.driver != cml_core::Driver::Gitlab {
         tracing::warn!(
-            "--docker-volumes applies to GitLab's docker executor only; ignored for GitHub"
+            "--docker-volumes applies to GitLab's docker executor only; ignored for {}",
+            s.driver
         );
     }
     if s.no_retry {
@@ -209,18 +193,4 @@ fn terminated_before_registration(sig: i32) -> ExitCode {
         "stopped by signal {sig}; nothing was registered"
     );
     ExitCode::from_signal(sig)
-}
-
-fn github_client(s: &RunnerSettings) -> anyhow::Result<GithubClient> {
-    let auth = match &s.credential {
-        Credential::Token { token, source } => GithubAuth::Token {
-            token: token.clone(),
-            source: source.clone(),
-        },
-        Credential::GithubApp { app_id, pem } => {
-            logging::add_secrets([pem.expose().to_string()]);
-            GithubAuth::App(AppAuth::new(app_id, pem.clone())?)
-        }
-    };
-    GithubClient::new(&s.repo, auth, RetryPolicy::default()).context("creating the GitHub client")
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 const BUSY_RETRIES: u32 = 15;
 const BUSY_RETRY_DELAY: Duration = Duration::from_secs(1);
 
-/// A runner we registered (or may have: `config.sh` was started).
+/// A runner we registered (or may have: GitHub's `config.sh` was started).
 ///
 /// Contract: [`Registered::deregister`] removes it from the forge at most once, however
 /// often it is called; later calls return the first call's success at once.
@@ -19,18 +19,23 @@ pub struct Registered<'a> {
 }
 
 impl<'a> Registered<'a> {
-    pub fn new(forge: &'a dyn Forge, name: &str) -> Registered<'a> {
+    /// `id` is the runner's id when the forge created the runner (GitLab, Bitbucket); GitHub's
+    /// is looked up by name once its agent has registered.
+    pub fn new(forge: &'a dyn Forge, name: &str, id: Option<&str>) -> Registered<'a> {
         Registered {
             forge,
             name: name.to_string(),
-            id: None,
+            id: id.map(str::to_string),
             done: false,
         }
     }
 
-    /// Finds the runner's id by name (after `config.sh`); failures are only logged, the
-    /// lookup is tried again when deregistering.
+    /// Finds the runner's id by name (after `config.sh`) unless it is known; failures are only
+    /// logged, the lookup is tried again when deregistering.
     pub async fn lookup_id(&mut self) {
+        if self.id.is_some() {
+            return;
+        }
         match self.forge.runners().await {
             Ok(rs) => {
                 self.id = rs
@@ -94,8 +99,10 @@ impl<'a> Registered<'a> {
                 }
                 Deleted::Busy(message) => {
                     anyhow::bail!(
-                        "runner {} could not be deregistered: {message}\nhint: remove it in the repository's Settings > Actions > Runners",
-                        self.name
+                        "runner {} could not be deregistered from {}: {message}\nhint: remove it in the runner settings of {}",
+                        self.name,
+                        self.forge.scope(),
+                        self.forge.scope()
                     )
                 }
             }

@@ -6,9 +6,10 @@ use crate::exit::{ExitCode, Failure};
 use crate::settings::RunnerSettings;
 use cml_agent::process::Output;
 use cml_agent::{AgentProcess, Stream};
-use cml_core::event::parse_github_line;
+use cml_core::event::parse_line;
 use cml_core::policy::{Decision, Policy, StopReason};
 use cml_core::AgentEvent;
+use cml_core::Driver;
 use cml_forge::Deleted;
 use std::time::Instant;
 
@@ -23,13 +24,14 @@ pub async fn supervise(
     signals: &mut Signals,
 ) -> Result<ExitCode, Failure> {
     let mut policy = Policy::new(s.idle_timeout, s.single);
+    let mut agent_exited = false;
     let reason = loop {
         let deadline = policy.idle_deadline();
         let decision = tokio::select! {
             out = agent.next() => match out {
                 Output::Line(line) => {
                     log_line(line.stream, &line.text);
-                    match parse_github_line(&line.text) {
+                    match parse_line(s.driver, &line.text) {
                         Some(event) => {
                             log_event(&event);
                             policy.on_agent_event(&event, line.at)
@@ -39,7 +41,13 @@ pub async fn supervise(
                 }
                 Output::Exited(info) => {
                     tracing::debug!("the agent exited ({info})");
-                    policy.on_agent_exit(info.code)
+                    agent_exited = true;
+                    if s.driver == Driver::Gitlab && info.code == Some(0) {
+                        // gitlab-runner got the same idle timeout as --wait-timeout.
+                        policy.on_agent_idle_exit()
+                    } else {
+                        policy.on_agent_exit(info.code)
+                    }
                 }
             },
             sig = signals.recv() => {
@@ -51,7 +59,7 @@ pub async fn supervise(
         let Decision::Stop(reason) = decision else {
             continue;
         };
-        if let StopReason::IdleTimeout(_) = reason {
+        if let (StopReason::IdleTimeout(_), false) = (&reason, agent_exited) {
             match registered.try_deregister().await {
                 Ok(Deleted::Busy(_)) => {
                     tracing::info!("the runner took a job as the idle timeout expired; keeping it");

@@ -1,5 +1,6 @@
-//! Test harness: a simulated GitHub (in process), a pre-installed simulated agent, and the
-//! real `cml` binary run as a child process whose JSON log lines are collected.
+//! Test harness: a simulated forge (in process: GitHub, GitLab and Bitbucket are served by the
+//! same simulator), a pre-installed simulated agent, and the real `cml` binary run as a child
+//! process whose JSON log lines are collected.
 //!
 //! Every wait here is bounded in time; a test that hangs fails with what it saw.
 
@@ -7,7 +8,7 @@
 
 pub mod moto;
 
-use cml_sim::{write_agent_scripts, SimConfig, SimServer, DEFAULT_PAT};
+use cml_sim::{write_agent_scripts, AnyJob, AnyRunner, SimConfig, SimServer, DEFAULT_PAT};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -34,10 +35,48 @@ pub fn sim_exe() -> PathBuf {
     p
 }
 
+/// Which forge a [`World`] plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Github,
+    Gitlab,
+    Bitbucket,
+}
+
+impl Kind {
+    /// The `--driver` value.
+    pub fn driver(self) -> &'static str {
+        match self {
+            Kind::Github => "github",
+            Kind::Gitlab => "gitlab",
+            Kind::Bitbucket => "bitbucket",
+        }
+    }
+
+    /// The repository (GitLab: project) path the tests use.
+    pub fn repo_path(self) -> &'static str {
+        match self {
+            Kind::Github => "octo/app",
+            Kind::Gitlab => "group/app",
+            Kind::Bitbucket => "octo/app",
+        }
+    }
+
+    /// The simulator's admin token for this forge.
+    pub fn token(self) -> &'static str {
+        match self {
+            Kind::Github => PAT,
+            Kind::Gitlab => cml_sim::gitlab::DEFAULT_GITLAB_TOKEN,
+            Kind::Bitbucket => cml_sim::bitbucket::DEFAULT_BITBUCKET_TOKEN,
+        }
+    }
+}
+
 /// A simulator plus a scratch directory with a HOME and a pre-installed agent.
 pub struct World {
     pub sim: SimServer,
     pub tmp: tempfile::TempDir,
+    pub kind: Kind,
 }
 
 impl World {
@@ -46,16 +85,94 @@ impl World {
     }
 
     pub fn with(configure: impl FnOnce(&mut SimConfig)) -> World {
+        World::of_with(Kind::Github, configure)
+    }
+
+    /// A world playing `kind`.
+    pub fn of(kind: Kind) -> World {
+        World::of_with(kind, |_| {})
+    }
+
+    pub fn of_with(kind: Kind, configure: impl FnOnce(&mut SimConfig)) -> World {
         let mut cfg = SimConfig::new(sim_exe());
         configure(&mut cfg);
         let sim = SimServer::start(cfg).expect("simulator starts");
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("home")).unwrap();
-        World { sim, tmp }
+        World { sim, tmp, kind }
     }
 
     pub fn repo_url(&self) -> String {
-        format!("{}/octo/app", self.sim.url())
+        format!("{}/{}", self.sim.url(), self.kind.repo_path())
+    }
+
+    /// The forge's runners.
+    pub fn runners(&self) -> Vec<AnyRunner> {
+        match self.kind {
+            Kind::Github => self.sim.github_runners(),
+            Kind::Gitlab => self.sim.gitlab_runners(),
+            Kind::Bitbucket => self.sim.bitbucket_runners(),
+        }
+    }
+
+    /// Names of the forge's runners.
+    pub fn runner_names(&self) -> Vec<String> {
+        self.runners().into_iter().map(|r| r.name).collect()
+    }
+
+    /// API deletions: (id, name).
+    pub fn deletes(&self) -> Vec<(String, String)> {
+        match self.kind {
+            Kind::Github => self.sim.github_deletes(),
+            Kind::Gitlab => self.sim.gitlab_deletes(),
+            Kind::Bitbucket => self.sim.bitbucket_deletes(),
+        }
+    }
+
+    /// Every runner ever registered, in order.
+    pub fn registered_names(&self) -> Vec<String> {
+        match self.kind {
+            Kind::Github => self.sim.github_registered_names(),
+            Kind::Gitlab => self.sim.gitlab_registered_names(),
+            Kind::Bitbucket => self.sim.bitbucket_registered_names(),
+        }
+    }
+
+    /// Queues a job in the test repository; returns its id.
+    pub fn queue_job(&self, name: &str, labels: &[&str], command: &str) -> String {
+        let repo = self.kind.repo_path();
+        match self.kind {
+            Kind::Github => self.sim.github_queue_job(repo, name, labels, command),
+            Kind::Gitlab => self.sim.gitlab_queue_job(repo, name, labels, command),
+            Kind::Bitbucket => self.sim.bitbucket_queue_job(repo, name, labels, command),
+        }
+    }
+
+    pub fn job(&self, id: &str) -> AnyJob {
+        match self.kind {
+            Kind::Github => self.sim.github_job(id),
+            Kind::Gitlab => self.sim.gitlab_job(id),
+            Kind::Bitbucket => self.sim.bitbucket_job(id),
+        }
+        .unwrap_or_else(|| panic!("no job {id}"))
+    }
+
+    /// What the agent prints as the job of `job_started`/`job_ended` for job `id` named
+    /// `name`: GitHub prints the name, GitLab the id, Bitbucket the step uuid.
+    pub fn job_label(&self, id: &str, name: &str) -> String {
+        match self.kind {
+            Kind::Github => name.to_string(),
+            Kind::Gitlab | Kind::Bitbucket => id.to_string(),
+        }
+    }
+
+    /// Every secret the forge handed out.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        match self.kind {
+            Kind::Github => self.sim.github_issued_secrets(),
+            Kind::Gitlab => self.sim.gitlab_issued_secrets(),
+            Kind::Bitbucket => self.sim.bitbucket_issued_secrets(),
+        }
     }
 
     /// The simulator's actions/runner releases API (for `CML_GITHUB_RUNNER_RELEASES_URL`).
@@ -63,11 +180,21 @@ impl World {
         format!("{}/repos/actions/runner/releases", self.sim.url())
     }
 
-    /// A work directory holding the simulated agent's `config.sh` and `run.sh`.
+    /// A work directory holding the simulated agent of this world's forge, pre-installed.
     pub fn workdir(&self, name: &str) -> PathBuf {
+        let dir = self.empty_workdir(name);
+        match self.kind {
+            Kind::Github => write_agent_scripts(&dir, &sim_exe()).unwrap(),
+            Kind::Gitlab => cml_sim::gitlab::write_gitlab_runner(&dir, &sim_exe()).unwrap(),
+            Kind::Bitbucket => cml_sim::bitbucket::write_shell_runner(&dir, &sim_exe()).unwrap(),
+        }
+        dir
+    }
+
+    /// A work directory with no agent in it.
+    pub fn empty_workdir(&self, name: &str) -> PathBuf {
         let dir = self.tmp.path().join("agents").join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        write_agent_scripts(&dir, &sim_exe()).unwrap();
         dir
     }
 
@@ -77,6 +204,13 @@ impl World {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.tmp.path().join("home"))
+            .env("CML_BITBUCKET_API_URL", self.sim.url())
+            // The default outside containers; tests choosing the shell executor say so.
+            .env("CML_GITLAB_EXECUTOR", "docker")
+            .env(
+                "CML_GITLAB_RUNNER_DOWNLOAD_URL",
+                format!("{}/gitlab-runner-downloads", self.sim.url()),
+            )
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -89,13 +223,14 @@ impl World {
     pub fn runner_command(&self, name: &str, extra: &[&str]) -> Command {
         let workdir = self.workdir(name);
         let repo = self.repo_url();
+        let driver = format!("--driver={}", self.kind.driver());
         let mut args = vec![
             "runner",
-            "--driver=github",
+            &driver,
             "--repo",
             &repo,
             "--token",
-            PAT,
+            self.kind.token(),
             "--name",
             name,
             "--workdir",
@@ -108,6 +243,21 @@ impl World {
     /// Starts [`World::runner_command`].
     pub fn runner(&self, name: &str, extra: &[&str]) -> Running {
         Running::spawn(self.runner_command(name, extra))
+    }
+
+    /// Waits until `cond` holds for this world, bounded by `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut(&World) -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if cond(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out after {timeout:?} waiting for {what}; runners: {:?}",
+            self.runners()
+        );
     }
 
     pub fn wait_until(
@@ -125,7 +275,7 @@ impl World {
         }
         panic!(
             "timed out after {timeout:?} waiting for {what}; runners: {:?}",
-            self.sim.runners()
+            self.runners()
         );
     }
 }

@@ -1,0 +1,196 @@
+//! Each forge's official agent, chosen, installed and started for the one supervisor.
+//!
+//! | forge | agent | registration |
+//! |---|---|---|
+//! | GitHub | `actions/runner` (`config.sh`, then `run.sh`) | the agent registers itself with a registration token |
+//! | GitLab | `gitlab-runner run-single` | the API created the runner; the agent gets its runner token |
+//! | Bitbucket | the Pipelines runner (Docker image, or the Linux Shell runner) | the API created the runner; the agent gets its OAuth client |
+//!
+//! Contract: [`Agent::install`] registers nothing, so a failed download leaves nothing in the
+//! forge; [`Agent::start`] is only called with a registration, and the caller deregisters
+//! whatever happens.
+
+use crate::settings::{AgentMode, RunnerSettings};
+use cml_agent::bitbucket::{BitbucketAgent, Runtime};
+use cml_agent::github::{configure, run_command, ConfigureArgs};
+use cml_agent::gitlab::{DownloadSource, Executor, RunSingle};
+use cml_agent::install::{ensure_github_agent, Installed, ReleaseSource};
+use cml_agent::AgentProcess;
+use cml_core::{Driver, IdleTimeout};
+use cml_forge::Registration;
+
+/// The agent this runner will use.
+#[derive(Debug)]
+pub enum Agent {
+    Github,
+    Gitlab(Executor),
+    Bitbucket(Runtime),
+}
+
+impl Agent {
+    /// Chooses the agent, and GitLab's executor or the Bitbucket runner from this machine
+    /// unless `CML_GITLAB_EXECUTOR` / `CML_BITBUCKET_RUNTIME` forces one.
+    pub fn choose(s: &RunnerSettings) -> Agent {
+        match (s.driver, s.forced_agent_mode) {
+            (Driver::Github, _) => Agent::Github,
+            (Driver::Gitlab, None) => Agent::Gitlab(cml_agent::gitlab::choose_executor()),
+            (Driver::Gitlab, Some(AgentMode::Shell)) => Agent::Gitlab(Executor::Shell),
+            (Driver::Gitlab, Some(AgentMode::Docker)) => {
+                // The image and GPU choice stay detected; only the container check is skipped.
+                match cml_agent::gitlab::choose_executor() {
+                    docker @ Executor::Docker { .. } => Agent::Gitlab(docker),
+                    Executor::Shell => Agent::Gitlab(cml_agent::gitlab::docker_executor()),
+                }
+            }
+            (Driver::Bitbucket, None) => Agent::Bitbucket(cml_agent::bitbucket::choose_runtime()),
+            (Driver::Bitbucket, Some(AgentMode::Shell)) => Agent::Bitbucket(Runtime::Shell),
+            (Driver::Bitbucket, Some(AgentMode::Docker)) => Agent::Bitbucket(Runtime::Docker),
+        }
+    }
+
+    /// Bitbucket's runner-type label (`linux`, `linux.shell`), part of the runner's labels.
+    pub fn runtime_label(&self) -> Option<&'static str> {
+        match self {
+            Agent::Bitbucket(r) => Some(cml_agent::bitbucket::runtime_label(*r)),
+            _ => None,
+        }
+    }
+
+    /// Describes the choice for the log.
+    pub fn describe(&self) -> String {
+        match self {
+            Agent::Github => "actions/runner".into(),
+            Agent::Gitlab(Executor::Docker { image, gpu }) => format!(
+                "gitlab-runner with the docker executor (image {image}{})",
+                if *gpu { ", GPUs" } else { "" }
+            ),
+            Agent::Gitlab(Executor::Shell) => {
+                "gitlab-runner with the shell executor (running inside a container)".into()
+            }
+            Agent::Bitbucket(Runtime::Docker) => "the Bitbucket Pipelines runner (Docker)".into(),
+            Agent::Bitbucket(Runtime::Shell) => {
+                "the Bitbucket Pipelines Linux Shell runner (no Docker engine answered)".into()
+            }
+        }
+    }
+
+    /// Installs the agent into the work directory unless it is there already.
+    pub async fn install(&self, s: &RunnerSettings) -> Result<(), cml_agent::AgentError> {
+        let installed = match self {
+            Agent::Github => {
+                let source = ReleaseSource {
+                    api: s.github_runner_releases.clone(),
+                    version: s.github_runner_version.clone(),
+                };
+                ensure_github_agent(&s.workdir, &source).await?
+            }
+            Agent::Gitlab(_) => {
+                let source = DownloadSource {
+                    base: s.gitlab_runner_download.clone(),
+                    version: s.gitlab_runner_version.clone(),
+                };
+                cml_agent::gitlab::ensure_gitlab_runner(&s.workdir, &source).await?
+            }
+            Agent::Bitbucket(Runtime::Docker) => return Ok(()),
+            Agent::Bitbucket(Runtime::Shell) => {
+                let source = cml_agent::bitbucket::ShellRunnerSource::default();
+                cml_agent::bitbucket::ensure_shell_runner(&s.workdir, &source).await?
+            }
+        };
+        match installed {
+            Installed::Existing => tracing::info!(
+                "using the agent already installed in {}",
+                s.workdir.display()
+            ),
+            Installed::Downloaded { version } => {
+                tracing::info!(
+                    "installed {} {version} in {}",
+                    self.describe(),
+                    s.workdir.display()
+                )
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the agent for `registration` with the filtered environment `env`. GitHub's agent
+    /// is configured (registered) first.
+    pub async fn start(
+        &self,
+        s: &RunnerSettings,
+        registration: Registration,
+        env: &[(String, String)],
+    ) -> Result<AgentProcess, cml_agent::AgentError> {
+        match (self, registration) {
+            (Agent::Github, Registration::GithubToken { url, token }) => {
+                let args = ConfigureArgs {
+                    dir: s.workdir.clone(),
+                    url,
+                    token,
+                    name: s.name.clone(),
+                    labels: s.labels.clone(),
+                    work: s.workdir.join("_work"),
+                    ephemeral: s.single,
+                };
+                configure(&args, env).await?;
+                AgentProcess::spawn(run_command(&s.workdir, env), "run.sh")
+            }
+            (Agent::Gitlab(executor), Registration::Gitlab { url, token, .. }) => {
+                let args = RunSingle {
+                    dir: s.workdir.clone(),
+                    url,
+                    token,
+                    name: s.name.clone(),
+                    executor: executor.clone(),
+                    wait_timeout: match s.idle_timeout {
+                        IdleTimeout::Never => None,
+                        IdleTimeout::After(d) => Some(d),
+                    },
+                    single: s.single,
+                    docker_volumes: s.docker_volumes.clone(),
+                    builds_dir: s.workdir.join("builds"),
+                };
+                AgentProcess::spawn(
+                    cml_agent::gitlab::run_single_command(&args, env),
+                    "gitlab-runner",
+                )
+            }
+            (
+                Agent::Bitbucket(runtime),
+                Registration::Bitbucket {
+                    account_uuid,
+                    repository_uuid,
+                    runner_uuid,
+                    oauth_client_id,
+                    oauth_client_secret,
+                },
+            ) => {
+                let a = BitbucketAgent {
+                    dir: s.workdir.clone(),
+                    runtime: *runtime,
+                    account_uuid,
+                    repository_uuid,
+                    runner_uuid,
+                    oauth_client_id,
+                    oauth_client_secret,
+                    working_dir: s.workdir.join("work"),
+                };
+                AgentProcess::spawn(
+                    cml_agent::bitbucket::agent_command(&a, env),
+                    "the Bitbucket runner",
+                )
+            }
+            (agent, registration) => Err(cml_agent::AgentError::Spawn {
+                program: agent.describe(),
+                cause: std::io::Error::other(format!(
+                    "a {} registration does not fit this agent",
+                    match registration {
+                        Registration::GithubToken { .. } => "GitHub",
+                        Registration::Gitlab { .. } => "GitLab",
+                        Registration::Bitbucket { .. } => "Bitbucket",
+                    }
+                )),
+            }),
+        }
+    }
+}
