@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Offline demo: the whole runner lifecycle against the GitHub simulator, on this machine.
+# Offline demo: the whole runner lifecycle against a simulated forge, on this machine.
 #   register -> ready -> a queued job runs -> idle timeout -> deregistered
-# Needs only the Rust toolchain. Usage: scripts/demo.sh
+# Needs only the Rust toolchain. Usage: scripts/demo.sh [github|gitlab|bitbucket]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+forge=${1:-github}
+case "$forge" in github|gitlab|bitbucket) ;; *) echo "usage: $0 [github|gitlab|bitbucket]"; exit 2;; esac
 
 cargo build --release -p cml -p cml-sim --quiet
 target_dir=${CARGO_TARGET_DIR:-target}
@@ -18,7 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 1. A simulated GitHub on 127.0.0.1 (it accepts the token ghp_simulatoradmintoken).
+# 1. The simulator on 127.0.0.1: it plays GitHub, GitLab and Bitbucket at once.
 "$sim" serve --port 0 > "$work/sim.log" 2>&1 &
 sim_pid=$!
 for _ in $(seq 1 100); do
@@ -27,14 +29,27 @@ for _ in $(seq 1 100); do
   sleep 0.05
 done
 [ -n "$url" ] || { echo "the simulator did not start"; cat "$work/sim.log"; exit 1; }
-echo "== simulated GitHub at $url"
+echo "== simulated $forge at $url"
 
-# 2. The simulated actions/runner agent, pre-installed in the runner's workdir.
-"$sim" install-agent "$work/runner"
+# 2. The forge's simulated agent, pre-installed in the runner's workdir.
+case "$forge" in
+  github)
+    "$sim" install-agent "$work/runner"
+    repo="$url/octo/demo" token=ghp_simulatoradmintoken ;;
+  gitlab)
+    "$sim" gitlab install "$work/runner"
+    repo="$url/group/demo" token=glpat-simulatoradmintoken
+    # gitlab-runner's docker executor is what runs outside containers.
+    export CML_GITLAB_EXECUTOR=docker ;;
+  bitbucket)
+    "$sim" bitbucket install "$work/runner"
+    repo="$url/octo/demo" token=$("$sim" bitbucket token)
+    export CML_BITBUCKET_API_URL="$url" CML_BITBUCKET_RUNTIME=shell ;;
+esac
 
 # 3. The runner, exactly as the on-premise example of the CML docs, with a short idle timeout.
-echo "== cml runner --repo=$url/octo/demo --labels=local,runner --idle-timeout=5"
-"$cml" runner --driver=github --repo="$url/octo/demo" --token=ghp_simulatoradmintoken \
+echo "== cml runner --repo=$repo --labels=local,runner --idle-timeout=5"
+"$cml" runner --driver="$forge" --repo="$repo" --token="$token" \
   --labels="local,runner" --idle-timeout=5 --workdir="$work/runner" --name=demo-runner \
   > >(tee "$work/runner.log") 2>&1 &
 runner_pid=$!
@@ -45,9 +60,18 @@ for _ in $(seq 1 200); do
 done
 
 # 4. A job for the runner's labels.
-echo "== queueing job 'train' (labels: self-hosted, local)"
-"$sim" queue-job --server "$url" --repo octo/demo --name train --labels self-hosted,local \
-  --command 'echo training...; sleep 1; echo done' > /dev/null
+echo "== queueing job 'train' (labels: local)"
+case "$forge" in
+  github)
+    "$sim" queue-job --server "$url" --repo octo/demo --name train --labels self-hosted,local \
+      --command 'echo training...; sleep 1; echo done' > /dev/null ;;
+  gitlab)
+    "$sim" gitlab queue-job --server "$url" --project group/demo --name train --labels local \
+      --command 'echo training...; sleep 1; echo done' > /dev/null ;;
+  bitbucket)
+    "$sim" bitbucket queue-job --server "$url" --repo octo/demo --name train --labels self.hosted,local \
+      --command 'echo training...; sleep 1; echo done' > /dev/null ;;
+esac
 
 # 5. The runner runs it, idles for 5 s, deregisters and exits.
 set +e
@@ -56,5 +80,8 @@ code=$?
 set -e
 runner_pid=
 echo "== cml exited with code $code"
-echo "== runners left in the simulated GitHub:"
-"$sim" state --server "$url"
+echo "== the simulator's state afterwards:"
+case "$forge" in
+  github) "$sim" state --server "$url" ;;
+  *) curl -s "$url/_sim/$forge/state"; echo ;;
+esac

@@ -79,6 +79,16 @@ pub(crate) fn handle(sh: &Shared, req: &Req, segs: &[&str]) -> Option<Resp> {
 pub fn cli_main(args: Vec<String>) -> i32 {
     match args.first().map(String::as_str) {
         Some("runner") => runner::main(args[1..].to_vec()),
+        Some("install") if args.len() == 2 => {
+            let exe = std::env::current_exe().and_then(|e| e.canonicalize());
+            match exe.and_then(|e| write_gitlab_runner(Path::new(&args[1]), &e)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("cml-sim gitlab install: {e}");
+                    1
+                }
+            }
+        }
         Some("queue-job") => {
             let a = crate::agent::Args::parse(&args[1..]);
             let (Some(server), Some(project), Some(name), Some(command)) = (
@@ -106,7 +116,7 @@ pub fn cli_main(args: Vec<String>) -> i32 {
         }
         _ => {
             eprintln!(
-                "usage: cml-sim gitlab runner [gitlab-runner options] | queue-job --server URL --project P --name N [--labels a,b] --command CMD"
+                "usage: cml-sim gitlab runner [gitlab-runner options] | install DIR | queue-job --server URL --project P --name N [--labels a,b] --command CMD"
             );
             2
         }
