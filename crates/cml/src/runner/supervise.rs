@@ -7,7 +7,7 @@ use crate::settings::RunnerSettings;
 use cml_agent::process::Output;
 use cml_agent::{AgentProcess, Stream};
 use cml_core::event::parse_line;
-use cml_core::policy::{Decision, Policy, StopReason};
+use cml_core::policy::{Decision, Phase, Policy, StopReason};
 use cml_core::AgentEvent;
 use cml_core::Driver;
 use cml_forge::Deleted;
@@ -31,7 +31,7 @@ pub async fn supervise(
             out = agent.next() => match out {
                 Output::Line(line) => {
                     log_line(line.stream, &line.text);
-                    match parse_line(s.driver, &line.text) {
+                    match parse_line(s.driver, &line.text).map(|e| name_the_job(e, &policy)) {
                         Some(event) => {
                             log_event(&event);
                             policy.on_agent_event(&event, line.at)
@@ -117,6 +117,19 @@ async fn wait_for_exit(agent: &mut AgentProcess, limit: std::time::Duration) {
         }
     })
     .await;
+}
+
+/// Bitbucket's finish line names no step: it is the job the policy knows is running.
+fn name_the_job(event: AgentEvent, policy: &Policy) -> AgentEvent {
+    match (event, policy.phase()) {
+        (AgentEvent::JobFinished { result, .. }, Phase::Busy { job: Some(job) }) => {
+            AgentEvent::JobFinished {
+                job: job.clone(),
+                result,
+            }
+        }
+        (event, _) => event,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
