@@ -1,1 +1,325 @@
-//! The Bitbucket Pipelines runner (filled in by the Bitbucket work).
+//! The Bitbucket Pipelines runner: the Docker runner image when a Docker engine answers,
+//! otherwise the Linux Shell runner.
+//!
+//! | runtime | when | how | runtime label |
+//! |---|---|---|---|
+//! | Docker | `docker info` succeeds | `docker container run ... IMAGE` | `linux` |
+//! | Shell | no Docker engine (or `CML_BITBUCKET_RUNTIME=shell`) | `<workdir>/atlassian-bitbucket-pipelines-runner/bin/start.sh ...` | `linux.shell` |
+//!
+//! Secrets: the Docker runner gets its OAuth client through the environment of the `docker`
+//! client (`-e NAME` without a value), never on a command line; its steps run in their own
+//! containers without it. The Linux Shell runner only takes its configuration as `start.sh`
+//! arguments, so the OAuth secret is on its command line: local users, and steps (which run
+//! as the same user, with the runner's environment), can read it while the runner runs. It
+//! lets its holder act as this one runner, which is deleted when `cml` ends. Prefer Docker
+//! where steps must not see it.
+
+use crate::install::{download, unpack, Installed};
+use crate::AgentError;
+use cml_core::Secret;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::Command;
+
+/// Atlassian's runner image.
+pub const IMAGE: &str =
+    "docker-public.packages.atlassian.com/sox/atlassian/bitbucket-pipelines-runner:1";
+/// Where the Linux Shell runner lives inside the work directory.
+pub const SHELL_RUNNER_START: &str = "atlassian-bitbucket-pipelines-runner/bin/start.sh";
+
+/// Which runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Docker,
+    Shell,
+}
+
+/// Docker when a Docker engine answers `docker info` within 10 s, else Shell.
+pub fn choose_runtime() -> Runtime {
+    runtime_for(docker_answers())
+}
+
+/// The pure choice behind [`choose_runtime`].
+pub fn runtime_for(docker: bool) -> Runtime {
+    if docker {
+        Runtime::Docker
+    } else {
+        Runtime::Shell
+    }
+}
+
+fn docker_answers() -> bool {
+    let child = std::process::Command::new("docker")
+        .arg("info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return false;
+    };
+    // Bounded: a hung engine counts as none.
+    for _ in 0..100 {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => return false,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// Bitbucket's runner-type label.
+pub fn runtime_label(r: Runtime) -> &'static str {
+    match r {
+        Runtime::Docker => "linux",
+        Runtime::Shell => "linux.shell",
+    }
+}
+
+/// Where the Linux Shell runner is downloaded from when it is not installed.
+#[derive(Debug, Clone, Default)]
+pub struct ShellRunnerSource {
+    /// A `.tar.gz` of the runner (`CML_BITBUCKET_RUNNER_URL`); `None`: no download.
+    pub url: Option<String>,
+    /// Its SHA-256, checked when given (`CML_BITBUCKET_RUNNER_SHA256`).
+    pub sha256: Option<String>,
+}
+
+/// Makes sure the Linux Shell runner is in `dir`. An install already there is used as is,
+/// without network. Otherwise the tarball at `source.url` is downloaded (its SHA-256 checked
+/// when one is given) and unpacked; without a URL, the error says how to install it.
+pub async fn ensure_shell_runner(
+    dir: &Path,
+    source: &ShellRunnerSource,
+) -> Result<Installed, AgentError> {
+    if dir.join(SHELL_RUNNER_START).is_file() {
+        return Ok(Installed::Existing);
+    }
+    let Some(url) = &source.url else {
+        return Err(AgentError::NoShellRunner {
+            path: dir.join(SHELL_RUNNER_START),
+        });
+    };
+    std::fs::create_dir_all(dir).map_err(|cause| AgentError::Workdir {
+        path: dir.to_path_buf(),
+        cause,
+    })?;
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("cml/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| AgentError::Download {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+    let partial = dir.join(".bitbucket-runner.tar.gz.partial");
+    let actual = match download(&client, url, &partial).await {
+        Ok(sha) => sha,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    if let Some(expected) = &source.sha256 {
+        if !actual.eq_ignore_ascii_case(expected) {
+            let _ = std::fs::remove_file(&partial);
+            return Err(AgentError::Checksum {
+                asset: url.clone(),
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    let into = dir.join("atlassian-bitbucket-pipelines-runner");
+    let archive = partial.clone();
+    let unpacked = tokio::task::spawn_blocking(move || unpack(&archive, &into))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r);
+    let _ = std::fs::remove_file(&partial);
+    unpacked.map_err(|cause| AgentError::Unpack {
+        asset: url.clone(),
+        path: dir.to_path_buf(),
+        cause,
+    })?;
+    if !dir.join(SHELL_RUNNER_START).is_file() {
+        return Err(AgentError::Incomplete {
+            path: dir.to_path_buf(),
+            missing: SHELL_RUNNER_START.into(),
+        });
+    }
+    Ok(Installed::Downloaded {
+        version: "from CML_BITBUCKET_RUNNER_URL".into(),
+    })
+}
+
+/// What the runner needs (from the registration).
+#[derive(Debug, Clone)]
+pub struct BitbucketAgent {
+    /// The work directory.
+    pub dir: PathBuf,
+    pub runtime: Runtime,
+    pub account_uuid: String,
+    pub repository_uuid: String,
+    pub runner_uuid: String,
+    pub oauth_client_id: String,
+    pub oauth_client_secret: Secret,
+    /// Where steps run.
+    pub working_dir: PathBuf,
+}
+
+/// The arguments of the runner's command (see the module table).
+pub fn agent_args(a: &BitbucketAgent) -> Vec<String> {
+    match a.runtime {
+        Runtime::Docker => {
+            let mut args: Vec<String> = [
+                "container",
+                "run",
+                "-t",
+                "-a",
+                "stderr",
+                "-a",
+                "stdout",
+                "--rm",
+                "-v",
+                "/tmp:/tmp",
+                "-v",
+                "/var/run/docker.sock:/var/run/docker.sock",
+                "-v",
+                "/var/lib/docker/containers:/var/lib/docker/containers:ro",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            for name in [
+                "ACCOUNT_UUID",
+                "REPOSITORY_UUID",
+                "RUNNER_UUID",
+                "RUNTIME_PREREQUISITES_ENABLED",
+                "OAUTH_CLIENT_ID",
+                "OAUTH_CLIENT_SECRET",
+                "WORKING_DIRECTORY",
+            ] {
+                args.push("-e".into());
+                args.push(name.into());
+            }
+            args.push("--name".into());
+            args.push(format!(
+                "runner-{}",
+                a.runner_uuid.trim_matches(|c| c == '{' || c == '}')
+            ));
+            args.push(IMAGE.into());
+            args
+        }
+        Runtime::Shell => vec![
+            "--accountUuid".into(),
+            a.account_uuid.clone(),
+            "--repositoryUuid".into(),
+            a.repository_uuid.clone(),
+            "--runnerUuid".into(),
+            a.runner_uuid.clone(),
+            "--OAuthClientId".into(),
+            a.oauth_client_id.clone(),
+            "--OAuthClientSecret".into(),
+            a.oauth_client_secret.expose().to_string(),
+            "--runtime".into(),
+            "linux-shell".into(),
+            "--workingDirectory".into(),
+            a.working_dir.to_string_lossy().into_owned(),
+        ],
+    }
+}
+
+/// The runner's command with `env` (Docker: plus the values its `-e NAME` arguments take).
+pub fn agent_command(a: &BitbucketAgent, env: &[(String, String)]) -> Command {
+    let program = match a.runtime {
+        Runtime::Docker => PathBuf::from("docker"),
+        Runtime::Shell => a.dir.join(SHELL_RUNNER_START),
+    };
+    let mut cmd = Command::new(program);
+    cmd.current_dir(&a.dir)
+        .args(agent_args(a))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    if a.runtime == Runtime::Docker {
+        cmd.env("ACCOUNT_UUID", &a.account_uuid)
+            .env("REPOSITORY_UUID", &a.repository_uuid)
+            .env("RUNNER_UUID", &a.runner_uuid)
+            .env("RUNTIME_PREREQUISITES_ENABLED", "true")
+            .env("OAUTH_CLIENT_ID", &a.oauth_client_id)
+            .env("OAUTH_CLIENT_SECRET", a.oauth_client_secret.expose())
+            .env("WORKING_DIRECTORY", "/tmp");
+    }
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(runtime: Runtime) -> BitbucketAgent {
+        BitbucketAgent {
+            dir: "/w".into(),
+            runtime,
+            account_uuid: "{a}".into(),
+            repository_uuid: "{r}".into(),
+            runner_uuid: "{u-1}".into(),
+            oauth_client_id: "cid".into(),
+            oauth_client_secret: Secret::new("oauth-secret-value"),
+            working_dir: "/w/work".into(),
+        }
+    }
+
+    #[test]
+    fn docker_keeps_the_secret_off_the_command_line() {
+        let args = agent_args(&agent(Runtime::Docker)).join(" ");
+        assert!(!args.contains("oauth-secret-value"), "{args}");
+        assert!(
+            args.contains("-e OAUTH_CLIENT_SECRET -e WORKING_DIRECTORY --name runner-u-1"),
+            "{args}"
+        );
+        assert!(args.ends_with(IMAGE));
+        assert_eq!(runtime_for(true), Runtime::Docker);
+        assert_eq!(runtime_label(runtime_for(false)), "linux.shell");
+    }
+
+    #[test]
+    fn shell_runner_arguments() {
+        let args = agent_args(&agent(Runtime::Shell)).join(" ");
+        assert_eq!(
+            args,
+            "--accountUuid {a} --repositoryUuid {r} --runnerUuid {u-1} --OAuthClientId cid --OAuthClientSecret oauth-secret-value --runtime linux-shell --workingDirectory /w/work"
+        );
+    }
+
+    #[test]
+    fn an_existing_shell_runner_is_used_and_a_missing_one_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(ensure_shell_runner(
+                dir.path(),
+                &ShellRunnerSource::default(),
+            ))
+            .unwrap_err();
+        assert!(err.to_string().contains("hint:"), "{err}");
+        let start = dir.path().join(SHELL_RUNNER_START);
+        std::fs::create_dir_all(start.parent().unwrap()).unwrap();
+        std::fs::write(&start, "").unwrap();
+        assert_eq!(
+            rt.block_on(ensure_shell_runner(
+                dir.path(),
+                &ShellRunnerSource::default()
+            ))
+            .unwrap(),
+            Installed::Existing
+        );
+    }
+}

@@ -208,7 +208,7 @@ pub(crate) async fn download(
     Ok(hex::encode(hasher.finalize()))
 }
 
-fn unpack(archive: &Path, into: &Path) -> std::io::Result<()> {
+pub(crate) fn unpack(archive: &Path, into: &Path) -> std::io::Result<()> {
     let file = std::fs::File::open(archive)?;
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
     tar.set_preserve_permissions(true);

@@ -105,6 +105,8 @@ pub enum ForgeError {
         cause: String,
     },
     // --- Bitbucket-only variants below this line ---
+    #[error("the Bitbucket token from {token_source} is not base64 of `user:app_password`\nhint: pass $(printf '%s' \"$USER:$APP_PASSWORD\" | base64 -w0), as CML expects")]
+    BitbucketToken { token_source: String },
 }
 
 impl ForgeError {

@@ -40,6 +40,10 @@ pub mod vars {
     pub const GITLAB_RUNNER_VERSION: &str = "CML_GITLAB_RUNNER_VERSION";
     /// Bitbucket Cloud's API base (default `https://api.bitbucket.org`): a proxy, or the simulator.
     pub const BITBUCKET_API_URL: &str = "CML_BITBUCKET_API_URL";
+    /// A tarball of the Bitbucket Linux Shell runner, downloaded when none is installed.
+    pub const BITBUCKET_RUNNER_URL: &str = "CML_BITBUCKET_RUNNER_URL";
+    /// Its SHA-256, checked when given.
+    pub const BITBUCKET_RUNNER_SHA256: &str = "CML_BITBUCKET_RUNNER_SHA256";
     /// Forces gitlab-runner's executor (`docker` or `shell`) instead of detecting it.
     pub const GITLAB_EXECUTOR: &str = "CML_GITLAB_EXECUTOR";
     /// Forces the Bitbucket runner (`docker` or `shell`) instead of detecting it.
@@ -50,6 +54,8 @@ pub mod vars {
         GITLAB_RUNNER_DOWNLOAD_URL,
         GITLAB_RUNNER_VERSION,
         BITBUCKET_API_URL,
+        BITBUCKET_RUNNER_URL,
+        BITBUCKET_RUNNER_SHA256,
         GITLAB_EXECUTOR,
         BITBUCKET_RUNTIME,
     ];
@@ -151,6 +157,9 @@ pub struct RunnerSettings {
     pub gitlab_runner_version: String,
     /// Bitbucket Cloud API base.
     pub bitbucket_api: String,
+    /// Where the Bitbucket Linux Shell runner is downloaded from, if anywhere, and its SHA-256.
+    pub bitbucket_runner_url: Option<String>,
+    pub bitbucket_runner_sha256: Option<String>,
     /// The agent's way of running jobs when forced: GitLab's executor or the Bitbucket runner
     /// (`CML_GITLAB_EXECUTOR`, `CML_BITBUCKET_RUNTIME`); `None` = detected.
     pub forced_agent_mode: Option<AgentMode>,
@@ -410,6 +419,12 @@ pub fn resolve_runner(
             .get(vars::BITBUCKET_API_URL)
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| cml_forge::bitbucket::DEFAULT_API_URL.to_string()),
+        bitbucket_runner_url: env
+            .get(vars::BITBUCKET_RUNNER_URL)
+            .filter(|v| !v.is_empty()),
+        bitbucket_runner_sha256: env
+            .get(vars::BITBUCKET_RUNNER_SHA256)
+            .filter(|v| !v.is_empty()),
         forced_agent_mode,
         stop_grace,
         cloud_timeout,

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::state::{uuid, Runner};
 use crate::github::{record, take_fault, Req, Resp, Shared};
+use crate::util::percent_decode as decode;
 
 fn error(status: u16, message: &str) -> Resp {
     Resp::json(
@@ -216,7 +217,7 @@ pub fn internal(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
             Resp::json(200, v)
         }),
         ("GET", [id]) => guarded(sh, req, true, || {
-            let r = sh.bitbucket().runners.get(*id).cloned();
+            let r = sh.bitbucket().runners.get(&decode(id)).cloned();
             match r {
                 Some(r) => Resp::json(200, runner_json(sh, &r)),
                 None => error(404, "Runner not found"),
@@ -224,7 +225,7 @@ pub fn internal(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
         }),
         ("DELETE", [id]) => guarded(sh, req, true, || {
             let mut st = sh.bitbucket();
-            match st.runners.remove(*id) {
+            match st.runners.remove(&decode(id)) {
                 Some(r) => {
                     st.deletes.push((r.uuid, r.name));
                     Resp::empty(204)

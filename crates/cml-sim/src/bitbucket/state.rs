@@ -8,7 +8,7 @@ use crate::util::random_hex;
 
 /// A `{uuid}` in Bitbucket's braces.
 pub fn uuid() -> String {
-    let h = random_hex(16);
+    let h = random_hex(32);
     format!(
         "{{{}-{}-{}-{}-{}}}",
         &h[0..8],

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::state::Runner;
 use crate::github::{record, take_fault, Req, Resp, Shared};
+use crate::util::percent_decode as decode;
 
 fn error(status: u16, message: &str) -> Resp {
     Resp::json(status, json!({ "message": message }))
@@ -42,26 +43,6 @@ fn tags(req: &Req) -> Vec<String> {
             .map(String::from)
             .collect(),
     }
-}
-
-fn decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 3 <= b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
-            if let Ok(v) = u8::from_str_radix(hex, 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Every `/api/v4/...` route (`rest` is what follows `/api/v4`).

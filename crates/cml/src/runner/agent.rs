@@ -93,7 +93,10 @@ impl Agent {
             }
             Agent::Bitbucket(Runtime::Docker) => return Ok(()),
             Agent::Bitbucket(Runtime::Shell) => {
-                let source = cml_agent::bitbucket::ShellRunnerSource::default();
+                let source = cml_agent::bitbucket::ShellRunnerSource {
+                    url: s.bitbucket_runner_url.clone(),
+                    sha256: s.bitbucket_runner_sha256.clone(),
+                };
                 cml_agent::bitbucket::ensure_shell_runner(&s.workdir, &source).await?
             }
         };

@@ -73,9 +73,10 @@ pub async fn supervise(
         break reason;
     };
 
-    if reason == StopReason::SingleJobDone {
-        // An ephemeral agent reports the job and unregisters itself before it exits: let it
-        // finish on its own rather than interrupting that.
+    if reason == StopReason::SingleJobDone && s.driver != Driver::Bitbucket {
+        // An ephemeral GitHub agent reports the job and unregisters itself before it exits,
+        // and gitlab-runner exits after `--max-builds 1`: let them finish on their own rather
+        // than interrupting that. Bitbucket's runner has no single-step mode: it is stopped.
         wait_for_exit(&mut agent, s.stop_grace).await;
     }
     let (exit, in_time) = agent.stop(s.stop_grace).await;

@@ -207,6 +207,8 @@ impl World {
             .env("CML_BITBUCKET_API_URL", self.sim.url())
             // The default outside containers; tests choosing the shell executor say so.
             .env("CML_GITLAB_EXECUTOR", "docker")
+            // No Docker engine in tests: the Linux Shell runner, unless a test says otherwise.
+            .env("CML_BITBUCKET_RUNTIME", "shell")
             .env(
                 "CML_GITLAB_RUNNER_DOWNLOAD_URL",
                 format!("{}/gitlab-runner-downloads", self.sim.url()),

@@ -1,1 +1,0 @@
-//! The Bitbucket Cloud client (filled in by the Bitbucket work).
