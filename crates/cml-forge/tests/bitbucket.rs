@@ -1,0 +1,161 @@
+//! The Bitbucket client against the simulated Bitbucket.
+
+use cml_core::{Labels, RepoUrl, Secret};
+use cml_forge::bitbucket::BitbucketClient;
+use cml_forge::{Deleted, Forge, ForgeError, Registration, RetryPolicy};
+use cml_sim::bitbucket::{token_for, Credential, DEFAULT_BITBUCKET_TOKEN};
+use cml_sim::{Fault, SimConfig, SimServer};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn sim_with(configure: impl FnOnce(&mut SimConfig)) -> SimServer {
+    // The agent executable is not used by these tests.
+    let mut cfg = SimConfig::new(PathBuf::from("/bin/false"));
+    configure(&mut cfg);
+    SimServer::start(cfg).unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(sim: &SimServer, token: &str) -> Result<BitbucketClient, ForgeError> {
+    let url = RepoUrl::parse("https://bitbucket.org/octo/app").unwrap();
+    let retry = RetryPolicy {
+        base_delay: Duration::from_millis(10),
+        ..RetryPolicy::default()
+    };
+    BitbucketClient::connect(
+        &url,
+        Secret::new(token),
+        "BITBUCKET_TOKEN",
+        &sim.url(),
+        retry,
+    )
+    .await
+}
+
+#[test]
+fn registration_listing_pagination_and_deletion() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, DEFAULT_BITBUCKET_TOKEN)
+            .await
+            .unwrap()
+            .with_runtime_label("linux.shell");
+        assert!(c.repository_uuid().starts_with('{') && c.account_uuid().starts_with('{'));
+        let Registration::Bitbucket {
+            runner_uuid,
+            oauth_client_secret,
+            repository_uuid,
+            ..
+        } = c
+            .registration("r0", &Labels::parse("gpu,self.hosted"))
+            .await
+            .unwrap()
+        else {
+            panic!("a Bitbucket registration")
+        };
+        assert_eq!(repository_uuid, c.repository_uuid());
+        assert!(c
+            .secrets()
+            .contains(&oauth_client_secret.expose().to_string()));
+        assert!(!format!("{c:?}").contains(DEFAULT_BITBUCKET_TOKEN));
+        for i in 1..=120 {
+            c.registration(&format!("r{i}"), &Labels::parse("x"))
+                .await
+                .unwrap();
+        }
+        let all = c.runners().await.unwrap();
+        assert_eq!(all.len(), 121, "all pages followed");
+        let r0 = all.iter().find(|r| r.name == "r0").unwrap();
+        assert_eq!(r0.id, runner_uuid);
+        assert_eq!(r0.labels, ["self.hosted", "linux.shell", "gpu"]);
+        assert!(!r0.online && !r0.busy);
+        assert_eq!(
+            c.delete_runner(&runner_uuid, "r0").await.unwrap(),
+            Deleted::Removed
+        );
+        assert_eq!(
+            c.delete_runner(&runner_uuid, "r0").await.unwrap(),
+            Deleted::AlreadyGone
+        );
+        assert_eq!(sim.bitbucket_deletes().len(), 1);
+    });
+}
+
+#[test]
+fn a_runner_running_a_step_is_not_deleted() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, DEFAULT_BITBUCKET_TOKEN).await.unwrap();
+        let Registration::Bitbucket {
+            runner_uuid,
+            oauth_client_id,
+            oauth_client_secret,
+            ..
+        } = c.registration("busy", &Labels::parse("t")).await.unwrap()
+        else {
+            panic!()
+        };
+        let step = sim.bitbucket_queue_job("octo/app", "long", &["t"], "sleep 1");
+        let resp = reqwest::Client::new()
+            .post(format!("{}/_sim/bitbucket/runner/next", sim.url()))
+            .json(&serde_json::json!({"runner_uuid": runner_uuid, "client_id": oauth_client_id, "client_secret": oauth_client_secret.expose()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        match c.delete_runner(&runner_uuid, "busy").await.unwrap() {
+            Deleted::Busy(m) => assert!(m.contains(&step), "{m}"),
+            other => panic!("deleted a busy runner: {other:?}"),
+        }
+        let runners = c.runners().await.unwrap();
+        assert!(runners[0].online && runners[0].busy, "{runners:?}");
+        assert!(sim.bitbucket_deletes().is_empty());
+    });
+}
+
+#[test]
+fn rejected_credentials_name_their_source_and_server_errors_are_retried() {
+    let readonly = token_for("reader", "readonlypassword");
+    let sim = sim_with(|c| {
+        c.bitbucket.credentials.push(Credential {
+            token: readonly.clone(),
+            admin: false,
+        })
+    });
+    rt().block_on(async {
+        let wrong = token_for("someone", "wrongpassword");
+        let e = connect(&sim, &wrong).await.unwrap_err();
+        let msg = e.to_string();
+        assert!(e.is_auth(), "{msg}");
+        assert!(
+            msg.contains("rejected the token from BITBUCKET_TOKEN"),
+            "{msg}"
+        );
+        assert!(msg.contains("hint:") && !msg.contains(&wrong), "{msg}");
+
+        let c = connect(&sim, &readonly).await.unwrap();
+        let e = c.registration("x", &Labels::parse("a")).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("refused the token from BITBUCKET_TOKEN (403"),
+            "{e}"
+        );
+        assert!(sim.bitbucket_registered_names().is_empty());
+
+        sim.inject_fault(Fault::status(503).path_contains("/runners").times(2));
+        sim.inject_fault(Fault::status(429).method("POST").retry_after(1));
+        let c = connect(&sim, DEFAULT_BITBUCKET_TOKEN).await.unwrap();
+        assert!(c.runners().await.unwrap().is_empty());
+        c.registration("y", &Labels::parse("a")).await.unwrap();
+        let statuses: Vec<u16> = sim.requests().iter().map(|q| q.status).collect();
+        assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 2);
+        assert!(statuses.contains(&429));
+        assert_eq!(sim.bitbucket_registered_names(), ["y"]);
+    });
+}
