@@ -113,7 +113,8 @@ fn api(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
             json!({"version": "17.5.0", "revision": "a1b2c3d4", "enterprise": false}),
         );
     }
-    if !caller.admin && !(m == "GET" && matches!(rest, ["projects", _])) {
+    let read_only = m == "GET" && matches!(rest, ["projects", _]);
+    if !caller.admin && !read_only {
         return error(403, "403 Forbidden");
     }
     match (m, rest) {
@@ -141,7 +142,7 @@ fn find_project(sh: &Shared, id: &str) -> super::state::Project {
         }
     }
     let path = decode(id);
-    let legacy = cfg.legacy_projects.iter().any(|p| *p == path);
+    let legacy = cfg.legacy_projects.contains(&path);
     st.project(&path, legacy)
 }
 
