@@ -64,13 +64,9 @@ impl Agent {
                 "gitlab-runner with the docker executor (image {image}{})",
                 if *gpu { ", GPUs" } else { "" }
             ),
-            Agent::Gitlab(Executor::Shell) => {
-                "gitlab-runner with the shell executor (running inside a container)".into()
-            }
+            Agent::Gitlab(Executor::Shell) => "gitlab-runner with the shell executor".into(),
             Agent::Bitbucket(Runtime::Docker) => "the Bitbucket Pipelines runner (Docker)".into(),
-            Agent::Bitbucket(Runtime::Shell) => {
-                "the Bitbucket Pipelines Linux Shell runner (no Docker engine answered)".into()
-            }
+            Agent::Bitbucket(Runtime::Shell) => "the Bitbucket Pipelines Linux Shell runner".into(),
         }
     }
 
