@@ -14,7 +14,7 @@
 //! lets its holder act as this one runner, which is deleted when `cml` ends. Prefer Docker
 //! where steps must not see it.
 
-use crate::install::{download, unpack, Installed};
+use crate::install::{download, http_client, unpack, Installed};
 use crate::AgentError;
 use cml_core::Secret;
 use std::path::{Path, PathBuf};
@@ -108,14 +108,10 @@ pub async fn ensure_shell_runner(
         path: dir.to_path_buf(),
         cause,
     })?;
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("cml/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|e| AgentError::Download {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+    let client = http_client().map_err(|reason| AgentError::Download {
+        url: url.clone(),
+        reason,
+    })?;
     let partial = dir.join(".bitbucket-runner.tar.gz.partial");
     let actual = match download(&client, url, &partial).await {
         Ok(sha) => sha,

@@ -9,7 +9,7 @@
 //! ends. With the **docker** executor (the default) job steps run in a container that only
 //! gets the job's variables.
 
-use crate::install::{download, Installed};
+use crate::install::{download, http_client, Installed};
 use crate::AgentError;
 use cml_core::Secret;
 use std::path::{Path, PathBuf};
@@ -129,11 +129,7 @@ pub async fn ensure_gitlab_runner(
         url: sums_url.clone(),
         reason,
     };
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("cml/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|e| release_err(e.to_string()))?;
+    let client = http_client().map_err(release_err)?;
     let resp = client
         .get(&sums_url)
         .send()

@@ -90,11 +90,7 @@ pub async fn ensure_github_agent(
         url: url.clone(),
         reason,
     };
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("cml/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(15))
-        .build()
-        .map_err(|e| release_err(e.to_string()))?;
+    let client = http_client().map_err(release_err)?;
     let resp = client
         .get(&url)
         .header("accept", "application/vnd.github+json")
@@ -178,6 +174,15 @@ pub fn published_sha256(body: &str, platform: &str) -> Option<String> {
     let sha = body[start..stop].trim();
     (sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit()))
         .then(|| sha.to_ascii_lowercase())
+}
+
+/// The HTTP client agent downloads use.
+pub(crate) fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .user_agent(concat!("cml/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(15))
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Streams `url` into `path`, returning the hex SHA-256 of what was written.

@@ -4,22 +4,18 @@
 use cml_core::event::parse_bitbucket_line;
 use cml_core::{AgentEvent, JobResult};
 
-fn events(file: &str) -> Vec<(usize, AgentEvent)> {
-    let path = format!(
-        "{}/../../fixtures/agent-logs/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .enumerate()
-        .filter_map(|(i, l)| parse_bitbucket_line(l).map(|e| (i + 1, e)))
-        .collect()
+mod common;
+
+use common::events;
+
+fn events_of(file: &str) -> Vec<(usize, cml_core::AgentEvent)> {
+    events(file, parse_bitbucket_line)
 }
 
 #[test]
 fn cml_fixtures() {
     assert_eq!(
-        events("cml-fixture-bitbucket.log"),
+        events_of("cml-fixture-bitbucket.log"),
         vec![
             (1, AgentEvent::Ready),
             (
@@ -38,7 +34,7 @@ fn cml_fixtures() {
         ]
     );
     assert_eq!(
-        events("cml-fixture-bitbucket-success.log"),
+        events_of("cml-fixture-bitbucket-success.log"),
         vec![(
             1,
             AgentEvent::JobFinished {

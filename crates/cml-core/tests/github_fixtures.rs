@@ -4,36 +4,19 @@
 use cml_core::event::parse_github_line;
 use cml_core::{AgentEvent, JobResult};
 
-fn events(file: &str) -> Vec<(usize, AgentEvent)> {
-    let path = format!(
-        "{}/../../fixtures/agent-logs/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .enumerate()
-        .filter_map(|(i, l)| parse_github_line(l).map(|e| (i + 1, e)))
-        .collect()
-}
+mod common;
 
-fn started(line: usize, job: &str) -> (usize, AgentEvent) {
-    (line, AgentEvent::JobStarted { job: job.into() })
-}
-fn finished(line: usize, job: &str, result: JobResult) -> (usize, AgentEvent) {
-    (
-        line,
-        AgentEvent::JobFinished {
-            job: job.into(),
-            result,
-        },
-    )
+use common::{events, finished, started};
+
+fn events_of(file: &str) -> Vec<(usize, cml_core::AgentEvent)> {
+    events(file, parse_github_line)
 }
 
 #[test]
 fn github_1_service_mode_in_docker_compose() {
     let job = "github-access-related-job (output_1)";
     assert_eq!(
-        events("github-1.log"),
+        events_of("github-1.log"),
         vec![
             (10, AgentEvent::Ready),
             started(11, job),
@@ -45,7 +28,7 @@ fn github_1_service_mode_in_docker_compose() {
 #[test]
 fn github_2_job_start_elided() {
     assert_eq!(
-        events("github-2.log"),
+        events_of("github-2.log"),
         vec![
             (10, AgentEvent::Ready),
             finished(12, "web", JobResult::Failed)
@@ -56,7 +39,7 @@ fn github_2_job_start_elided() {
 #[test]
 fn github_3_trailing_spaces() {
     assert_eq!(
-        events("github-3.log"),
+        events_of("github-3.log"),
         vec![
             (1, AgentEvent::Ready),
             started(2, "version-bump"),
@@ -67,7 +50,7 @@ fn github_3_trailing_spaces() {
 
 #[test]
 fn github_4_same_job_name_reused() {
-    let got = events("github-4.log");
+    let got = events_of("github-4.log");
     let results: Vec<_> = got
         .iter()
         .map(|(l, e)| match e {
@@ -94,7 +77,7 @@ fn github_4_same_job_name_reused() {
 #[test]
 fn cml_fixtures() {
     assert_eq!(
-        events("cml-fixture-github.log"),
+        events_of("cml-fixture-github.log"),
         vec![
             (1, AgentEvent::Ready),
             started(2, "train"),
@@ -102,7 +85,7 @@ fn cml_fixtures() {
         ]
     );
     assert_eq!(
-        events("cml-fixture-github-success.log"),
+        events_of("cml-fixture-github-success.log"),
         vec![finished(1, "train", JobResult::Succeeded)]
     );
 }

@@ -4,35 +4,18 @@
 use cml_core::event::parse_gitlab_line;
 use cml_core::{AgentEvent, JobResult};
 
-fn events(file: &str) -> Vec<(usize, AgentEvent)> {
-    let path = format!(
-        "{}/../../fixtures/agent-logs/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .enumerate()
-        .filter_map(|(i, l)| parse_gitlab_line(l).map(|e| (i + 1, e)))
-        .collect()
-}
+mod common;
 
-fn started(line: usize, job: &str) -> (usize, AgentEvent) {
-    (line, AgentEvent::JobStarted { job: job.into() })
-}
-fn finished(line: usize, job: &str, result: JobResult) -> (usize, AgentEvent) {
-    (
-        line,
-        AgentEvent::JobFinished {
-            job: job.into(),
-            result,
-        },
-    )
+use common::{events, finished, started};
+
+fn events_of(file: &str) -> Vec<(usize, cml_core::AgentEvent)> {
+    events(file, parse_gitlab_line)
 }
 
 #[test]
 fn gitlab_1_text_format_with_trailing_commas() {
     assert_eq!(
-        events("gitlab-1.log"),
+        events_of("gitlab-1.log"),
         vec![
             started(8, "14796"),
             finished(9, "14796", JobResult::Failed),
@@ -47,7 +30,7 @@ fn gitlab_1_text_format_with_trailing_commas() {
 #[test]
 fn gitlab_2_text_format_success() {
     assert_eq!(
-        events("gitlab-2.log"),
+        events_of("gitlab-2.log"),
         vec![
             started(1, "10815"),
             finished(4, "10815", JobResult::Succeeded)
@@ -58,7 +41,7 @@ fn gitlab_2_text_format_success() {
 #[test]
 fn cml_json_fixtures() {
     assert_eq!(
-        events("cml-fixture-gitlab.log"),
+        events_of("cml-fixture-gitlab.log"),
         vec![
             (1, AgentEvent::Ready),
             started(2, "1396213069"),
@@ -66,7 +49,7 @@ fn cml_json_fixtures() {
         ]
     );
     assert_eq!(
-        events("cml-fixture-gitlab-success.log"),
+        events_of("cml-fixture-gitlab-success.log"),
         vec![finished(1, "2177867438", JobResult::Succeeded)]
     );
 }

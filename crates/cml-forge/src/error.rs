@@ -38,6 +38,38 @@ pub enum ApiError {
     Decode(String),
 }
 
+impl ApiError {
+    /// The error for an answer the forge refused: 401 is [`ApiError::Unauthorized`], 403 (and
+    /// the statuses in `forbidden`) [`ApiError::Forbidden`], both naming the token's source
+    /// and the hint; anything else [`ApiError::Status`].
+    pub(crate) fn refused(
+        forge: &'static str,
+        status: u16,
+        message: String,
+        token_source: &str,
+        hint: &'static str,
+        forbidden: &[u16],
+    ) -> ApiError {
+        match status {
+            401 => ApiError::Unauthorized {
+                forge,
+                status,
+                message,
+                token_source: token_source.to_string(),
+                hint,
+            },
+            s if s == 403 || forbidden.contains(&s) => ApiError::Forbidden {
+                forge,
+                status,
+                message,
+                token_source: token_source.to_string(),
+                hint,
+            },
+            status => ApiError::Status { status, message },
+        }
+    }
+}
+
 /// A failed forge operation.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ForgeError {

@@ -111,3 +111,32 @@ pub fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// `cml-sim FORGE queue-job --server URL --REPO_FLAG PATH --name NAME [--labels a,b]
+/// --command CMD`: queues a job through `/_sim/FORGE/jobs`; returns the exit code.
+pub fn queue_job_cli(args: &[String], forge: &str, repo_flag: &str) -> i32 {
+    let a = crate::agent::Args::parse(args);
+    let (Some(server), Some(repo), Some(name), Some(command)) = (
+        a.value("server"),
+        a.value(repo_flag),
+        a.value("name"),
+        a.value("command"),
+    ) else {
+        eprintln!("usage: cml-sim {forge} queue-job --server URL --{repo_flag} PATH --name NAME [--labels a,b] --command CMD");
+        return 2;
+    };
+    let labels: Vec<String> = a
+        .value("labels")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    let body =
+        serde_json::json!({repo_flag: repo, "name": name, "labels": labels, "command": command});
+    post_json(
+        &format!("{}/_sim/{forge}/jobs", server.trim_end_matches('/')),
+        &body,
+    )
+}

@@ -212,24 +212,14 @@ impl BitbucketClient {
         if ok.contains(&a.status) {
             return Ok(a);
         }
-        let message = bitbucket_message(&a);
-        Err(match a.status {
-            401 => ApiError::Unauthorized {
-                forge: FORGE,
-                status: 401,
-                message,
-                token_source: self.token_source.clone(),
-                hint: HINT,
-            },
-            403 => ApiError::Forbidden {
-                forge: FORGE,
-                status: 403,
-                message,
-                token_source: self.token_source.clone(),
-                hint: HINT,
-            },
-            status => ApiError::Status { status, message },
-        })
+        Err(ApiError::refused(
+            FORGE,
+            a.status,
+            bitbucket_message(&a),
+            &self.token_source,
+            HINT,
+            &[],
+        ))
     }
 }
 

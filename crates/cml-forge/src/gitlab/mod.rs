@@ -211,24 +211,20 @@ impl GitlabClient {
     }
 
     fn error(&self, a: Answer) -> ApiError {
-        let message = gitlab_message(&a);
-        match a.status {
-            401 => ApiError::Unauthorized {
-                forge: FORGE,
-                status: 401,
-                message,
-                token_source: self.token_source.clone(),
-                hint: HINT,
-            },
-            403 | 404 if !self.project_path.is_empty() => ApiError::Forbidden {
-                forge: FORGE,
-                status: a.status,
-                message,
-                token_source: self.token_source.clone(),
-                hint: HINT,
-            },
-            status => ApiError::Status { status, message },
-        }
+        // Once the API is found, GitLab's 404 on a project means "not visible to this token".
+        let forbidden: &[u16] = if self.project_path.is_empty() {
+            &[]
+        } else {
+            &[404]
+        };
+        ApiError::refused(
+            FORGE,
+            a.status,
+            gitlab_message(&a),
+            &self.token_source,
+            HINT,
+            forbidden,
+        )
     }
 
     fn remember(&self, secret: &str) {

@@ -87,31 +87,7 @@ pub fn cli_main(args: Vec<String>) -> i32 {
                 }
             }
         }
-        Some("queue-job") => {
-            let a = crate::agent::Args::parse(&args[1..]);
-            let (Some(server), Some(repo), Some(name), Some(command)) = (
-                a.value("server"),
-                a.value("repo"),
-                a.value("name"),
-                a.value("command"),
-            ) else {
-                eprintln!("usage: cml-sim bitbucket queue-job --server URL --repo ws/slug --name NAME [--labels a,b] --command CMD");
-                return 2;
-            };
-            let labels: Vec<String> = a
-                .value("labels")
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect();
-            let body = serde_json::json!({"repo": repo, "name": name, "labels": labels, "command": command});
-            crate::util::post_json(
-                &format!("{}/_sim/bitbucket/jobs", server.trim_end_matches('/')),
-                &body,
-            )
-        }
+        Some("queue-job") => crate::util::queue_job_cli(&args[1..], "bitbucket", "repo"),
         _ => {
             eprintln!("usage: cml-sim bitbucket runner [start.sh options] | docker ARGS | install DIR | token | queue-job --server URL --repo ws/slug --name N [--labels a,b] --command CMD");
             2

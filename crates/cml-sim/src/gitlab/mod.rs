@@ -89,31 +89,7 @@ pub fn cli_main(args: Vec<String>) -> i32 {
                 }
             }
         }
-        Some("queue-job") => {
-            let a = crate::agent::Args::parse(&args[1..]);
-            let (Some(server), Some(project), Some(name), Some(command)) = (
-                a.value("server"),
-                a.value("project"),
-                a.value("name"),
-                a.value("command"),
-            ) else {
-                eprintln!("usage: cml-sim gitlab queue-job --server URL --project group/app --name NAME [--labels a,b] --command CMD");
-                return 2;
-            };
-            let labels: Vec<String> = a
-                .value("labels")
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect();
-            let body = serde_json::json!({"project": project, "name": name, "labels": labels, "command": command});
-            crate::util::post_json(
-                &format!("{}/_sim/gitlab/jobs", server.trim_end_matches('/')),
-                &body,
-            )
-        }
+        Some("queue-job") => crate::util::queue_job_cli(&args[1..], "gitlab", "project"),
         _ => {
             eprintln!(
                 "usage: cml-sim gitlab runner [gitlab-runner options] | install DIR | queue-job --server URL --project P --name N [--labels a,b] --command CMD"
