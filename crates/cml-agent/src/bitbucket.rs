@@ -3,7 +3,7 @@
 //!
 //! | runtime | when | how | runtime label |
 //! |---|---|---|---|
-//! | Docker | `docker info` succeeds | `docker container run ... IMAGE` | `linux` |
+//! | Docker | `docker info` succeeds | `docker container run -a stderr -a stdout --rm ... IMAGE` | `linux` |
 //! | Shell | no Docker engine (or `CML_BITBUCKET_RUNTIME=shell`) | `<workdir>/atlassian-bitbucket-pipelines-runner/bin/start.sh ...` | `linux.shell` |
 //!
 //! Secrets: the Docker runner gets its OAuth client through the environment of the `docker`
@@ -173,9 +173,10 @@ pub fn agent_args(a: &BitbucketAgent) -> Vec<String> {
     match a.runtime {
         Runtime::Docker => {
             let mut args: Vec<String> = [
+                // No `-t`: docker forwards signals to the container only without a TTY, so
+                // stopping the client stops the runner (and `--rm` removes it).
                 "container",
                 "run",
-                "-t",
                 "-a",
                 "stderr",
                 "-a",

@@ -8,6 +8,7 @@ pub mod cloud;
 pub mod duration;
 pub mod event;
 pub mod labels;
+pub mod orphans;
 pub mod policy;
 pub mod repo;
 pub mod reuse;

@@ -15,7 +15,10 @@ use super::{AgentEvent, JobResult};
 /// Parses one line of the Bitbucket Pipelines runner's output.
 pub fn parse_bitbucket_line(line: &str) -> Option<AgentEvent> {
     let line = line.trim_end();
-    if line.contains("Updating runner status to \"ONLINE\"") {
+    // Newer runners say "state" where older ones say "status".
+    if line.contains("Updating runner status to \"ONLINE\"")
+        || line.contains("Updating runner state to \"ONLINE\"")
+    {
         return Some(AgentEvent::Ready);
     }
     if let Some(i) = line.find("Getting step StepId{") {

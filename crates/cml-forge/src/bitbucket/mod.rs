@@ -31,7 +31,7 @@ pub const DEFAULT_API_URL: &str = "https://api.bitbucket.org";
 pub const SELF_HOSTED: &str = "self.hosted";
 
 const FORGE: &str = "Bitbucket";
-const HINT: &str = "the token is base64 of `user:app_password`; the app password needs the Repositories: Admin and Pipelines: Edit variables permissions, on a repository you administer";
+const HINT: &str = "the token is base64 of `user:app_password`; the app password needs the Repositories: Read and Runners: Write permissions (Pipelines runners), from an administrator of the repository";
 
 /// A Bitbucket repository, seen through the API.
 pub struct BitbucketClient {
@@ -226,9 +226,9 @@ impl BitbucketClient {
 /// Bitbucket's `error.message`, or the body.
 fn bitbucket_message(a: &Answer) -> String {
     let v: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
-    match v["error"]["message"].as_str() {
-        Some(m) => m.to_string(),
-        None => a.message(),
+    match (v["error"]["message"].as_str(), v["error"].as_str()) {
+        (Some(m), _) | (None, Some(m)) => m.to_string(),
+        _ => a.message(),
     }
 }
 
@@ -266,7 +266,14 @@ impl Forge for BitbucketClient {
                 });
             }
             match page.next {
-                Some(next) => url = next,
+                // The token goes with every page: only to the API it was given for.
+                Some(next) if next.starts_with(&format!("{}/", self.api)) => url = next,
+                Some(next) => {
+                    return Err(err(ApiError::Decode(format!(
+                        "the next page is outside {}: {next}",
+                        self.api
+                    ))))
+                }
                 None => break,
             }
         }
