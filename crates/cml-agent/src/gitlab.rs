@@ -69,19 +69,23 @@ pub fn executor_for(in_container: bool, gpu: bool) -> Executor {
     }
 }
 
-/// `/.dockerenv` or `/run/.containerenv` exists.
+/// `IN_DOCKER` is set (CML's image sets it), or `/.dockerenv` or `/run/.containerenv` exists.
 pub fn in_container() -> bool {
-    Path::new("/.dockerenv").exists() || Path::new("/run/.containerenv").exists()
+    std::env::var_os("IN_DOCKER").is_some_and(|v| !v.is_empty())
+        || Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
 }
 
-/// `nvidia-smi` runs and succeeds.
+/// `nvidia-smi` (or `cuda-smi`) runs and succeeds, as CML checks.
 pub fn gpu_available() -> bool {
-    std::process::Command::new("nvidia-smi")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    ["nvidia-smi", "cuda-smi"].iter().any(|tool| {
+        std::process::Command::new(tool)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
 /// The bucket's name for this machine (`linux-amd64`, `linux-arm64`, ...).

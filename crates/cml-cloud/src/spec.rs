@@ -91,4 +91,6 @@ pub struct OwnedResource {
     pub owner: String,
     /// Cloud state (`running`, `terminated`, `open`, ...), when it has one.
     pub state: Option<String>,
+    /// Time since the cloud created it, when the cloud says.
+    pub age: Option<std::time::Duration>,
 }

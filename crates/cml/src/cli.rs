@@ -58,6 +58,25 @@ pub enum Command {
 pub enum RunnerCommand {
     /// Launch and supervise a self-hosted runner
     Launch(RunnerArgs),
+    /// List cloud resources and runners left behind by cml, and delete them with --delete
+    Cleanup(CleanupArgs),
+}
+
+/// `cml runner cleanup` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CleanupArgs {
+    /// Cloud provider to search: aws [env: CML_RUNNER_CLOUD]
+    #[arg(long)]
+    pub cloud: Option<String>,
+    /// Generic or native region to search [env: CML_RUNNER_CLOUD_REGION] [default: us-west]
+    #[arg(long)]
+    pub cloud_region: Option<String>,
+    /// Delete what is orphaned (without it, only the table is shown)
+    #[arg(long)]
+    pub delete: bool,
+    /// A running machine without an online runner counts as orphaned only when older than this [default: 20 minutes]
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
 }
 
 /// `cml runner launch` options. Each also comes from `CML_RUNNER_<NAME>` (for example

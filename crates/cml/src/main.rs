@@ -37,10 +37,23 @@ fn main() {
 
 fn run(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
+        Command::Runner {
+            sub: Some(RunnerCommand::Cleanup(args)),
+            ..
+        } => {
+            let s =
+                settings::resolve_cleanup(&cli.global, &args, &ProcessEnv, settings::git_origin)
+                    .map_err(|e| Failure::usage(e.into()))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::error(e.into()))?;
+            rt.block_on(runner::cleanup::run(s)).map(|c| c.code())
+        }
         Command::Runner { sub, args } => {
             let args = match sub {
                 Some(RunnerCommand::Launch(a)) => a,
-                None => args,
+                _ => args,
             };
             let s = settings::resolve_runner(&cli.global, &args, &ProcessEnv, settings::git_origin)
                 .map_err(|e| Failure::usage(e.into()))?;

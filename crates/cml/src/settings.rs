@@ -1,7 +1,7 @@
 //! Settings resolved once: command line > `CML_RUNNER_<OPTION>` > `CML_<OPTION>` (global
 //! options) > legacy `RUNNER_<OPTION>` > default, exactly as CML resolves them.
 
-use crate::cli::{GlobalArgs, RunnerArgs};
+use crate::cli::{CleanupArgs, GlobalArgs, RunnerArgs};
 use cml_core::cloud::{self, CloudArgs, CloudSpec};
 use cml_core::duration::parse_idle_timeout;
 use cml_core::repo::{infer_driver, RepoUrl};
@@ -89,6 +89,8 @@ pub enum SettingsError {
         value: String,
         reason: &'static str,
     },
+    #[error("cml runner cleanup needs --cloud=aws (the only cloud built so far)")]
+    CleanupCloud,
     #[error("--single cannot be combined with --reuse or --reuse-idle (CML refuses this too)")]
     SingleWithReuse,
     #[error("no token found\nhint: pass --token, or set one of {tried}{forge_hint}")]
@@ -443,6 +445,53 @@ pub fn resolve_runner(
             &["CML_RUNNER_CLOUD_SSH_PRIVATE"],
         )
         .map(Secret::new),
+    })
+}
+
+/// What `cml runner cleanup` needs.
+#[derive(Debug)]
+pub struct CleanupSettings {
+    pub cloud: CloudSpec,
+    pub delete: bool,
+    /// A running machine without an online runner is an orphan only when older than this.
+    pub older_than: Duration,
+    /// The forge to match machines with, when a repository and a token are known.
+    pub forge: Option<RunnerSettings>,
+}
+
+/// Resolves `cml runner cleanup`'s settings. Without a repository or a token the forge is
+/// simply not consulted; any other bad value is an error.
+pub fn resolve_cleanup(
+    global: &GlobalArgs,
+    args: &CleanupArgs,
+    env: &dyn Env,
+    git_origin: impl FnOnce() -> Option<String>,
+) -> Result<CleanupSettings, SettingsError> {
+    let runner_args = RunnerArgs {
+        cloud: args.cloud.clone(),
+        cloud_region: args.cloud_region.clone(),
+        ..RunnerArgs::default()
+    };
+    let cloud = cloud::validate(&cloud_args(&runner_args, env))?
+        .filter(|c| c.cloud == cloud::Cloud::Aws)
+        .ok_or(SettingsError::CleanupCloud)?;
+    let older_than = seconds(
+        args.older_than.clone(),
+        env,
+        "CML_RUNNER_CLEANUP_OLDER_THAN",
+        "older-than",
+        1200,
+    )?;
+    let forge = match resolve_runner(global, &runner_args, env, git_origin) {
+        Ok(s) => Some(s),
+        Err(SettingsError::NoRepo | SettingsError::NoToken { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    Ok(CleanupSettings {
+        cloud,
+        delete: args.delete,
+        older_than,
+        forge,
     })
 }
 

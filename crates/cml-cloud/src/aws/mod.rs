@@ -883,6 +883,7 @@ impl Provider for AwsProvider {
                     resource: Resource::Instance(id.to_string()),
                     owner,
                     state: Some(state),
+                    age: i.launch_time().and_then(age_of),
                 });
             }
         }
@@ -905,6 +906,7 @@ impl Provider for AwsProvider {
                     resource: Resource::SpotRequest(id.to_string()),
                     owner,
                     state: r.state().map(|s| s.as_str().to_string()),
+                    age: r.create_time().and_then(age_of),
                 });
             }
         }
@@ -924,6 +926,7 @@ impl Provider for AwsProvider {
                 resource: Resource::KeyPair(name.to_string()),
                 owner,
                 state: None,
+                age: k.create_time().and_then(age_of),
             });
         }
 
@@ -943,6 +946,7 @@ impl Provider for AwsProvider {
                     resource: Resource::SecurityGroup(id.to_string()),
                     owner,
                     state: None,
+                    age: None,
                 });
             }
         }
@@ -1126,4 +1130,14 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1));
         assert_ne!(client_token("r"), client_token("r2"));
     }
+}
+
+/// Time elapsed since an AWS timestamp (zero for one in the future).
+fn age_of(t: &aws_sdk_ec2::primitives::DateTime) -> Option<Duration> {
+    let created = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.secs()).ok()?);
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(created)
+            .unwrap_or_default(),
+    )
 }

@@ -25,7 +25,7 @@ use crate::http::{Answer, Http};
 use crate::{ApiError, Deleted, Forge, ForgeError, Registration, RetryPolicy};
 
 const FORGE: &str = "GitLab";
-const HINT: &str = "use a GitLab access token with the `api` scope (the `create_runner` scope is enough to register) from a Maintainer of the project";
+const HINT: &str = "use a GitLab access token with the `api` scope (runners are created with `create_runner`) of a user with the Owner role on the project, or an administrator";
 
 /// A GitLab project, seen through the API.
 pub struct GitlabClient {
@@ -240,7 +240,7 @@ impl GitlabClient {
         // Bounded: 100 pages of 100 runners.
         for _ in 0..100 {
             let url = format!(
-                "{}/projects/{}/runners?per_page=100&page={page}",
+                "{}/projects/{}/runners?type=project_type&per_page=100&page={page}",
                 self.api, self.project_id
             );
             let a = self.call(Method::GET, &url, None, &[200]).await?;
@@ -300,8 +300,8 @@ impl Forge for GitlabClient {
         format!("GitLab project {}", self.project_path)
     }
 
-    /// The runners of the project (`GET /projects/:id/runners`, which lists the runners this
-    /// project can use: its own, and group or shared ones visible to it). GitLab has no runner
+    /// The project's own runners (`GET /projects/:id/runners?type=project_type`: group and
+    /// shared runners are neither ours to delete nor ours to reuse). GitLab has no runner
     /// name: the description is the name. Tags come from each runner's details and `busy`
     /// from its running jobs, one call each.
     async fn runners(&self) -> Result<Vec<RunnerInfo>, ForgeError> {
@@ -367,7 +367,7 @@ impl Forge for GitlabClient {
                     "token": legacy.expose(),
                     "description": name,
                     "tag_list": tags.join(","),
-                    "run_untagged": false,
+                    "run_untagged": true,
                     "locked": true,
                     "access_level": "not_protected",
                 });
@@ -380,7 +380,7 @@ impl Forge for GitlabClient {
                     "project_id": self.project_id,
                     "description": name,
                     "tag_list": tags.join(","),
-                    "run_untagged": false,
+                    "run_untagged": true,
                     "locked": true,
                     "access_level": "not_protected",
                 });

@@ -7,6 +7,7 @@
 //! rules and the agent install have all been checked.
 
 mod agent;
+pub mod cleanup;
 mod cloud;
 mod forge;
 mod registration;

@@ -1,0 +1,163 @@
+//! `cml runner cleanup`: finds what `cml` left behind in a cloud region (every resource with
+//! the owner tag) and in the forge (offline runners it registered), says for each whether it
+//! is orphaned and why (rules in [`cml_core::orphans`]), and deletes the orphans only with
+//! `--delete`.
+//!
+//! Contract: without `--delete` nothing is changed. With it, only resources judged orphaned
+//! are deleted — never an untagged resource, a machine whose runner is online, or a busy
+//! runner — and running it again finds nothing more to delete (idempotent).
+
+use crate::exit::{ExitCode, Failure};
+use crate::logging;
+use crate::settings::CleanupSettings;
+use cml_cloud::aws::AwsProvider;
+use cml_cloud::{Created, OwnedResource, Provider, Resource};
+use cml_core::orphans::{analyze, Finding, Kind, Owned};
+use cml_core::RunnerInfo;
+use cml_forge::Forge;
+
+/// Lists, judges, prints, and with `--delete` removes.
+pub async fn run(s: CleanupSettings) -> Result<ExitCode, Failure> {
+    let provider = AwsProvider::new(&s.cloud.region)
+        .await
+        .map_err(|e| Failure::error(e.into()))?;
+    let owned: Vec<Owned> = provider
+        .list_owned()
+        .await
+        .map_err(|e| Failure::error(e.into()))?
+        .into_iter()
+        .map(owned)
+        .collect();
+    let forge: Option<Box<dyn Forge>> = match &s.forge {
+        Some(fs) => Some(
+            super::forge::connect(fs, None)
+                .await
+                .map_err(Failure::error)?,
+        ),
+        None => {
+            tracing::warn!("no repository or token: machines are not checked against the forge and no runner is removed\nhint: pass --repo and --token (or set REPO_TOKEN) to include them");
+            None
+        }
+    };
+    let runners: Option<Vec<RunnerInfo>> = match &forge {
+        Some(f) => {
+            logging::add_secrets(f.secrets());
+            Some(f.runners().await.map_err(|e| Failure::error(e.into()))?)
+        }
+        None => None,
+    };
+    let findings = analyze(&owned, runners.as_deref(), s.older_than);
+    print_table(&findings);
+    let orphans: Vec<&Finding> = findings.iter().filter(|f| f.orphan).collect();
+    tracing::info!(
+        orphans = orphans.len(),
+        region = %s.cloud.region,
+        "{} orphaned of {} found in {}{}",
+        orphans.len(),
+        findings.len(),
+        s.cloud.region,
+        match &forge {
+            Some(f) => format!(" and {}", f.scope()),
+            None => String::new(),
+        }
+    );
+    if !s.delete {
+        if !orphans.is_empty() {
+            tracing::info!("nothing deleted\nhint: run again with --delete to delete the orphans");
+        }
+        return Ok(ExitCode::Success);
+    }
+
+    let created = Created::new();
+    for f in &orphans {
+        if let Some(r) = resource(f) {
+            created.push(r);
+        }
+    }
+    if !created.is_empty() {
+        provider
+            .destroy(&created)
+            .await
+            .map_err(|e| Failure::error(e.into()))?;
+        tracing::info!("deleted {} cloud resource(s)", created.list().len());
+    }
+    let mut failed = Vec::new();
+    if let Some(forge) = &forge {
+        for f in orphans.iter().filter(|f| f.kind == Kind::Runner) {
+            match forge.delete_runner(&f.id, &f.owner).await {
+                Ok(d) => tracing::info!("runner {}: {d:?}", f.owner),
+                Err(e) => failed.push(format!("{e}")),
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::Success)
+    } else {
+        Err(Failure::error(anyhow::anyhow!(
+            "some runners could not be removed:\n{}",
+            failed.join("\n")
+        )))
+    }
+}
+
+fn owned(r: OwnedResource) -> Owned {
+    let (kind, id) = match r.resource {
+        Resource::Instance(id) => (Kind::Instance, id),
+        Resource::SpotRequest(id) => (Kind::SpotRequest, id),
+        Resource::KeyPair(id) => (Kind::KeyPair, id),
+        Resource::SecurityGroup(id) => (Kind::SecurityGroup, id),
+    };
+    Owned {
+        kind,
+        id,
+        owner: r.owner,
+        state: r.state,
+        age: r.age,
+    }
+}
+
+fn resource(f: &Finding) -> Option<Resource> {
+    Some(match f.kind {
+        Kind::Instance => Resource::Instance(f.id.clone()),
+        Kind::SpotRequest => Resource::SpotRequest(f.id.clone()),
+        Kind::KeyPair => Resource::KeyPair(f.id.clone()),
+        Kind::SecurityGroup => Resource::SecurityGroup(f.id.clone()),
+        Kind::Runner => return None,
+    })
+}
+
+/// The table, on stderr so that stdout stays the JSON log when it is not a terminal.
+fn print_table(findings: &[Finding]) {
+    let mut rows = vec![[
+        "VERDICT".to_string(),
+        "KIND".into(),
+        "ID".into(),
+        "RUNNER".into(),
+        "STATE".into(),
+        "WHY".into(),
+    ]];
+    for f in findings {
+        rows.push([
+            if f.orphan { "orphan" } else { "keep" }.into(),
+            f.kind.as_str().into(),
+            f.id.clone(),
+            f.owner.clone(),
+            f.state.clone(),
+            f.reason.clone(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let mut line = String::new();
+        for (c, w) in widths.iter().enumerate() {
+            line.push_str(&format!("{:<w$}  ", r[c], w = w));
+        }
+        line.push_str(&r[5]);
+        eprintln!("{}", logging::redact(&line));
+    }
+    if findings.is_empty() {
+        eprintln!("nothing of cml's found");
+    }
+}

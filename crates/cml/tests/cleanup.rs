@@ -1,0 +1,181 @@
+//! `cml runner cleanup` against moto (EC2) and the GitHub simulator: resources leaked on
+//! purpose are found and, only with `--delete`, removed; everything else is left alone.
+
+mod harness;
+
+use harness::moto::{Ec2, Moto};
+use harness::{Running, World, PAT, SECS};
+
+fn tag(k: &str, v: &str) -> aws_sdk_ec2::types::Tag {
+    aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()
+}
+
+/// Starts an instance, tagged with our owner tag when `owner` is given.
+fn instance(ec2: &Ec2, owner: Option<&str>) -> String {
+    let mut req = ec2
+        .client
+        .run_instances()
+        .image_id("ami-0c0ffee0c0ffee001")
+        .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1);
+    if let Some(o) = owner {
+        req = req.tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                .tags(tag("cml:id", o))
+                .build(),
+        );
+    }
+    let out = ec2.rt.block_on(req.send()).unwrap();
+    out.instances()[0].instance_id().unwrap().to_string()
+}
+
+fn cleanup(w: &World, moto: &Moto, extra: &[&str]) -> Running {
+    let repo = w.repo_url();
+    let mut args = vec![
+        "runner",
+        "cleanup",
+        "--cloud=aws",
+        "--cloud-region=us-east",
+        "--driver=github",
+        "--repo",
+        &repo,
+        "--token",
+        PAT,
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = w.cml(&args);
+    for (k, v) in moto.env() {
+        cmd.env(k, v);
+    }
+    Running::spawn(cmd)
+}
+
+fn state(ec2: &Ec2, id: &str) -> String {
+    ec2.instances()
+        .into_iter()
+        .find(|i| i.id == id)
+        .map(|i| i.state)
+        .unwrap_or_default()
+}
+
+#[test]
+fn leaked_resources_are_listed_then_deleted_and_the_rest_left_alone() {
+    let w = World::new();
+    let moto = Moto::start();
+    let ec2 = moto.ec2();
+
+    // A runner that is online, with its machine: kept.
+    let mut alive = w.runner("alive", &["--idle-timeout=never"]);
+    alive.wait_status("ready", SECS(20));
+    let alive_machine = instance(&ec2, Some("alive"));
+    // A runner whose supervisor died: registered, offline, with cml's default name.
+    let mut dead = w.runner("cml-0deadbeef0", &["--idle-timeout=never"]);
+    dead.wait_status("ready", SECS(20));
+    dead.child.kill().unwrap();
+    dead.wait_exit(SECS(10));
+    w.wait_until("the dead runner offline", SECS(10), |s| {
+        s.runners()
+            .iter()
+            .any(|r| r.name == "cml-0deadbeef0" && r.status == "offline")
+    });
+    // Leaked on purpose: a machine without a runner, a key pair without a machine.
+    let leaked = instance(&ec2, Some("leaked-1"));
+    ec2.rt
+        .block_on(
+            ec2.client
+                .create_key_pair()
+                .key_name("cml-leaked-2")
+                .tag_specifications(
+                    aws_sdk_ec2::types::TagSpecification::builder()
+                        .resource_type(aws_sdk_ec2::types::ResourceType::KeyPair)
+                        .tags(tag("cml:id", "leaked-2"))
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    // Not ours: never touched.
+    let foreign = instance(&ec2, None);
+
+    // 1. The table only (young machines are given time to register by default).
+    let mut r = cleanup(&w, &moto, &["--older-than=0"]);
+    assert_eq!(r.wait_exit(SECS(60)), 0, "{}", r.output());
+    let out = r.output();
+    for (needle, verdict) in [
+        (leaked.as_str(), "orphan"),
+        ("cml-leaked-2", "orphan"),
+        ("cml-0deadbeef0", "orphan"),
+        (alive_machine.as_str(), "keep"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not listed:\n{out}"));
+        assert!(
+            line.contains(verdict),
+            "{needle} should be {verdict}: {line}"
+        );
+    }
+    assert!(
+        !out.contains(&foreign),
+        "an untagged machine was listed:\n{out}"
+    );
+    assert!(out.contains("--delete"), "says how to delete:\n{out}");
+    assert_eq!(
+        state(&ec2, &leaked),
+        "running",
+        "nothing deleted without --delete"
+    );
+    assert!(ec2.key_pairs().contains(&"cml-leaked-2".to_string()));
+
+    // 2. Deleting.
+    let mut r = cleanup(&w, &moto, &["--older-than=0", "--delete"]);
+    assert_eq!(r.wait_exit(SECS(60)), 0, "{}", r.output());
+    assert!(matches!(
+        state(&ec2, &leaked).as_str(),
+        "terminated" | "shutting-down"
+    ));
+    assert!(!ec2.key_pairs().contains(&"cml-leaked-2".to_string()));
+    assert_eq!(state(&ec2, &alive_machine), "running");
+    assert_eq!(state(&ec2, &foreign), "running");
+    let names: Vec<String> = w.sim.runners().into_iter().map(|r| r.name).collect();
+    assert_eq!(
+        names,
+        ["alive"],
+        "the offline runner removed, the online one kept"
+    );
+
+    // 3. Idempotent: nothing more to delete.
+    let mut r = cleanup(&w, &moto, &["--older-than=0", "--delete"]);
+    assert_eq!(r.wait_exit(SECS(60)), 0, "{}", r.output());
+    assert!(!r.output().contains("orphan "), "{}", r.output());
+    assert!(r.output().contains("0 orphaned"), "{}", r.output());
+
+    // By default a machine younger than 20 minutes may still be registering: kept.
+    let young = instance(&ec2, Some("young"));
+    let mut r = cleanup(&w, &moto, &["--delete"]);
+    assert_eq!(r.wait_exit(SECS(60)), 0, "{}", r.output());
+    assert_eq!(state(&ec2, &young), "running");
+    assert!(
+        r.output().contains("may still be registering"),
+        "{}",
+        r.output()
+    );
+
+    alive.signal(libc::SIGTERM);
+    alive.wait_exit(SECS(20));
+}
+
+#[test]
+fn cleanup_needs_a_cloud_and_changes_nothing_on_bad_input() {
+    let w = World::new();
+    let mut r = Running::spawn(w.cml(&["runner", "cleanup"]));
+    assert_eq!(r.wait_exit(SECS(20)), 2, "{}", r.output());
+    assert!(r.output().contains("needs --cloud=aws"), "{}", r.output());
+    let mut r = Running::spawn(w.cml(&["runner", "cleanup", "--cloud=aws", "--older-than=soon"]));
+    assert_eq!(r.wait_exit(SECS(20)), 2, "{}", r.output());
+    assert!(r.output().contains("--older-than"), "{}", r.output());
+    assert!(w.sim.requests().is_empty());
+}
