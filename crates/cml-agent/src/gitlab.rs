@@ -1,13 +1,11 @@
 //! GitLab's `gitlab-runner`: installed as `<workdir>/gitlab-runner` (checksum verified) and
 //! run as `gitlab-runner --log-format=json run-single`, the way CML runs it.
 //!
-//! The runner token is passed in `CI_SERVER_TOKEN`, the variable gitlab-runner reads for
-//! `--token`, never on the command line, where every local user could read it in the process
-//! list. Exposure that remains: with the **shell** executor (chosen only when `cml` itself runs
-//! inside a container) a job step inherits gitlab-runner's environment and so can read that
-//! runner token; it lets its holder take jobs of this one runner, which is deleted when `cml`
-//! ends. With the **docker** executor (the default) job steps run in a container that only
-//! gets the job's variables.
+//! The runner token is written, with the rest of this one runner's settings, to
+//! `<workdir>/gitlab-runner.toml` (created with mode 0600, removed when the runner ends) and
+//! read by `run-single --config FILE --runner NAME` (gitlab-runner 17.1 or newer). It is never
+//! on a command line, where every local user could read it in the process list, nor in
+//! gitlab-runner's environment, which the shell executor hands to every job step.
 
 use crate::install::{download, http_client, Installed};
 use crate::AgentError;
@@ -216,19 +214,98 @@ pub struct RunSingle {
     pub builds_dir: PathBuf,
 }
 
-/// The arguments after `gitlab-runner` (no secret among them).
-pub fn run_single_args(a: &RunSingle) -> Vec<String> {
+/// The runner's configuration file in the work directory (mode 0600 while it exists).
+pub const CONFIG_FILE: &str = "gitlab-runner.toml";
+
+/// The `config.toml` of this one runner: url, token, executor and its settings. The token is
+/// only here, in a file only its owner can read.
+pub fn config_toml(a: &RunSingle) -> String {
+    let mut t = String::from("concurrent = 1\n\n[[runners]]\n");
+    let kv = |t: &mut String, indent: &str, k: &str, v: &str| {
+        t.push_str(&format!("{indent}{k} = {}\n", toml_str(v)));
+    };
+    kv(&mut t, "  ", "name", &a.name);
+    kv(&mut t, "  ", "url", &a.url);
+    kv(&mut t, "  ", "token", a.token.expose());
+    kv(&mut t, "  ", "builds_dir", &a.builds_dir.to_string_lossy());
+    kv(
+        &mut t,
+        "  ",
+        "cache_dir",
+        &a.dir.join("cache").to_string_lossy(),
+    );
+    match &a.executor {
+        Executor::Shell => kv(&mut t, "  ", "executor", "shell"),
+        Executor::Docker { image, gpu } => {
+            kv(&mut t, "  ", "executor", "docker");
+            t.push_str("  [runners.docker]\n");
+            kv(&mut t, "    ", "image", image);
+            if *gpu {
+                kv(&mut t, "    ", "runtime", "nvidia");
+                kv(&mut t, "    ", "gpus", "all");
+            }
+            let volumes: Vec<String> = a.docker_volumes.iter().map(|v| toml_str(v)).collect();
+            t.push_str(&format!("    volumes = [{}]\n", volumes.join(", ")));
+        }
+    }
+    t
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Writes [`config_toml`] to `<dir>/gitlab-runner.toml`, created with mode 0600 (never
+/// readable by others, not even for an instant).
+pub fn write_config(a: &RunSingle) -> Result<PathBuf, AgentError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = a.dir.join(CONFIG_FILE);
+    let _ = std::fs::remove_file(&path);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(config_toml(a).as_bytes())?;
+        f.flush()
+    };
+    write().map_err(|cause| AgentError::Workdir {
+        path: path.clone(),
+        cause,
+    })?;
+    Ok(path)
+}
+
+/// Removes the configuration file (and with it the runner token) from `dir`.
+pub fn remove_config(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(CONFIG_FILE));
+}
+
+/// The arguments after `gitlab-runner` (no secret among them): everything else is in the
+/// configuration file `config`.
+pub fn run_single_args(a: &RunSingle, config: &Path) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "--log-format=json".into(),
         "run-single".into(),
-        "--url".into(),
-        a.url.clone(),
-        "--name".into(),
+        "--config".into(),
+        config.to_string_lossy().into_owned(),
+        "--runner".into(),
         a.name.clone(),
-        "--builds-dir".into(),
-        a.builds_dir.to_string_lossy().into_owned(),
-        "--cache-dir".into(),
-        a.dir.join("cache").to_string_lossy().into_owned(),
     ];
     if let Some(d) = a.wait_timeout {
         args.push("--wait-timeout".into());
@@ -238,48 +315,28 @@ pub fn run_single_args(a: &RunSingle) -> Vec<String> {
         args.push("--max-builds".into());
         args.push("1".into());
     }
-    match &a.executor {
-        Executor::Shell => {
-            args.push("--executor".into());
-            args.push("shell".into());
-        }
-        Executor::Docker { image, gpu } => {
-            args.push("--executor".into());
-            args.push("docker".into());
-            args.push("--docker-image".into());
-            args.push(image.clone());
-            if *gpu {
-                args.push("--docker-runtime".into());
-                args.push("nvidia".into());
-                args.push("--docker-gpus".into());
-                args.push("all".into());
-            }
-            for v in &a.docker_volumes {
-                args.push("--docker-volumes".into());
-                args.push(v.clone());
-            }
-        }
-    }
     args
 }
 
-/// `gitlab-runner run-single ...` with `env` plus the token in `CI_SERVER_TOKEN`.
-pub fn run_single_command(a: &RunSingle, env: &[(String, String)]) -> Command {
+/// Writes the configuration file and returns `gitlab-runner run-single --config ...` with
+/// `env` and nothing else. The caller removes the file ([`remove_config`]) once the runner
+/// has ended.
+pub fn run_single_command(a: &RunSingle, env: &[(String, String)]) -> Result<Command, AgentError> {
+    let config = write_config(a)?;
     let mut cmd = Command::new(a.dir.join("gitlab-runner"));
     cmd.current_dir(&a.dir)
-        .args(run_single_args(a))
+        .args(run_single_args(a, &config))
         .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("CI_SERVER_TOKEN", a.token.expose());
-    cmd
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    Ok(cmd)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(executor: Executor, single: bool, wait: Option<u64>) -> Vec<String> {
-        run_single_args(&RunSingle {
+    fn run_single(executor: Executor, single: bool, wait: Option<u64>) -> RunSingle {
+        RunSingle {
             dir: "/w".into(),
             url: "https://gitlab.example.com/gitlab".into(),
             token: Secret::new("glrt-secretsecret"),
@@ -287,33 +344,41 @@ mod tests {
             executor,
             wait_timeout: wait.map(Duration::from_secs),
             single,
-            docker_volumes: vec!["/data:/data".into()],
+            docker_volumes: vec!["/data:/data".into(), "/q\"x".into()],
             builds_dir: "/w/builds".into(),
-        })
+        }
     }
 
     #[test]
-    fn run_single_arguments() {
-        let a = args(executor_for(false, true), true, Some(300));
-        let s = a.join(" ");
-        assert!(
-            s.starts_with(
-                "--log-format=json run-single --url https://gitlab.example.com/gitlab --name r1"
-            ),
-            "{s}"
+    fn run_single_arguments_and_configuration() {
+        let a = run_single(executor_for(false, true), true, Some(300));
+        let s = run_single_args(&a, Path::new("/w/gitlab-runner.toml")).join(" ");
+        assert_eq!(
+            s,
+            "--log-format=json run-single --config /w/gitlab-runner.toml --runner r1 --wait-timeout 300 --max-builds 1"
         );
-        assert!(s.contains("--wait-timeout 300"), "{s}");
-        assert!(s.contains("--max-builds 1"), "{s}");
-        assert!(s.contains("--executor docker --docker-image iterativeai/cml:latest-gpu --docker-runtime nvidia"), "{s}");
-        assert!(s.contains("--docker-volumes /data:/data"), "{s}");
-        assert!(!s.contains("secret"), "no token on the command line: {s}");
+        let c = config_toml(&a);
+        for line in [
+            "  url = \"https://gitlab.example.com/gitlab\"",
+            "  token = \"glrt-secretsecret\"",
+            "  executor = \"docker\"",
+            "    image = \"iterativeai/cml:latest-gpu\"",
+            "    runtime = \"nvidia\"",
+            "    volumes = [\"/data:/data\", \"/q\\\"x\"]",
+        ] {
+            assert!(c.contains(line), "{line} missing from:\n{c}");
+        }
 
-        let s = args(executor_for(true, true), false, None).join(" ");
-        assert!(s.contains("--executor shell"), "{s}");
-        assert!(!s.contains("docker"), "{s}");
+        let a = run_single(executor_for(true, true), false, None);
+        let s = run_single_args(&a, Path::new("/c")).join(" ");
         assert!(
             !s.contains("--wait-timeout") && !s.contains("--max-builds"),
             "{s}"
+        );
+        let c = config_toml(&a);
+        assert!(
+            c.contains("executor = \"shell\"") && !c.contains("docker"),
+            "{c}"
         );
         assert_eq!(
             executor_for(false, false),
@@ -322,6 +387,19 @@ mod tests {
                 gpu: false
             }
         );
+    }
+
+    #[test]
+    fn the_configuration_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = run_single(Executor::Shell, false, None);
+        a.dir = dir.path().to_path_buf();
+        let path = write_config(&a).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        remove_config(dir.path());
+        assert!(!path.exists());
     }
 
     #[test]

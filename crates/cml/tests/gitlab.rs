@@ -56,8 +56,10 @@ fn an_instance_under_a_sub_path_is_found_and_served() {
     assert_eq!(r.wait_exit(SECS(20)), 0, "{}", r.output());
     assert_eq!(w.job(&job).state, cml_sim::JobState::Succeeded);
     let args = argv(&workdir);
-    let url = args.iter().position(|a| a == "--url").unwrap();
-    assert_eq!(args[url + 1], format!("{}/gitlab", w.sim.url()));
+    assert!(
+        args.contains(&format!("config url=\"{}/gitlab\"", w.sim.url())),
+        "{args:?}"
+    );
     let requests = w.sim.requests();
     assert!(
         requests
@@ -159,28 +161,47 @@ fn executor_arguments_follow_the_machine_and_keep_the_token_off_the_command_line
     let workdir = w.tmp.path().join("agents/gpu");
     let args = argv(&workdir).join(" ");
     for needle in [
-        "--log-format=json run-single",
-        "--executor docker --docker-image iterativeai/cml:latest-gpu --docker-runtime nvidia",
-        "--docker-volumes /data:/data",
+        "--log-format=json run-single --config",
+        "--runner gpu",
         "--max-builds 1",
         "--wait-timeout 1",
-        "--name gpu",
+        "config executor=\"docker\"",
+        "config image=\"iterativeai/cml:latest-gpu\"",
+        "config runtime=\"nvidia\"",
+        "config volumes=[\"/data:/data\"]",
     ] {
         assert!(args.contains(needle), "{needle} missing: {args}");
     }
     for s in w.issued_secrets() {
         assert!(!args.contains(&s), "a token on the command line: {args}");
     }
+    assert!(
+        !workdir.join("gitlab-runner.toml").exists(),
+        "the runner's configuration (and token) is removed when it ends"
+    );
 
-    let mut cmd = w.runner_command("shell", &["--idle-timeout=1"]);
+    // The shell executor: a job step sees gitlab-runner's environment, and no token in it.
+    let mut cmd = w.runner_command("shell", &["--idle-timeout=2", "--labels=sh"]);
     cmd.env("CML_GITLAB_EXECUTOR", "shell");
     let mut r = Running::spawn(cmd);
+    r.wait_status("ready", SECS(20));
+    let dump = w.tmp.path().join("shell-env.txt");
+    w.queue_job("env", &["sh"], &format!("env > {}", dump.display()));
+    r.wait_status("job_ended", SECS(20));
     assert_eq!(r.wait_exit(SECS(20)), 0, "{}", r.output());
     let args = argv(&w.tmp.path().join("agents/shell")).join(" ");
     assert!(
-        args.contains("--executor shell") && !args.contains("--docker"),
+        args.contains("config executor=\"shell\"") && !args.contains("docker"),
         "{args}"
     );
+    let env = std::fs::read_to_string(&dump).unwrap();
+    assert!(env.contains("PATH="), "the dump is the step's environment");
+    for s in w.issued_secrets() {
+        assert!(
+            !env.contains(&s),
+            "a secret reached a shell-executor job step"
+        );
+    }
 
     let mut cmd = w.runner_command("podman", &[]);
     cmd.env("CML_GITLAB_EXECUTOR", "podman");

@@ -6,8 +6,10 @@
 //! `Checking for jobs... received` with `job` when it takes one, `Job succeeded` / `Job failed:
 //! exit code N` with `duration_s` when it ends one, `This runner has not received a job in N
 //! seconds, so now exiting` and exit 0 after `--wait-timeout`, exit 0 after `--max-builds`.
-//! The token comes from `--token` or `CI_SERVER_TOKEN`, as gitlab-runner reads it. It talks to
-//! GitLab's real runner API (`/api/v4/jobs/request`, job updates, traces).
+//! The runner comes from `--config FILE --runner NAME` (the file must not be readable by
+//! others) or from `--url` and `--token`/`CI_SERVER_TOKEN`, as gitlab-runner reads them. It
+//! talks to GitLab's real runner API (`/api/v4/jobs/request`, job updates, traces). The
+//! non-secret settings it read from the file are appended to `./.sim-argv` as `config KEY=VALUE`.
 //!
 //! Jobs run with `sh -c` in `--builds-dir`: with the shell executor in the runner's own
 //! environment (as gitlab-runner's shell executor does), with the docker executor in a clean
@@ -38,6 +40,7 @@ struct Opts {
     wait_timeout: u64,
     max_builds: u64,
     builds_dir: Option<String>,
+    config: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -69,6 +72,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "wait-timeout" => o.wait_timeout = value().parse().map_err(|_| "bad --wait-timeout")?,
             "max-builds" => o.max_builds = value().parse().map_err(|_| "bad --max-builds")?,
             "builds-dir" => o.builds_dir = Some(value()),
+            "config" | "c" => o.config = Some(value()),
             "debug" => {}
             _ => {
                 value();
@@ -77,6 +81,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     }
     if sub.as_deref() != Some("run-single") {
         return Err("only run-single is simulated".into());
+    }
+    if let Some(path) = o.config.clone() {
+        read_config(&mut o, &path)?;
     }
     if o.url.is_empty() {
         o.url = std::env::var("CI_SERVER_URL").unwrap_or_default();
@@ -91,6 +98,45 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         return Err("missing --executor".into());
     }
     Ok(o)
+}
+
+/// Reads the runner's settings from a gitlab-runner `config.toml` (the subset `cml` writes).
+fn read_config(o: &mut Opts, path: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{path}: {e}"))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!("{path} is readable by other users"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut noted = Vec::new();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(" = ") else {
+            continue;
+        };
+        let k = k.trim();
+        let v = v.trim();
+        let unquoted = || {
+            v.trim_matches('"')
+                .replace("\\\"", "\"")
+                .replace("\\\\", "\\")
+        };
+        match k {
+            "url" => o.url = unquoted(),
+            "token" => o.token = unquoted(),
+            "executor" => o.executor = unquoted(),
+            "builds_dir" => o.builds_dir = Some(unquoted()),
+            "image" | "runtime" | "gpus" | "volumes" | "name" | "cache_dir" => {}
+            _ => continue,
+        }
+        if k != "token" {
+            noted.push(format!("config {k}={v}"));
+        }
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(".sim-argv") {
+        use std::io::Write;
+        let _ = writeln!(f, "{}", noted.join("\n"));
+    }
+    Ok(())
 }
 
 struct Log<'a> {

@@ -112,6 +112,14 @@ impl Agent {
         Ok(())
     }
 
+    /// Removes what [`Agent::start`] left for the agent only (GitLab's runner configuration,
+    /// which holds its token), once the agent has ended.
+    pub fn forget_credentials(&self, s: &RunnerSettings) {
+        if let Agent::Gitlab(_) = self {
+            cml_agent::gitlab::remove_config(&s.workdir);
+        }
+    }
+
     /// Starts the agent for `registration` with the filtered environment `env`. GitHub's agent
     /// is configured (registered) first.
     pub async fn start(
@@ -150,7 +158,7 @@ impl Agent {
                     builds_dir: s.workdir.join("builds"),
                 };
                 AgentProcess::spawn(
-                    cml_agent::gitlab::run_single_command(&args, env),
+                    cml_agent::gitlab::run_single_command(&args, env)?,
                     "gitlab-runner",
                 )
             }

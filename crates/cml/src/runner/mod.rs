@@ -111,6 +111,7 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         &mut signals,
     )
     .await;
+    agent.forget_credentials(&s);
     let deregistered = registered.deregister().await;
     match (outcome, deregistered) {
         (Ok(code), Ok(())) => Ok(code),
