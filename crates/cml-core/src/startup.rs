@@ -38,6 +38,8 @@ pub struct StartupScript {
     pub env: Vec<(String, String)>,
     /// Secret environment for the service (`REPO_TOKEN`, `CML_GITHUB_APP_PEM`, ...).
     pub secrets: Vec<(String, Secret)>,
+    /// The machine powers itself off this long after boot, whatever `cml` does; `None` = never.
+    pub max_lifetime: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for StartupScript {
@@ -77,6 +79,35 @@ impl StartupScript {
             "CML_ENV",
         ));
         s.push_str("chmod 0600 \"$R/etc/cml/env\"\n\n");
+
+        s.push_str(
+            "# 1b. A hard end, set before anything can fail: a timer powers the machine off\n",
+        );
+        s.push_str("# (shutdown behaviour `terminate` removes it) however cml fares.\n");
+        match self.max_lifetime {
+            Some(d) => {
+                let secs = d.as_secs().max(1);
+                s.push_str("install -d -m 0755 \"$R/etc/systemd/system\"\n");
+                s.push_str(&heredoc(
+                    "\"$R/etc/systemd/system/cml-deadline.timer\"",
+                    &format!(
+                        "[Unit]\nDescription=cml: the machine's maximum lifetime\n\n[Timer]\nOnBootSec={secs}s\nAccuracySec=1s\n\n[Install]\nWantedBy=timers.target\n"
+                    ),
+                    "CML_TIMER",
+                ));
+                s.push_str(&heredoc(
+                    "\"$R/etc/systemd/system/cml-deadline.service\"",
+                    "[Unit]\nDescription=cml: power off at the maximum lifetime\n\n[Service]\nType=oneshot\nExecStart=/bin/systemctl poweroff --no-block\n",
+                    "CML_DEADLINE",
+                ));
+                s.push_str("systemctl daemon-reload\n");
+                s.push_str("systemctl enable --now cml-deadline.timer\n");
+                s.push_str(&format!(
+                    "log 'this machine powers off {secs} s after boot at the latest'\n\n"
+                ));
+            }
+            None => s.push_str("# (none: --cloud-max-lifetime=never)\n\n"),
+        }
 
         s.push_str("# 2. The user's startup script, before anything else.\n");
         match &self.user_script {
@@ -234,6 +265,7 @@ mod tests {
                 "http://mirror/releases".into(),
             )],
             secrets: vec![("REPO_TOKEN".into(), Secret::new("ghp_secretvalue"))],
+            max_lifetime: Some(std::time::Duration::from_secs(435600)),
         }
     }
 
@@ -260,6 +292,10 @@ mod tests {
         let s = sample().render();
         let at = |needle: &str| s.find(needle).unwrap_or_else(|| panic!("{needle} missing"));
         assert!(at("/etc/cml/env") < at("bash \"$R/etc/cml/startup.sh\""));
+        assert!(
+            at("OnBootSec=435600s") < at("bash \"$R/etc/cml/startup.sh\""),
+            "the deadline is set before anything that may fail"
+        );
         assert!(at("bash \"$R/etc/cml/startup.sh\"") < at("curl "));
         assert!(at("curl ") < at("systemctl enable --now cml.service"));
         assert!(s.contains("REPO_TOKEN=\"ghp_secretvalue\""));

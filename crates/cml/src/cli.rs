@@ -161,6 +161,9 @@ pub struct RunnerArgs {
     /// How long to wait for a cloud runner to be online in the forge before destroying the machine [env: CML_RUNNER_CLOUD_TIMEOUT] [default: 20 minutes]
     #[arg(long, value_name = "DURATION")]
     pub cloud_timeout: Option<String>,
+    /// Hard limit on a cloud machine's life, enforced by the machine itself (a systemd timer set at boot powers it off, which terminates it), even if cml hangs or dies; `never` disables it [env: CML_RUNNER_CLOUD_MAX_LIFETIME] [default: 121h, GitHub's 5-day job limit plus an hour]
+    #[arg(long, value_name = "DURATION")]
+    pub cloud_max_lifetime: Option<String>,
     /// Where cloud machines download cml from; {version} and {arch} (x86_64, aarch64) are substituted [env: CML_RUNNER_CLOUD_CML_URL] [default: the project's release for this version]
     #[arg(long, value_name = "URL")]
     pub cloud_cml_url: Option<String>,

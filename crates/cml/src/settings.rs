@@ -167,6 +167,8 @@ pub struct RunnerSettings {
     pub forced_agent_mode: Option<AgentMode>,
     pub stop_grace: Duration,
     pub cloud_timeout: Duration,
+    /// The machine powers itself off this long after boot; `None` = never.
+    pub cloud_max_lifetime: Option<Duration>,
     pub cloud_cml_url: String,
     pub cloud_cml_sha256: Option<String>,
     pub cloud_poll_interval: Duration,
@@ -174,6 +176,10 @@ pub struct RunnerSettings {
     /// `--cloud-ssh-private`, checked to look like a PEM key.
     pub cloud_ssh_private: Option<Secret>,
 }
+
+/// A cloud machine's default hard lifetime: GitHub stops a self-hosted job after 5 days, so no
+/// job outlives this; the hour is for the last job's wind-down.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs((5 * 24 + 1) * 3600);
 
 /// Where cloud machines download `cml` from by default: this project's release of the
 /// launcher's own version.
@@ -331,6 +337,23 @@ pub fn resolve_runner(
         "cloud-timeout",
         1200,
     )?;
+    let cloud_max_lifetime = match pick(
+        args.cloud_max_lifetime.clone(),
+        env,
+        &["CML_RUNNER_CLOUD_MAX_LIFETIME"],
+    ) {
+        None => Some(DEFAULT_MAX_LIFETIME),
+        Some(v) => match parse_idle_timeout(&v) {
+            Ok(IdleTimeout::Never) => None,
+            Ok(IdleTimeout::After(d)) => Some(d),
+            Err(cause) => {
+                return Err(SettingsError::Duration {
+                    option: "--cloud-max-lifetime",
+                    cause,
+                })
+            }
+        },
+    };
     let cloud_poll_interval = seconds(
         None,
         env,
@@ -430,6 +453,7 @@ pub fn resolve_runner(
         forced_agent_mode,
         stop_grace,
         cloud_timeout,
+        cloud_max_lifetime,
         cloud_cml_url: pick(
             args.cloud_cml_url.clone(),
             env,
@@ -722,6 +746,65 @@ mod tests {
         assert_eq!(s.workdir, PathBuf::from("/home/u/.cml").join(&s.name));
         assert!(matches!(&s.credential, Credential::Token { source, .. } if source == "--token"));
         assert!(s.cloud.is_none());
+    }
+
+    #[test]
+    fn max_lifetime_default_never_and_bad_values() {
+        let g = global("https://github.com/o/r", Some("t"));
+        let e = env(&[("HOME", "/h")]);
+        let with = |v: Option<&str>| {
+            let args = RunnerArgs {
+                cloud_max_lifetime: v.map(String::from),
+                ..Default::default()
+            };
+            resolve_runner(&g, &args, &e, || None)
+        };
+        assert_eq!(
+            with(None).unwrap().cloud_max_lifetime,
+            Some(DEFAULT_MAX_LIFETIME)
+        );
+        assert_eq!(with(Some("never")).unwrap().cloud_max_lifetime, None);
+        assert_eq!(
+            with(Some("2h")).unwrap().cloud_max_lifetime,
+            Some(Duration::from_secs(7200))
+        );
+        let err = with(Some("soon")).unwrap_err().to_string();
+        assert!(err.contains("--cloud-max-lifetime"), "{err}");
+    }
+
+    #[test]
+    fn gitlab_and_bitbucket_agent_modes_are_checked() {
+        let e = env(&[("HOME", "/h"), ("CML_GITLAB_EXECUTOR", "Shell")]);
+        let s = resolve_runner(
+            &global("https://gitlab.com/g/p", Some("t")),
+            &RunnerArgs::default(),
+            &e,
+            || None,
+        )
+        .unwrap();
+        assert_eq!(s.forced_agent_mode, Some(AgentMode::Shell));
+        // Each forge reads its own variable only.
+        let s = resolve_runner(
+            &global("https://github.com/o/r", Some("t")),
+            &RunnerArgs::default(),
+            &e,
+            || None,
+        )
+        .unwrap();
+        assert_eq!(s.forced_agent_mode, None);
+        let e = env(&[("HOME", "/h"), ("CML_BITBUCKET_RUNTIME", "podman")]);
+        let err = resolve_runner(
+            &global("https://bitbucket.org/w/r", Some("t")),
+            &RunnerArgs::default(),
+            &e,
+            || None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("CML_BITBUCKET_RUNTIME") && err.contains("hint:"),
+            "{err}"
+        );
     }
 
     #[test]

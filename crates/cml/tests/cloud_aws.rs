@@ -246,9 +246,97 @@ fn whole_lifecycle_of_an_aws_runner() {
         imds.reads() >= 2,
         "the instance id and region came from IMDSv2"
     );
+    assert_eq!(
+        std::fs::read_to_string(root.join("cml-deadline.secs"))
+            .unwrap()
+            .trim(),
+        "435600",
+        "the default maximum lifetime (121 h) is set at boot"
+    );
     let log = service_log(&root);
     assert!(log.contains("\"status\":\"terminated\""), "{log}");
     assert!(!log.contains(PAT), "the machine's log shows no token");
+}
+
+/// Runs `user_data` in a sandbox machine root (see the whole-lifecycle test).
+fn boot(w: &World, moto: &Moto, user_data: &str, imds: &cml_sim::ImdsServer) -> PathBuf {
+    let root = w.tmp.path().join("machine");
+    std::fs::create_dir_all(&root).unwrap();
+    let script = root.join("user-data.sh");
+    std::fs::write(&script, user_data).unwrap();
+    let path = format!(
+        "{}:{}",
+        fixtures().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let mut boot = std::process::Command::new("bash");
+    boot.arg(&script)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", &root)
+        .env("CML_MACHINE_ROOT", &root)
+        .env("CML_TEST_CML_BINARY", harness::cml_exe())
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url());
+    for (k, v) in moto.env() {
+        if k != "AWS_EC2_METADATA_DISABLED" {
+            boot.env(k, v);
+        }
+    }
+    let booted = boot.output().unwrap();
+    assert!(
+        booted.status.success(),
+        "user-data failed: {}",
+        String::from_utf8_lossy(&booted.stderr)
+    );
+    root
+}
+
+#[test]
+fn a_killed_supervisor_still_powers_the_machine_off_at_its_maximum_lifetime() {
+    let w = World::new();
+    let moto = Moto::start();
+    let ec2 = moto.ec2();
+    let mut launch = Running::spawn(launcher(
+        &w,
+        &moto,
+        "aws-deadline",
+        &["--idle-timeout=never", "--cloud-max-lifetime=8"],
+    ));
+    let instance = wait_for("the instance", SECS(60), || {
+        ec2.live_instances().into_iter().find(|i| {
+            i.tags
+                .iter()
+                .any(|(k, v)| k == "cml:id" && v == "aws-deadline")
+        })
+    });
+    let user_data = ec2.user_data(&instance.id);
+    assert!(user_data.contains("OnBootSec=8s"), "{user_data}");
+    let imds = cml_sim::ImdsServer::start(&instance.id, REGION).unwrap();
+    let booted_at = Instant::now();
+    let root = boot(&w, &moto, &user_data, &imds);
+    assert_eq!(launch.wait_exit(SECS(90)), 0, "{}", launch.output());
+
+    // The supervisor dies without a chance to clean up.
+    let pid: i32 = std::fs::read_to_string(root.join("cml.service.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the sandbox's cml process; no memory is involved.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    assert!(
+        !root.join("poweroff").exists(),
+        "nothing else powered the sandbox off"
+    );
+    wait_for("the machine's own power-off", SECS(20), || {
+        root.join("poweroff").exists().then_some(())
+    });
+    assert!(
+        booted_at.elapsed() >= Duration::from_secs(7),
+        "powered off at its deadline, not before"
+    );
 }
 
 fn service_log(root: &Path) -> String {

@@ -14,6 +14,32 @@ REPO_TOKEN="ghp_secretvalue"
 CML_ENV
 chmod 0600 "$R/etc/cml/env"
 
+# 1b. A hard end, set before anything can fail: a timer powers the machine off
+# (shutdown behaviour `terminate` removes it) however cml fares.
+install -d -m 0755 "$R/etc/systemd/system"
+cat > "$R/etc/systemd/system/cml-deadline.timer" <<'CML_TIMER'
+[Unit]
+Description=cml: the machine's maximum lifetime
+
+[Timer]
+OnBootSec=435600s
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+CML_TIMER
+cat > "$R/etc/systemd/system/cml-deadline.service" <<'CML_DEADLINE'
+[Unit]
+Description=cml: power off at the maximum lifetime
+
+[Service]
+Type=oneshot
+ExecStart=/bin/systemctl poweroff --no-block
+CML_DEADLINE
+systemctl daemon-reload
+systemctl enable --now cml-deadline.timer
+log 'this machine powers off 435600 s after boot at the latest'
+
 # 2. The user's startup script, before anything else.
 cat > "$R/etc/cml/startup.sh" <<'CML_USER_SCRIPT'
 #!/bin/sh

@@ -240,6 +240,7 @@ fn startup_script(s: &RunnerSettings) -> StartupScript {
         cml_sha256: s.cloud_cml_sha256.clone(),
         user_script: s.cloud.as_ref().and_then(|c| c.startup_script.clone()),
         runner_args: args,
+        max_lifetime: s.cloud_max_lifetime,
         env,
         secrets,
     }
