@@ -992,6 +992,16 @@ impl Provider for AwsProvider {
     }
 }
 
+/// Time elapsed since an AWS timestamp (zero for one in the future).
+fn age_of(t: &aws_sdk_ec2::primitives::DateTime) -> Option<Duration> {
+    let created = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.secs()).ok()?);
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(created)
+            .unwrap_or_default(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1130,14 +1140,4 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1));
         assert_ne!(client_token("r"), client_token("r2"));
     }
-}
-
-/// Time elapsed since an AWS timestamp (zero for one in the future).
-fn age_of(t: &aws_sdk_ec2::primitives::DateTime) -> Option<Duration> {
-    let created = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.secs()).ok()?);
-    Some(
-        std::time::SystemTime::now()
-            .duration_since(created)
-            .unwrap_or_default(),
-    )
 }
