@@ -57,7 +57,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum RunnerCommand {
     /// Launch and supervise a self-hosted runner
-    Launch(RunnerArgs),
+    Launch(Box<RunnerArgs>),
     /// List cloud resources and runners left behind by cml, and delete them with --delete
     Cleanup(CleanupArgs),
 }

@@ -52,7 +52,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Runner { sub, args } => {
             let args = match sub {
-                Some(RunnerCommand::Launch(a)) => a,
+                Some(RunnerCommand::Launch(a)) => *a,
                 _ => args,
             };
             let s = settings::resolve_runner(&cli.global, &args, &ProcessEnv, settings::git_origin)
