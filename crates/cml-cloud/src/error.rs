@@ -40,6 +40,8 @@ pub enum CloudError {
     },
     #[error("deleting {resource} failed: {reason}\nhint: delete it by hand; everything cml creates carries the tag cml:id")]
     Destroy { resource: String, reason: String },
+    #[error("reading instance metadata {path} failed: {reason}\nhint: this check only works on a cloud machine")]
+    Metadata { path: String, reason: String },
     #[error("listing resources tagged cml:id in {region} failed: {reason}")]
     List { region: String, reason: String },
     #[error("reading the console output of {id} failed: {reason}")]

@@ -9,6 +9,7 @@
 //! be found again with [`Provider::list_owned`].
 
 pub mod error;
+pub mod interruption;
 pub mod machine;
 pub mod spec;
 

@@ -25,6 +25,8 @@ pub enum StopReason {
     Signal(i32),
     /// The agent exited on its own (exit code, if it had one).
     AgentExited(Option<i32>),
+    /// The cloud announced it is taking the machine away (spot interruption).
+    Interrupted,
 }
 
 impl StopReason {
@@ -35,6 +37,7 @@ impl StopReason {
             StopReason::SingleJobDone => "single_job_done",
             StopReason::Signal(_) => "signal",
             StopReason::AgentExited(_) => "agent_exited",
+            StopReason::Interrupted => "interrupted",
         }
     }
 
@@ -146,6 +149,11 @@ impl Policy {
         if let Phase::Stopping(StopReason::IdleTimeout(_)) = self.phase {
             self.phase = Phase::Busy { job: None };
         }
+    }
+
+    /// The machine is being taken away: stop now, job or not (it cannot finish here).
+    pub fn on_interruption(&mut self) -> Decision {
+        self.stop(StopReason::Interrupted)
     }
 
     pub fn on_signal(&mut self, signal: i32) -> Decision {
@@ -348,5 +356,17 @@ mod tests {
             single.on_agent_idle_exit(),
             Decision::Stop(StopReason::SingleJobDone)
         );
+    }
+
+    #[test]
+    fn an_interruption_stops_even_during_a_job() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(IdleTimeout::Never, false);
+        p.on_agent_event(&AgentEvent::Ready, t0);
+        p.on_agent_event(&started(), t0);
+        assert_eq!(p.on_interruption(), Decision::Stop(StopReason::Interrupted));
+        assert_eq!(StopReason::Interrupted.code(), "interrupted");
+        // The first reason wins.
+        assert_eq!(p.on_signal(15), Decision::Stop(StopReason::Interrupted));
     }
 }

@@ -18,6 +18,10 @@ struct Imds {
     tokens: Vec<String>,
     /// Metadata reads answered (tests check that IMDSv2 was used).
     reads: usize,
+    /// `spot/instance-action` once a spot interruption notice is given.
+    spot_action: Option<String>,
+    /// `events/recommendations/rebalance` once a rebalance recommendation is given.
+    rebalance: Option<String>,
 }
 
 type Shared = Arc<Mutex<Imds>>;
@@ -57,6 +61,11 @@ impl ImdsServer {
                         .route("/latest/api/token", put(token))
                         .route("/latest/meta-data/instance-id", get(instance_id_route))
                         .route("/latest/meta-data/placement/region", get(region_route))
+                        .route("/latest/meta-data/spot/instance-action", get(spot_route))
+                        .route(
+                            "/latest/meta-data/events/recommendations/rebalance",
+                            get(rebalance_route),
+                        )
                         .with_state(st);
                     tokio::select! {
                         _ = axum::serve(listener, app) => {}
@@ -75,6 +84,25 @@ impl ImdsServer {
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+
+    /// Gives a spot interruption notice: `spot/instance-action` answers
+    /// `{"action":"terminate","time":...}` from now on (404 before, as on EC2).
+    pub fn interrupt_spot(&self) {
+        let time = crate::util::rfc3339(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(120),
+        );
+        if let Ok(mut s) = self.state.lock() {
+            s.spot_action = Some(format!(r#"{{"action":"terminate","time":"{time}"}}"#));
+        }
+    }
+
+    /// Gives a rebalance recommendation (`events/recommendations/rebalance`).
+    pub fn recommend_rebalance(&self) {
+        let time = crate::util::rfc3339(std::time::SystemTime::now());
+        if let Ok(mut s) = self.state.lock() {
+            s.rebalance = Some(format!(r#"{{"noticeTime":"{time}"}}"#));
+        }
     }
 
     /// How many metadata reads were answered (with a valid session token).
@@ -141,4 +169,25 @@ async fn instance_id_route(State(st): State<Shared>, headers: HeaderMap) -> (Sta
 
 async fn region_route(State(st): State<Shared>, headers: HeaderMap) -> (StatusCode, String) {
     read(&st, &headers, |s| s.region.clone())
+}
+
+async fn spot_route(State(st): State<Shared>, headers: HeaderMap) -> (StatusCode, String) {
+    optional(&st, &headers, |s| s.spot_action.clone())
+}
+
+async fn rebalance_route(State(st): State<Shared>, headers: HeaderMap) -> (StatusCode, String) {
+    optional(&st, &headers, |s| s.rebalance.clone())
+}
+
+/// A metadata item that exists only after an event: 404 until then, as on EC2.
+fn optional(
+    st: &Shared,
+    headers: &HeaderMap,
+    field: impl Fn(&Imds) -> Option<String>,
+) -> (StatusCode, String) {
+    let (status, body) = read(st, headers, |s| field(s).unwrap_or_default());
+    if status == StatusCode::OK && body.is_empty() {
+        return (StatusCode::NOT_FOUND, String::new());
+    }
+    (status, body)
 }

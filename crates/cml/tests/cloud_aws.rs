@@ -339,6 +339,60 @@ fn a_killed_supervisor_still_powers_the_machine_off_at_its_maximum_lifetime() {
     );
 }
 
+#[test]
+fn a_spot_interruption_notice_stops_the_job_deregisters_and_removes_the_machine() {
+    let w = World::new();
+    let moto = Moto::start();
+    let ec2 = moto.ec2();
+    let mut launch = Running::spawn(launcher(
+        &w,
+        &moto,
+        "aws-spot",
+        &["--idle-timeout=never", "--cloud-spot", "--destroy-delay=0"],
+    ));
+    let instance = wait_for("the instance", SECS(60), || {
+        ec2.live_instances()
+            .into_iter()
+            .find(|i| i.tags.iter().any(|(k, v)| k == "cml:id" && v == "aws-spot"))
+    });
+    let imds = cml_sim::ImdsServer::start(&instance.id, REGION).unwrap();
+    let root = boot(&w, &moto, &ec2.user_data(&instance.id), &imds);
+    assert_eq!(launch.wait_exit(SECS(90)), 0, "{}", launch.output());
+
+    let job = w
+        .sim
+        .queue_job("octo/app", "train", &["cml-gpu"], "sleep 60");
+    wait_for("the job to start", SECS(30), || {
+        (w.sim.job(job.job_id).unwrap().status == "in_progress").then_some(())
+    });
+    // A rebalance recommendation is only logged; the interruption notice stops everything.
+    imds.recommend_rebalance();
+    std::thread::sleep(SECS(3));
+    assert_eq!(w.sim.job(job.job_id).unwrap().status, "in_progress");
+    imds.interrupt_spot();
+    let start = Instant::now();
+    while !ec2.live_instances().is_empty() {
+        assert!(
+            start.elapsed() < SECS(60),
+            "the instance was not removed; machine log:\n{}",
+            service_log(&root)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = service_log(&root);
+    assert!(log.contains("rebalance recommendation"), "{log}");
+    let interrupted = log
+        .lines()
+        .find(|l| l.contains("\"status\":\"interrupted\""))
+        .unwrap_or_else(|| panic!("no interrupted record:\n{log}"));
+    assert!(interrupted.contains("\"job\":\"train\""), "{interrupted}");
+    assert!(log.contains("\"reason\":\"interrupted\""), "{log}");
+    assert!(w.sim.runners().is_empty(), "{:?}", w.sim.runners());
+    let job = w.sim.job(job.job_id).unwrap();
+    assert_eq!(job.status, "completed");
+    assert_eq!(job.conclusion.as_deref(), Some("cancelled"));
+}
+
 fn service_log(root: &Path) -> String {
     std::fs::read_to_string(root.join("cml.service.log")).unwrap_or_default()
 }

@@ -6,6 +6,7 @@ use crate::exit::{ExitCode, Failure};
 use crate::settings::RunnerSettings;
 use cml_agent::process::Output;
 use cml_agent::{AgentProcess, Stream};
+use cml_cloud::interruption::Notice;
 use cml_core::event::parse_line;
 use cml_core::policy::{Decision, Phase, Policy, StopReason};
 use cml_core::AgentEvent;
@@ -25,6 +26,12 @@ pub async fn supervise(
 ) -> Result<ExitCode, Failure> {
     let mut policy = Policy::new(s.idle_timeout, s.single);
     let mut agent_exited = false;
+    // On a cloud machine, the cloud may announce that it takes the machine away.
+    let mut watch = s
+        .self_terminate
+        .then(cml_cloud::interruption::AwsWatch::new);
+    let mut ticker = tokio::time::interval(NOTICE_POLL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason = loop {
         let deadline = policy.idle_deadline();
         let decision = tokio::select! {
@@ -55,6 +62,31 @@ pub async fn supervise(
                 policy.on_signal(sig)
             }
             _ = sleep_until(deadline), if deadline.is_some() => policy.on_tick(Instant::now()),
+            _ = ticker.tick(), if watch.is_some() => match poll_notice(&mut watch).await {
+                Ok(None) => Decision::Continue,
+                Ok(Some(Notice::Interruption(detail))) => {
+                    let job = match policy.phase() {
+                        Phase::Busy { job } => job.clone().unwrap_or_else(|| "(unknown)".into()),
+                        _ => String::new(),
+                    };
+                    tracing::warn!(
+                        status = "interrupted",
+                        job = %job,
+                        "{detail}: stopping the runner{}",
+                        if job.is_empty() { String::new() } else { format!(" and its job {job}") }
+                    );
+                    policy.on_interruption()
+                }
+                Ok(Some(Notice::Rebalance(detail))) => {
+                    tracing::warn!("{detail}; the machine may be interrupted soon");
+                    Decision::Continue
+                }
+                Err(e) => {
+                    tracing::debug!("not watching for interruptions: {e}");
+                    watch = None;
+                    Decision::Continue
+                }
+            },
         };
         let Decision::Stop(reason) = decision else {
             continue;
@@ -91,6 +123,7 @@ pub async fn supervise(
         StopReason::SingleJobDone => "single job done".into(),
         StopReason::Signal(n) => format!("signal {n}"),
         StopReason::AgentExited(_) => format!("agent exited ({exit})"),
+        StopReason::Interrupted => "the machine is being taken away".into(),
     };
     tracing::info!(
         status = "terminated",
@@ -98,7 +131,9 @@ pub async fn supervise(
         "runner terminated: {detail}"
     );
     match reason {
-        StopReason::IdleTimeout(_) | StopReason::SingleJobDone => Ok(ExitCode::Success),
+        StopReason::IdleTimeout(_) | StopReason::SingleJobDone | StopReason::Interrupted => {
+            Ok(ExitCode::Success)
+        }
         StopReason::Signal(n) => Ok(ExitCode::from_signal(n)),
         StopReason::AgentExited(_) => Err(Failure::agent(anyhow::anyhow!(
             "the agent exited on its own ({exit}); its last lines:\n{}",
@@ -118,6 +153,20 @@ async fn wait_for_exit(agent: &mut AgentProcess, limit: std::time::Duration) {
         }
     })
     .await;
+}
+
+/// How often the cloud's metadata is asked about interruptions (AWS gives two minutes'
+/// notice).
+const NOTICE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One look for a notice, when watching.
+async fn poll_notice(
+    watch: &mut Option<cml_cloud::interruption::AwsWatch>,
+) -> Result<Option<Notice>, cml_cloud::CloudError> {
+    match watch {
+        Some(w) => w.poll().await,
+        None => Ok(None),
+    }
 }
 
 /// Bitbucket's finish line names no step: it is the job the policy knows is running.
