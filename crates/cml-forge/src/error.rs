@@ -104,6 +104,12 @@ pub enum ForgeError {
         id: u64,
         cause: ApiError,
     },
+    #[error("re-running the work of runner {runner} in {scope} failed: {cause}")]
+    Rerun {
+        scope: String,
+        runner: String,
+        cause: ApiError,
+    },
     #[error("finding the GitHub App installation for {scope} failed: {cause}")]
     AppInstallation { scope: String, cause: ApiError },
     #[error("creating an installation token for GitHub App {app_id} failed: {cause}")]
@@ -152,6 +158,7 @@ impl ForgeError {
             | ForgeError::RemoveToken { cause, .. }
             | ForgeError::JitConfig { cause, .. }
             | ForgeError::GetJob { cause, .. }
+            | ForgeError::Rerun { cause, .. }
             | ForgeError::AppInstallation { cause, .. }
             | ForgeError::AppToken { cause, .. }
             | ForgeError::CreateRunner { cause, .. }

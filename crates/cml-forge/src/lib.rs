@@ -70,6 +70,21 @@ pub enum Deleted {
     Busy(String),
 }
 
+/// What became of the work of an interrupted runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rerun {
+    /// A re-run was requested (what was re-run).
+    Requested(String),
+    /// Someone (another interrupted runner of the same run) re-ran it already.
+    AlreadyRerun(String),
+    /// The run was still in progress when we had to give up waiting for it.
+    StillRunning(String),
+    /// The runner was not running any job the forge knows of.
+    NothingToRerun,
+    /// This forge's re-runs are not supported.
+    Unsupported,
+}
+
 /// A forge, seen from one repository or organization.
 ///
 /// Contract: methods never log or return secrets in errors; `delete_runner` is idempotent
@@ -86,4 +101,18 @@ pub trait Forge: Send + Sync {
     async fn delete_runner(&self, id: &str, name: &str) -> Result<Deleted, ForgeError>;
     /// The secrets this client holds or has minted so far, for log redaction.
     fn secrets(&self) -> Vec<String>;
+
+    /// Re-runs the job runner `runner` was running (named `job` by its agent) when its
+    /// machine was taken away, once its run has completed (forges refuse re-runs before),
+    /// waiting at most `wait`. Exactly once: when the run was re-run already, nothing more is
+    /// asked. The runner must be deregistered already.
+    async fn rerun_interrupted(
+        &self,
+        runner: &str,
+        job: &str,
+        wait: std::time::Duration,
+    ) -> Result<Rerun, ForgeError> {
+        let _ = (runner, job, wait);
+        Ok(Rerun::Unsupported)
+    }
 }

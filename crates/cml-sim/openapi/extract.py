@@ -30,6 +30,7 @@ ROUTES = [
     ("DELETE", "/orgs/{org}/actions/runners/{runner_id}"),
     ("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}"),
     ("POST", "/repos/{owner}/{repo}/actions/jobs/{job_id}/rerun"),
+    ("GET", "/repos/{owner}/{repo}/actions/runs"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs"),
     ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/rerun-failed-jobs"),

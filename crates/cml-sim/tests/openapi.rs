@@ -254,6 +254,8 @@ fn responses_conform_to_the_spec() {
         DEFAULT_PAT,
         &http,
     );
+    let runs = check("GET", "/repos/o/r/actions/runs", None, DEFAULT_PAT, &http);
+    assert_eq!(runs["workflow_runs"][0]["id"], f.run_id);
     check(
         "POST",
         &format!("/repos/o/r/actions/runs/{}/rerun-failed-jobs", f.run_id),

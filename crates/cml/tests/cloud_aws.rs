@@ -340,16 +340,24 @@ fn a_killed_supervisor_still_powers_the_machine_off_at_its_maximum_lifetime() {
 }
 
 #[test]
-fn a_spot_interruption_notice_stops_the_job_deregisters_and_removes_the_machine() {
+fn a_spot_interruption_notice_stops_the_job_deregisters_reruns_once_and_removes_the_machine() {
+    spot_interruption(false);
+}
+
+#[test]
+fn with_no_retry_an_interrupted_job_is_not_rerun() {
+    spot_interruption(true);
+}
+
+fn spot_interruption(no_retry: bool) {
     let w = World::new();
     let moto = Moto::start();
     let ec2 = moto.ec2();
-    let mut launch = Running::spawn(launcher(
-        &w,
-        &moto,
-        "aws-spot",
-        &["--idle-timeout=never", "--cloud-spot", "--destroy-delay=0"],
-    ));
+    let mut flags = vec!["--idle-timeout=never", "--cloud-spot", "--destroy-delay=0"];
+    if no_retry {
+        flags.push("--no-retry");
+    }
+    let mut launch = Running::spawn(launcher(&w, &moto, "aws-spot", &flags));
     let instance = wait_for("the instance", SECS(60), || {
         ec2.live_instances()
             .into_iter()
@@ -388,9 +396,27 @@ fn a_spot_interruption_notice_stops_the_job_deregisters_and_removes_the_machine(
     assert!(interrupted.contains("\"job\":\"train\""), "{interrupted}");
     assert!(log.contains("\"reason\":\"interrupted\""), "{log}");
     assert!(w.sim.runners().is_empty(), "{:?}", w.sim.runners());
-    let job = w.sim.job(job.job_id).unwrap();
-    assert_eq!(job.status, "completed");
-    assert_eq!(job.conclusion.as_deref(), Some("cancelled"));
+    let interrupted = w.sim.job(job.job_id).unwrap();
+    assert_eq!(interrupted.status, "completed");
+    assert_eq!(interrupted.conclusion.as_deref(), Some("cancelled"));
+    let attempts: Vec<u64> = w
+        .sim
+        .jobs()
+        .into_iter()
+        .filter(|j| j.run_id == job.run_id)
+        .map(|j| j.run_attempt)
+        .collect();
+    if no_retry {
+        assert_eq!(attempts, [1], "--no-retry: no re-run");
+        assert!(log.contains("--no-retry"), "{log}");
+    } else {
+        assert_eq!(
+            attempts,
+            [1, 2],
+            "exactly one re-run of the interrupted run"
+        );
+        assert!(log.contains("\"status\":\"rerun\""), "{log}");
+    }
 }
 
 fn service_log(root: &Path) -> String {

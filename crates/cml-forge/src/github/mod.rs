@@ -5,7 +5,7 @@ mod auth;
 mod types;
 
 pub use auth::{AppAuth, GithubAuth};
-pub use types::{Job, ROUTES};
+pub use types::{Job, Run, ROUTES};
 
 use crate::http::{now_unix, Answer, Http};
 use crate::{ApiError, Deleted, Forge, ForgeError, Registration, RetryPolicy};
@@ -15,7 +15,7 @@ use cml_core::repo::{github_api_base, GithubScope};
 use cml_core::{Labels, RepoUrl, RunnerInfo, Secret};
 use reqwest::Method;
 use std::sync::Mutex;
-use types::{ExpiringToken, Installation, JitConfigAnswer, RunnerList};
+use types::{ExpiringToken, Installation, JitConfigAnswer, JobList, RunList, RunnerList};
 
 /// Pages followed at most when listing (100 runners each).
 const MAX_PAGES: usize = 200;
@@ -331,10 +331,104 @@ impl GithubClient {
             .map_err(|e| e.into_forge(err))?;
         answer.json().map_err(err)
     }
+
+    /// A GET of the repository's actions API for re-runs (`rest` after `/actions/`).
+    async fn actions_get<T: serde::de::DeserializeOwned>(
+        &self,
+        rest: &str,
+        runner: &str,
+    ) -> Result<T, ForgeError> {
+        let url = format!("{}{}/actions/{rest}", self.api, self.scope.api_prefix());
+        let err = |cause| ForgeError::Rerun {
+            scope: self.scope_name(),
+            runner: runner.to_string(),
+            cause,
+        };
+        let answer = self
+            .call(Method::GET, &url, None, &[200])
+            .await
+            .map_err(|e| e.into_forge(err))?;
+        answer.json().map_err(err)
+    }
+
+    /// The run and job runner `runner` ran (named `job`), among the 20 newest runs.
+    async fn find_interrupted(
+        &self,
+        runner: &str,
+        job: &str,
+    ) -> Result<Option<(Run, Job)>, ForgeError> {
+        let runs: RunList = self.actions_get("runs?per_page=20", runner).await?;
+        for run in runs.workflow_runs {
+            let jobs: JobList = self
+                .actions_get(&format!("runs/{}/jobs?per_page=100", run.id), runner)
+                .await?;
+            if let Some(j) = jobs.jobs.into_iter().find(|j| {
+                j.runner_name.as_deref() == Some(runner) && (job.is_empty() || j.name == job)
+            }) {
+                return Ok(Some((run, j)));
+            }
+        }
+        Ok(None)
+    }
 }
+
+/// How often a run is looked at while waiting for it to complete.
+const RUN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[async_trait]
 impl Forge for GithubClient {
+    /// Finds the job among the 20 newest runs (by runner name), waits (bounded by `wait`)
+    /// until its run has completed, and asks `rerun-failed-jobs` unless the run has a newer
+    /// attempt already or GitHub answers that it is running again: another interrupted
+    /// runner of the same run got there first.
+    async fn rerun_interrupted(
+        &self,
+        runner: &str,
+        job: &str,
+        wait: std::time::Duration,
+    ) -> Result<crate::Rerun, ForgeError> {
+        use crate::Rerun;
+        let Some((run, found)) = self.find_interrupted(runner, job).await? else {
+            return Ok(Rerun::NothingToRerun);
+        };
+        let what = format!("run {} (job {} \"{}\")", run.id, found.id, found.name);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut current = run.clone();
+        while current.status != "completed" {
+            if tokio::time::Instant::now() + RUN_POLL > deadline {
+                return Ok(Rerun::StillRunning(what));
+            }
+            tokio::time::sleep(RUN_POLL).await;
+            current = self
+                .actions_get(&format!("runs/{}", run.id), runner)
+                .await?;
+        }
+        if current.run_attempt > run.run_attempt {
+            return Ok(Rerun::AlreadyRerun(what));
+        }
+        let url = format!(
+            "{}{}/actions/runs/{}/rerun-failed-jobs",
+            self.api,
+            self.scope.api_prefix(),
+            run.id
+        );
+        let err = |cause| ForgeError::Rerun {
+            scope: self.scope_name(),
+            runner: runner.to_string(),
+            cause,
+        };
+        match self.call(Method::POST, &url, None, &[201]).await {
+            Ok(_) => Ok(Rerun::Requested(what)),
+            // "This workflow is already running": re-run by someone else meanwhile.
+            Err(CallError::Api(ApiError::Forbidden { message, .. }))
+                if message.contains("already running") =>
+            {
+                Ok(Rerun::AlreadyRerun(what))
+            }
+            Err(e) => Err(e.into_forge(err)),
+        }
+    }
+
     fn scope(&self) -> String {
         self.scope_name()
     }

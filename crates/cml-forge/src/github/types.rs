@@ -86,6 +86,42 @@ pub const ROUTES: &[(&str, &str, u16, &[&str])] = &[
         200,
         JOB_FIELDS,
     ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/actions/runs",
+        200,
+        &[
+            "total_count",
+            "workflow_runs[].id",
+            "workflow_runs[].status",
+            "workflow_runs[].run_attempt",
+        ],
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/actions/runs/{run_id}",
+        200,
+        RUN_FIELDS,
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs",
+        200,
+        &[
+            "jobs[].id",
+            "jobs[].run_id",
+            "jobs[].status",
+            "jobs[].conclusion",
+            "jobs[].name",
+            "jobs[].runner_name",
+        ],
+    ),
+    (
+        "POST",
+        "/repos/{owner}/{repo}/actions/runs/{run_id}/rerun-failed-jobs",
+        201,
+        &[],
+    ),
     ("GET", "/repos/{owner}/{repo}/installation", 200, &["id"]),
     ("GET", "/orgs/{org}/installation", 200, &["id"]),
     (
@@ -107,6 +143,7 @@ const RUNNER_LIST_FIELDS: &[&str] = &[
 const RUNNER_FIELDS: &[&str] = &["id", "name", "status", "busy", "labels[].name"];
 const TOKEN_FIELDS: &[&str] = &["token", "expires_at"];
 const JIT_FIELDS: &[&str] = &["runner.id", "runner.name", "encoded_jit_config"];
+const RUN_FIELDS: &[&str] = &["id", "status", "conclusion", "run_attempt"];
 const JOB_FIELDS: &[&str] = &[
     "id",
     "run_id",
@@ -180,4 +217,23 @@ pub struct Job {
     pub name: String,
     pub runner_id: Option<u64>,
     pub runner_name: Option<String>,
+}
+
+/// A workflow run, as far as re-running it needs.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Run {
+    pub id: u64,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub run_attempt: u64,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RunList {
+    pub workflow_runs: Vec<Run>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct JobList {
+    pub jobs: Vec<Job>,
 }

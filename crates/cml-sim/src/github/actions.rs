@@ -32,6 +32,37 @@ pub fn handle(sh: &Shared, req: &Req, scope: &Scope, rest: &[&str]) -> Resp {
                 None => Resp::not_found(),
             }
         }
+        ("GET", ["runs"]) => {
+            // Newest first, the latest attempt of each run, `status` and `per_page` honoured.
+            let per_page: usize = req
+                .param("per_page")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30)
+                .clamp(1, 100);
+            let mut run_ids: Vec<u64> = st
+                .jobs
+                .values()
+                .filter(|j| same(&j.repo, &repo))
+                .map(|j| j.run_id)
+                .collect();
+            run_ids.sort_unstable();
+            run_ids.dedup();
+            let runs: Vec<Job> = run_ids
+                .iter()
+                .rev()
+                .filter_map(|r| latest(&st, *r, &repo))
+                .filter(|j| req.param("status").is_none_or(|s| s == j.status))
+                .collect();
+            let page: Vec<Value> = runs
+                .iter()
+                .take(per_page)
+                .map(|j| objects::run(sh, j))
+                .collect();
+            Resp::json(
+                200,
+                json!({"total_count": runs.len(), "workflow_runs": page}),
+            )
+        }
         ("GET", ["runs", r]) => match id(r).and_then(|r| latest(&st, r, &repo)) {
             Some(j) => Resp::json(200, objects::run(sh, &j)),
             None => Resp::not_found(),

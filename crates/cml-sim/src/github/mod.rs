@@ -47,6 +47,7 @@ pub const GITHUB_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/orgs/{org}/actions/runners/{runner_id}"),
     ("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}"),
     ("POST", "/repos/{owner}/{repo}/actions/jobs/{job_id}/rerun"),
+    ("GET", "/repos/{owner}/{repo}/actions/runs"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs"),
     (

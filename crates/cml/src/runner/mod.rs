@@ -113,6 +113,15 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
     .await;
     agent.forget_credentials(&s);
     let deregistered = registered.deregister().await;
+    let outcome = match outcome {
+        Ok(ended) => {
+            if let Some(job) = ended.interrupted_job {
+                rerun_interrupted(&s, forge, &job).await;
+            }
+            Ok(ended.code)
+        }
+        Err(e) => Err(e),
+    };
     match (outcome, deregistered) {
         (Ok(code), Ok(())) => Ok(code),
         (Ok(_), Err(e)) => Err(Failure::error(e)),
@@ -133,18 +142,49 @@ async fn registered_lifecycle(
     registration: Registration,
     registered: &mut Registered<'_>,
     signals: &mut Signals,
-) -> Result<ExitCode, Failure> {
+) -> Result<supervise::Ended, Failure> {
     let env = cml_agent::env::agent_env(&forge.secrets());
     let process = tokio::select! {
         r = agent.start(s, registration, &env) => r.map_err(|e| Failure::error(e.into()))?,
         sig = signals.recv() => {
             tracing::info!(status = "terminated", reason = "signal", "stopped by signal {sig} while configuring");
-            return Ok(ExitCode::from_signal(sig));
+            return Ok(supervise::Ended { code: ExitCode::from_signal(sig), interrupted_job: None });
         }
     };
     registered.lookup_id().await;
     tracing::info!(name = %s.name, "runner registered in {}", forge.scope());
     supervise::supervise(s, process, registered, signals).await
+}
+
+/// How long an interrupted machine waits for the interrupted job's run to complete before
+/// asking for the re-run: AWS gives two minutes' notice, part of which stopping took.
+const RERUN_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Re-runs the work lost to an interruption, unless `--no-retry`; never fails the runner.
+async fn rerun_interrupted(s: &RunnerSettings, forge: &dyn Forge, job: &str) {
+    if s.no_retry {
+        tracing::info!("--no-retry: the interrupted job is not re-run");
+        return;
+    }
+    match forge.rerun_interrupted(&s.name, job, RERUN_WAIT).await {
+        Ok(cml_forge::Rerun::Requested(what)) => {
+            tracing::info!(status = "rerun", "re-run requested for {what}")
+        }
+        Ok(cml_forge::Rerun::AlreadyRerun(what)) => {
+            tracing::info!("{what} was re-run already; not asking again")
+        }
+        Ok(cml_forge::Rerun::StillRunning(what)) => {
+            tracing::warn!("{what} was still running when this machine had to go; it is not re-run")
+        }
+        Ok(cml_forge::Rerun::NothingToRerun) => {
+            tracing::info!("the forge knows no job of this runner to re-run")
+        }
+        Ok(cml_forge::Rerun::Unsupported) => tracing::warn!(
+            "re-running interrupted jobs is not available for {} yet",
+            forge.scope()
+        ),
+        Err(e) => tracing::warn!("{e}"),
+    }
 }
 
 /// Options CML accepts everywhere but that only act elsewhere: say so instead of silently

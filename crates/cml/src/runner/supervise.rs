@@ -18,12 +18,20 @@ use std::time::Instant;
 /// timeout the runner is deregistered *before* the agent is stopped: the forge refuses to
 /// delete a runner that has just taken a job, and that refusal is what guarantees a job is
 /// never killed by the idle timer, even one assigned at the last moment.
+/// How supervision ended: the exit code, and the job (possibly `""`: none) the agent was
+/// running when the machine was taken away, if it was.
+pub struct Ended {
+    pub code: ExitCode,
+    pub interrupted_job: Option<String>,
+}
+
 pub async fn supervise(
     s: &RunnerSettings,
     mut agent: AgentProcess,
     registered: &mut Registered<'_>,
     signals: &mut Signals,
-) -> Result<ExitCode, Failure> {
+) -> Result<Ended, Failure> {
+    let mut interrupted_job = None;
     let mut policy = Policy::new(s.idle_timeout, s.single);
     let mut agent_exited = false;
     // On a cloud machine, the cloud may announce that it takes the machine away.
@@ -69,6 +77,7 @@ pub async fn supervise(
                         Phase::Busy { job } => job.clone().unwrap_or_else(|| "(unknown)".into()),
                         _ => String::new(),
                     };
+                    interrupted_job = Some(job.clone());
                     tracing::warn!(
                         status = "interrupted",
                         job = %job,
@@ -130,11 +139,17 @@ pub async fn supervise(
         reason = reason.code(),
         "runner terminated: {detail}"
     );
+    let code = |code| {
+        Ok(Ended {
+            code,
+            interrupted_job: interrupted_job.clone(),
+        })
+    };
     match reason {
         StopReason::IdleTimeout(_) | StopReason::SingleJobDone | StopReason::Interrupted => {
-            Ok(ExitCode::Success)
+            code(ExitCode::Success)
         }
-        StopReason::Signal(n) => Ok(ExitCode::from_signal(n)),
+        StopReason::Signal(n) => code(ExitCode::from_signal(n)),
         StopReason::AgentExited(_) => Err(Failure::agent(anyhow::anyhow!(
             "the agent exited on its own ({exit}); its last lines:\n{}",
             agent.tail().join("\n")
