@@ -215,3 +215,58 @@ fn executor_arguments_follow_the_machine_and_keep_the_token_off_the_command_line
     );
     assert_eq!(w.sim.requests().len(), before, "no API call");
 }
+
+#[test]
+fn an_interrupted_gitlab_job_is_retried_once_and_the_machine_goes() {
+    let w = World::of(Kind::Gitlab);
+    let imds = cml_sim::ImdsServer::start("i-0123456789abcdef0", "us-east-1").unwrap();
+    let machine = w.tmp.path().join("machine");
+    std::fs::create_dir_all(&machine).unwrap();
+    let stubs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/machine");
+    let mut cmd = w.runner_command(
+        "spot",
+        &[
+            "--idle-timeout=never",
+            "--labels=t",
+            "--self-terminate",
+            "--destroy-delay=0",
+        ],
+    );
+    // A cloud machine: its metadata service, no reachable EC2 API (so it powers itself off),
+    // and systemctl stood in for.
+    cmd.env(
+        "PATH",
+        format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap()),
+    )
+    .env("CML_MACHINE_ROOT", &machine)
+    .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url())
+    .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    .env("AWS_ACCESS_KEY_ID", "testing")
+    .env("AWS_SECRET_ACCESS_KEY", "testing")
+    .env("AWS_MAX_ATTEMPTS", "1");
+    let mut r = Running::spawn(cmd);
+    r.wait_status("ready", SECS(20));
+    let job = w.queue_job("train", &["t"], "sleep 60");
+    r.wait_status("job_started", SECS(20));
+    imds.interrupt_spot();
+    let interrupted = r.wait_status("interrupted", SECS(20));
+    assert_eq!(interrupted["job"], job.as_str());
+    assert_eq!(r.wait_exit(SECS(60)), 0, "{}", r.output());
+    assert_eq!(
+        r.wait_status("terminated", SECS(1))["reason"],
+        "interrupted"
+    );
+    assert!(w.runners().is_empty());
+    let retries = w.sim.gitlab_retries();
+    assert_eq!(retries.len(), 1, "exactly one retry: {retries:?}");
+    assert_eq!(retries[0].0.to_string(), job);
+    assert!(
+        r.output().contains("\"status\":\"rerun\""),
+        "{}",
+        r.output()
+    );
+    assert!(
+        machine.join("poweroff").exists(),
+        "the machine powered itself off"
+    );
+}

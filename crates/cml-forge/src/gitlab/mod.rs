@@ -25,6 +25,8 @@ use crate::http::{Answer, Http};
 use crate::{ApiError, Deleted, Forge, ForgeError, Registration, RetryPolicy};
 
 const FORGE: &str = "GitLab";
+/// How often a job is looked at while waiting for it to end.
+const RUN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 const HINT: &str = "use a GitLab access token with the `api` scope (runners are created with `create_runner`) of a user with the Owner role on the project, or an administrator";
 
 /// A GitLab project, seen through the API.
@@ -426,6 +428,49 @@ impl Forge for GitlabClient {
         } else {
             Deleted::AlreadyGone
         })
+    }
+
+    /// `job` is the job id gitlab-runner printed. Waits (bounded) until the job has ended
+    /// (GitLab marks it failed or canceled once its runner is gone), then retries that one
+    /// job. A GitLab job runs on one runner only, so only its runner retries it.
+    async fn rerun_interrupted(
+        &self,
+        runner: &str,
+        job: &str,
+        wait: std::time::Duration,
+    ) -> Result<crate::Rerun, ForgeError> {
+        use crate::Rerun;
+        if job.is_empty() || job.parse::<u64>().is_err() {
+            return Ok(Rerun::NothingToRerun);
+        }
+        let err = |cause| ForgeError::Rerun {
+            scope: self.scope(),
+            runner: runner.to_string(),
+            cause,
+        };
+        let url = format!("{}/projects/{}/jobs/{job}", self.api, self.project_id);
+        let what = format!("job {job}");
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let j: Value = self
+                .call(Method::GET, &url, None, &[200])
+                .await
+                .and_then(|a| a.json())
+                .map_err(err)?;
+            match j["status"].as_str().unwrap_or_default() {
+                "pending" | "running" | "created" | "waiting_for_resource" | "preparing" => {}
+                "success" => return Ok(Rerun::NothingToRerun),
+                _ => break,
+            }
+            if tokio::time::Instant::now() + RUN_POLL > deadline {
+                return Ok(Rerun::StillRunning(what));
+            }
+            tokio::time::sleep(RUN_POLL).await;
+        }
+        self.call(Method::POST, &format!("{url}/retry"), None, &[201])
+            .await
+            .map_err(err)?;
+        Ok(Rerun::Requested(what))
     }
 
     fn secrets(&self) -> Vec<String> {
