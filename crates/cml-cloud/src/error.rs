@@ -22,7 +22,7 @@ pub enum CloudError {
         region: String,
         reason: String,
     },
-    #[error("the spot request for {machine_type} in {region} was not fulfilled: {reason}\nhint: raise --cloud-spot-price, try another region, or leave out --cloud-spot")]
+    #[error("the spot request for {machine_type} in {region} was not fulfilled: {reason}\nhint: raise --cloud-spot-price, try another region, pass --cloud-spot-fallback to accept an on-demand machine, or leave out --cloud-spot")]
     Spot {
         machine_type: String,
         region: String,

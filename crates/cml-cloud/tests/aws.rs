@@ -234,6 +234,7 @@ fn spec(name: &str, region: &str) -> MachineSpec {
             hdd_size_gb: 35,
             spot: false,
             spot_price: None,
+            spot_fallback: false,
             permission_set: None,
             metadata: vec![],
             startup_script: None,
@@ -844,4 +845,65 @@ async fn new_reads_the_standard_environment_and_debug_hides_credentials() {
     assert_eq!(created.list(), [Resource::KeyPair("cml-secret".into())]);
     aws.destroy(&created).await.unwrap();
     assert!(!format!("{s:?}").contains("ghs_secret_token_value"));
+}
+
+/// A provider whose EC2 calls go through `Ec2FaultProxy` to moto.
+async fn provider_via(endpoint: &str, region: &str) -> AwsProvider {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await;
+    AwsProvider::from_sdk_config(&config, region)
+        .unwrap()
+        .with_poll_interval(Duration::from_millis(50))
+        .with_destroy_timeout(Duration::from_secs(10))
+}
+
+#[tokio::test]
+async fn spot_without_capacity_tries_the_other_zones_then_on_demand_when_allowed() {
+    let moto = Moto::start();
+    let region = "us-east-1";
+    let ec2 = moto.ec2(region).await;
+
+    // Capacity only in us-east-1c: the first launch (no zone) and 1a, 1b are refused.
+    let proxy = cml_sim::ec2proxy::Ec2FaultProxy::start(&moto.endpoint(), &["us-east-1c"]).unwrap();
+    let aws = provider_via(&proxy.url(), region).await;
+    let mut s = spec("cap1", region);
+    s.cloud.spot = true;
+    let created = Created::new();
+    let m = aws.create(&s, &created).await.unwrap();
+    let i = instance(&ec2, &m.id).await;
+    assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+    assert_eq!(
+        i.placement().and_then(|p| p.availability_zone()),
+        Some("us-east-1c")
+    );
+    assert_eq!(proxy.refused(), ["-", "us-east-1a", "us-east-1b"]);
+    aws.destroy(&created).await.unwrap();
+
+    // No capacity anywhere: an error naming the reason, and nothing left behind...
+    let proxy = cml_sim::ec2proxy::Ec2FaultProxy::start(&moto.endpoint(), &[]).unwrap();
+    let aws = provider_via(&proxy.url(), region).await;
+    let mut s = spec("cap2", region);
+    s.cloud.spot = true;
+    let created = Created::new();
+    let err = aws.create(&s, &created).await.unwrap_err().to_string();
+    assert!(err.contains("InsufficientInstanceCapacity"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    aws.destroy(&created).await.unwrap();
+    assert!(live_instances(&ec2).await.is_empty());
+    assert!(key_pairs(&ec2).await.is_empty());
+
+    // ...unless on-demand is allowed.
+    let mut s = spec("cap3", region);
+    s.cloud.spot = true;
+    s.cloud.spot_fallback = true;
+    let created = Created::new();
+    let m = aws.create(&s, &created).await.unwrap();
+    let i = instance(&ec2, &m.id).await;
+    assert_eq!(i.instance_lifecycle(), None, "an on-demand instance");
+    assert!(!m.spot);
+    aws.destroy(&created).await.unwrap();
 }

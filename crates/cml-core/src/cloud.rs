@@ -172,6 +172,8 @@ pub struct CloudArgs {
     pub hdd_size: String,
     pub spot: bool,
     pub spot_price: String,
+    /// `--cloud-spot-fallback`: launch on demand when no zone has spot capacity.
+    pub spot_fallback: bool,
     pub permission_set: Option<String>,
     pub metadata: Vec<String>,
     pub startup_script: Option<String>,
@@ -194,6 +196,8 @@ pub struct CloudSpec {
     pub spot: bool,
     /// `None` = market price.
     pub spot_price: Option<f64>,
+    /// Launch on demand when no zone of the region has spot capacity at the price.
+    pub spot_fallback: bool,
     pub permission_set: Option<String>,
     pub metadata: Vec<(String, String)>,
     pub startup_script: Option<String>,
@@ -283,6 +287,7 @@ pub fn validate(args: &CloudArgs) -> Result<Option<CloudSpec>, CloudError> {
         hdd_size_gb: hdd as u32,
         spot: args.spot,
         spot_price,
+        spot_fallback: args.spot && args.spot_fallback,
         permission_set: args.permission_set.clone().filter(|s| !s.is_empty()),
         metadata,
         startup_script,
@@ -339,6 +344,7 @@ mod tests {
             machine_type: "m".into(),
             hdd_size: "35".into(),
             spot_price: "-1".into(),
+            spot_fallback: false,
             kubernetes_node_selector: "accelerator=infer".into(),
             ..Default::default()
         }

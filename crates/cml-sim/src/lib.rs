@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod bitbucket;
 pub mod config;
+pub mod ec2proxy;
 mod github;
 pub mod gitlab;
 pub mod imds;

@@ -128,6 +128,9 @@ pub struct RunnerArgs {
     /// Request a spot (preemptible) instance [env: CML_RUNNER_CLOUD_SPOT]
     #[arg(long)]
     pub cloud_spot: bool,
+    /// With --cloud-spot: when no zone of the region has spot capacity at the price, launch an on-demand machine instead of failing [env: CML_RUNNER_CLOUD_SPOT_FALLBACK]
+    #[arg(long)]
+    pub cloud_spot_fallback: bool,
     /// Maximum spot price in USD per hour; -1 = market price [env: CML_RUNNER_CLOUD_SPOT_PRICE] [default: -1]
     #[arg(long, allow_hyphen_values = true)]
     pub cloud_spot_price: Option<String>,

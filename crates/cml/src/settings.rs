@@ -541,6 +541,11 @@ fn cloud_args(args: &RunnerArgs, env: &dyn Env) -> CloudArgs {
         hdd_size: p(&args.cloud_hdd_size, "CML_RUNNER_CLOUD_HDD_SIZE")
             .unwrap_or_else(|| "35".into()),
         spot: flag(args.cloud_spot, env, &["CML_RUNNER_CLOUD_SPOT"]),
+        spot_fallback: flag(
+            args.cloud_spot_fallback,
+            env,
+            &["CML_RUNNER_CLOUD_SPOT_FALLBACK"],
+        ),
         spot_price: p(&args.cloud_spot_price, "CML_RUNNER_CLOUD_SPOT_PRICE")
             .unwrap_or_else(|| "-1".into()),
         permission_set: p(

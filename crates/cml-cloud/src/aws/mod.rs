@@ -320,6 +320,30 @@ impl AwsProvider {
         key_name: &str,
         security_group: &str,
     ) -> RunInstancesFluentBuilder {
+        self.run_instances_in(
+            spec,
+            image_id,
+            root_device_name,
+            key_name,
+            security_group,
+            self.zone.as_deref(),
+            0,
+        )
+    }
+
+    /// [`AwsProvider::run_instances_request`] placed in `zone` (if any); `attempt` makes the
+    /// client token differ from the earlier attempts' (whose parameters differed).
+    #[allow(clippy::too_many_arguments)]
+    fn run_instances_in(
+        &self,
+        spec: &MachineSpec,
+        image_id: &str,
+        root_device_name: Option<&str>,
+        key_name: &str,
+        security_group: &str,
+        zone: Option<&str>,
+        attempt: u32,
+    ) -> RunInstancesFluentBuilder {
         let c = &spec.cloud;
         let name = format!("cml-{}", spec.name);
         let mut tags = spec.tags.clone();
@@ -347,7 +371,11 @@ impl AwsProvider {
             .tag_specifications(tag_spec(ResourceType::Instance, &tags))
             .tag_specifications(tag_spec(ResourceType::Volume, &tags))
             // One token per launch: the SDK's retries cannot start a second machine.
-            .client_token(client_token(&spec.name));
+            .client_token(if attempt == 0 {
+                client_token(&spec.name)
+            } else {
+                client_token(&format!("{}#{attempt}", spec.name))
+            });
         if let Some(device) = root_device_name {
             req = req.block_device_mappings(
                 BlockDeviceMapping::builder()
@@ -365,7 +393,7 @@ impl AwsProvider {
         if let Some(subnet) = &c.aws_subnet {
             req = req.subnet_id(subnet);
         }
-        if let Some(zone) = &self.zone {
+        if let Some(zone) = zone {
             req = req.placement(Placement::builder().availability_zone(zone).build());
         }
         if let Some(profile) = &c.permission_set {
@@ -394,6 +422,107 @@ impl AwsProvider {
                 .tag_specifications(tag_spec(ResourceType::SpotInstancesRequest, &tags));
         }
         req
+    }
+
+    /// Sends RunInstances. A spot launch refused for capacity or price is tried again in the
+    /// region's other zones (unless a subnet or a zone pins it), then, with
+    /// `--cloud-spot-fallback`, on demand; each change is logged with its reason.
+    async fn launch_with_fallback(
+        &self,
+        spec: &MachineSpec,
+        image: &ResolvedImage,
+        key_name: &str,
+        security_group: &str,
+    ) -> Result<
+        (
+            aws_sdk_ec2::operation::run_instances::RunInstancesOutput,
+            bool,
+        ),
+        CloudError,
+    > {
+        let c = &spec.cloud;
+        let send = |spec: &MachineSpec, zone: Option<&str>, attempt: u32| {
+            self.run_instances_in(
+                spec,
+                &image.id,
+                image.root_device_name.as_deref(),
+                key_name,
+                security_group,
+                zone,
+                attempt,
+            )
+            .send()
+        };
+        let launch_err = |reason: String| CloudError::Launch {
+            machine_type: c.machine_type.clone(),
+            region: self.region.clone(),
+            reason,
+        };
+        let first = send(spec, self.zone.as_deref(), 0).await;
+        let capacity = |e: &aws_sdk_ec2::error::SdkError<_, _>| {
+            use aws_sdk_ec2::error::ProvideErrorMetadata;
+            e.code().is_some_and(|code| SPOT_ERRORS.contains(&code))
+        };
+        let mut last = match first {
+            Ok(out) => return Ok((out, c.spot)),
+            Err(e) if c.spot && capacity(&e) => sdk_reason(&e),
+            Err(e) => return Err(launch_err(sdk_reason(&e))),
+        };
+        let mut attempt = 0;
+        let pinned = c.aws_subnet.is_some() || self.zone.is_some();
+        if !pinned {
+            for zone in self.zones().await.map_err(launch_err)? {
+                attempt += 1;
+                tracing::warn!(
+                    "no spot capacity for {} ({last}); trying zone {zone}",
+                    c.machine_type
+                );
+                match send(spec, Some(&zone), attempt).await {
+                    Ok(out) => {
+                        tracing::info!("spot capacity found in {zone}");
+                        return Ok((out, true));
+                    }
+                    Err(e) if capacity(&e) => last = format!("{zone}: {}", sdk_reason(&e)),
+                    Err(e) => return Err(launch_err(sdk_reason(&e))),
+                }
+            }
+        }
+        if !c.spot_fallback {
+            return Err(CloudError::Spot {
+                machine_type: c.machine_type.clone(),
+                region: self.region.clone(),
+                reason: last,
+            });
+        }
+        tracing::warn!(
+            "no spot capacity for {} in {} ({last}); launching on demand (--cloud-spot-fallback)",
+            c.machine_type,
+            self.region
+        );
+        let mut on_demand = spec.clone();
+        on_demand.cloud.spot = false;
+        send(&on_demand, self.zone.as_deref(), attempt + 1)
+            .await
+            .map(|out| (out, false))
+            .map_err(|e| launch_err(sdk_reason(&e)))
+    }
+
+    /// The region's available zones.
+    async fn zones(&self) -> Result<Vec<String>, String> {
+        let out = self
+            .client
+            .describe_availability_zones()
+            .filters(filter("state", ["available"]))
+            .send()
+            .await
+            .map_err(|e| sdk_reason(&e))?;
+        let mut zones: Vec<String> = out
+            .availability_zones()
+            .iter()
+            .filter_map(|z| z.zone_name().map(String::from))
+            .collect();
+        zones.sort();
+        Ok(zones)
     }
 
     async fn describe_instance(&self, id: &str) -> Result<Option<Instance>, String> {
@@ -677,29 +806,9 @@ impl Provider for AwsProvider {
         }
         created.push(Resource::KeyPair(key_name.clone()));
 
-        let req = self.run_instances_request(
-            spec,
-            &image.id,
-            image.root_device_name.as_deref(),
-            &key_name,
-            &security_group,
-        );
-        let out = req.send().await.map_err(|e| {
-            let reason = sdk_reason(&e);
-            if c.spot && e.code().is_some_and(|code| SPOT_ERRORS.contains(&code)) {
-                CloudError::Spot {
-                    machine_type: c.machine_type.clone(),
-                    region: self.region.clone(),
-                    reason,
-                }
-            } else {
-                CloudError::Launch {
-                    machine_type: c.machine_type.clone(),
-                    region: self.region.clone(),
-                    reason,
-                }
-            }
-        })?;
+        let (out, spot) = self
+            .launch_with_fallback(spec, &image, &key_name, &security_group)
+            .await?;
         let launch_fail = |reason: String| CloudError::Launch {
             machine_type: c.machine_type.clone(),
             region: self.region.clone(),
@@ -719,7 +828,7 @@ impl Provider for AwsProvider {
         let id = instance.instance_id().unwrap_or_default().to_string();
         if let Some(request) = instance.spot_instance_request_id() {
             created.push(Resource::SpotRequest(request.to_string()));
-        } else if c.spot {
+        } else if spot {
             // Not always in the RunInstances answer: ask again, briefly.
             for attempt in 0..3 {
                 if attempt > 0 {
@@ -741,7 +850,7 @@ impl Provider for AwsProvider {
         if machine.machine_type.is_empty() {
             machine.machine_type = c.machine_type.clone();
         }
-        machine.spot = machine.spot || c.spot;
+        machine.spot = machine.spot || spot;
         tracing::info!(
             instance = %machine.id,
             region = %self.region,
@@ -1049,6 +1158,7 @@ mod tests {
                 hdd_size_gb: 35,
                 spot,
                 spot_price: price,
+                spot_fallback: false,
                 permission_set: Some("arn:aws:iam::123456789012:instance-profile/p".into()),
                 metadata: vec![],
                 startup_script: None,
