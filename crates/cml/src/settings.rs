@@ -48,6 +48,9 @@ pub mod vars {
     pub const GITLAB_EXECUTOR: &str = "CML_GITLAB_EXECUTOR";
     /// Forces the Bitbucket runner (`docker` or `shell`) instead of detecting it.
     pub const BITBUCKET_RUNTIME: &str = "CML_BITBUCKET_RUNTIME";
+    /// On a cloud machine: which cloud it is (`aws`, `gcp`, `azure`), for interruption
+    /// notices; written by the launcher, `aws` when unset.
+    pub const MACHINE_CLOUD: &str = "CML_MACHINE_CLOUD";
     /// Variables passed on to a cloud machine's runner when set here.
     pub const FORWARDED_TO_MACHINES: &[&str] = &[
         GITHUB_RUNNER_RELEASES_URL,

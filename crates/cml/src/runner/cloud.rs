@@ -218,7 +218,7 @@ fn startup_script(s: &RunnerSettings) -> StartupScript {
         args.push("--docker-volumes".into());
         args.push(v.clone());
     }
-    let env = vars::FORWARDED_TO_MACHINES
+    let mut env: Vec<(String, String)> = vars::FORWARDED_TO_MACHINES
         .iter()
         .filter_map(|k| {
             std::env::var(k)
@@ -227,6 +227,9 @@ fn startup_script(s: &RunnerSettings) -> StartupScript {
                 .map(|v| (k.to_string(), v))
         })
         .collect();
+    if let Some(c) = &s.cloud {
+        env.push((vars::MACHINE_CLOUD.to_string(), c.cloud.to_string()));
+    }
     let secrets = match &s.credential {
         Credential::Token { token, .. } => vec![("REPO_TOKEN".to_string(), token.clone())],
         Credential::GithubApp { app_id, pem } => vec![

@@ -35,9 +35,13 @@ pub async fn supervise(
     let mut policy = Policy::new(s.idle_timeout, s.single);
     let mut agent_exited = false;
     // On a cloud machine, the cloud may announce that it takes the machine away.
-    let mut watch = s
-        .self_terminate
-        .then(cml_cloud::interruption::AwsWatch::new);
+    let mut watch = if s.self_terminate {
+        let cloud =
+            std::env::var(crate::settings::vars::MACHINE_CLOUD).unwrap_or_else(|_| "aws".into());
+        cml_cloud::interruption::Watch::for_cloud(&cloud)
+    } else {
+        None
+    };
     let mut ticker = tokio::time::interval(NOTICE_POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason = loop {
@@ -176,7 +180,7 @@ const NOTICE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One look for a notice, when watching.
 async fn poll_notice(
-    watch: &mut Option<cml_cloud::interruption::AwsWatch>,
+    watch: &mut Option<cml_cloud::interruption::Watch>,
 ) -> Result<Option<Notice>, cml_cloud::CloudError> {
     match watch {
         Some(w) => w.poll().await,
