@@ -73,6 +73,28 @@ fn metadata_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// GETs a metadata `url` with the `header` its service requires; the body of a 2xx answer.
+async fn get(
+    http: &reqwest::Client,
+    url: &str,
+    header: (&str, &str),
+) -> Result<String, CloudError> {
+    let fail = |reason: String| CloudError::Metadata {
+        path: url.to_string(),
+        reason,
+    };
+    let resp = http
+        .get(url)
+        .header(header.0, header.1)
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(fail(format!("HTTP {}", resp.status())));
+    }
+    resp.text().await.map_err(|e| fail(e.to_string()))
+}
+
 /// Watches GCP's `instance/preempted`.
 pub struct GcpWatch {
     url: String,
@@ -92,21 +114,7 @@ impl GcpWatch {
 
     /// `TRUE` is a preemption notice.
     pub async fn poll(&mut self) -> Result<Option<Notice>, CloudError> {
-        let fail = |reason: String| CloudError::Metadata {
-            path: self.url.clone(),
-            reason,
-        };
-        let resp = self
-            .http
-            .get(&self.url)
-            .header("Metadata-Flavor", "Google")
-            .send()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(fail(format!("HTTP {}", resp.status())));
-        }
-        let body = resp.text().await.map_err(|e| fail(e.to_string()))?;
+        let body = get(&self.http, &self.url, ("Metadata-Flavor", "Google")).await?;
         Ok((body.trim() == "TRUE").then(|| Notice::Interruption("GCP preemption notice".into())))
     }
 }
@@ -130,21 +138,12 @@ impl AzureWatch {
 
     /// A `Preempt` event is a notice; other events (`Reboot`, `Redeploy`, ...) are not.
     pub async fn poll(&mut self) -> Result<Option<Notice>, CloudError> {
-        let fail = |reason: String| CloudError::Metadata {
-            path: self.url.clone(),
-            reason,
-        };
-        let resp = self
-            .http
-            .get(&self.url)
-            .header("Metadata", "true")
-            .send()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(fail(format!("HTTP {}", resp.status())));
-        }
-        let v: serde_json::Value = resp.json().await.map_err(|e| fail(e.to_string()))?;
+        let body = get(&self.http, &self.url, ("Metadata", "true")).await?;
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| CloudError::Metadata {
+                path: self.url.clone(),
+                reason: e.to_string(),
+            })?;
         let preempt = v["Events"].as_array().and_then(|events| {
             events
                 .iter()

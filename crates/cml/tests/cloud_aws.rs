@@ -160,35 +160,7 @@ fn whole_lifecycle_of_an_aws_runner() {
     let user_data = ec2.user_data(&instance.id);
     assert!(user_data.contains("systemctl enable --now cml.service"));
     let imds = cml_sim::ImdsServer::start(&instance.id, REGION).unwrap();
-    let root = w.tmp.path().join("machine");
-    std::fs::create_dir_all(&root).unwrap();
-    let script = root.join("user-data.sh");
-    std::fs::write(&script, &user_data).unwrap();
-    let path = format!(
-        "{}:{}",
-        fixtures().display(),
-        std::env::var("PATH").unwrap()
-    );
-    let mut boot = std::process::Command::new("bash");
-    boot.arg(&script)
-        .env_clear()
-        .env("PATH", path)
-        .env("HOME", &root)
-        .env("CML_MACHINE_ROOT", &root)
-        .env("CML_TEST_CML_BINARY", &cml)
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url());
-    // The machine's own AWS identity (an instance profile on a real machine).
-    for (k, v) in moto.env() {
-        if k != "AWS_EC2_METADATA_DISABLED" {
-            boot.env(k, v);
-        }
-    }
-    let booted = boot.output().unwrap();
-    assert!(
-        booted.status.success(),
-        "user-data failed: {}",
-        String::from_utf8_lossy(&booted.stderr)
-    );
+    let root = boot(&w, &moto, &user_data, &imds);
 
     // Secrets stay in a root-only file; the service's command line holds none.
     let env_file = root.join("etc/cml/env");
