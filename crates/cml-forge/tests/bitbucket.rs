@@ -159,3 +159,52 @@ fn rejected_credentials_name_their_source_and_server_errors_are_retried() {
         assert_eq!(sim.bitbucket_registered_names(), ["y"]);
     });
 }
+
+#[test]
+fn two_runners_interrupted_in_one_pipeline_start_one_new_pipeline() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, DEFAULT_BITBUCKET_TOKEN).await.unwrap();
+        let Registration::Bitbucket {
+            runner_uuid,
+            oauth_client_id,
+            oauth_client_secret,
+            ..
+        } = c.registration("r1", &Labels::parse("t")).await.unwrap()
+        else {
+            panic!()
+        };
+        let step = sim.bitbucket_queue_job("octo/app", "train", &["t"], "sleep 1");
+        let auth = serde_json::json!({"runner_uuid": runner_uuid, "client_id": oauth_client_id, "client_secret": oauth_client_secret.expose()});
+        let http = reqwest::Client::new();
+        let call = |action: &str, extra: serde_json::Value| {
+            let mut body = auth.clone();
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            http.post(format!("{}/_sim/bitbucket/runner/{action}", sim.url()))
+                .json(&body)
+                .send()
+        };
+        assert_eq!(call("next", serde_json::json!({})).await.unwrap().status().as_u16(), 200);
+        // Not re-run while the pipeline runs; bounded wait.
+        assert!(matches!(
+            c.rerun_interrupted("r1", &step, Duration::from_millis(100)).await.unwrap(),
+            cml_forge::Rerun::StillRunning(_)
+        ));
+        call("result", serde_json::json!({"step_uuid": step, "status": "STOPPED"}))
+            .await
+            .unwrap();
+        // Two interrupted runners of this pipeline ask: one new pipeline.
+        let first = c.rerun_interrupted("r1", &step, Duration::from_secs(5)).await.unwrap();
+        let second = c.rerun_interrupted("r2", &step, Duration::from_secs(5)).await.unwrap();
+        assert!(matches!(first, cml_forge::Rerun::Requested(_)), "{first:?}");
+        assert!(matches!(second, cml_forge::Rerun::AlreadyRerun(_)), "{second:?}");
+        assert_eq!(sim.bitbucket_reruns().len(), 1);
+        // A step nobody knows: nothing to re-run.
+        assert_eq!(
+            c.rerun_interrupted("r1", "{unknown}", Duration::from_secs(1)).await.unwrap(),
+            cml_forge::Rerun::NothingToRerun
+        );
+    });
+}

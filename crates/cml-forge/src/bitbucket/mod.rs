@@ -31,6 +31,8 @@ pub const DEFAULT_API_URL: &str = "https://api.bitbucket.org";
 pub const SELF_HOSTED: &str = "self.hosted";
 
 const FORGE: &str = "Bitbucket";
+/// How often a pipeline is looked at while waiting for it to complete.
+const RUN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 const HINT: &str = "the token is base64 of `user:app_password`; the app password needs the Repositories: Read and Runners: Write permissions (Pipelines runners), from an administrator of the repository";
 
 /// A Bitbucket repository, seen through the API.
@@ -341,6 +343,89 @@ impl Forge for BitbucketClient {
         } else {
             Deleted::AlreadyGone
         })
+    }
+
+    /// `job` is the step `{uuid}` the runner printed. Finds its pipeline among the 20 newest,
+    /// waits (bounded) until that pipeline has completed, and starts a new pipeline on the same
+    /// target — unless one was started on that target after it already: another interrupted
+    /// runner of the same pipeline got there first.
+    async fn rerun_interrupted(
+        &self,
+        runner: &str,
+        job: &str,
+        wait: std::time::Duration,
+    ) -> Result<crate::Rerun, ForgeError> {
+        use crate::Rerun;
+        let err = |cause| ForgeError::Rerun {
+            scope: self.scope(),
+            runner: runner.to_string(),
+            cause,
+        };
+        let base = format!("{}/2.0/repositories/{}/pipelines", self.api, self.full_name);
+        let newest = || async {
+            self.call(
+                Method::GET,
+                &format!("{base}/?sort=-created_on&pagelen=20"),
+                None,
+                &[200],
+            )
+            .await
+            .and_then(|a| a.json::<Value>())
+            .map(|v| v["values"].as_array().cloned().unwrap_or_default())
+            .map_err(err)
+        };
+        let pipelines = newest().await?;
+        let mut found = None;
+        for p in &pipelines {
+            let uuid = p["uuid"].as_str().unwrap_or_default();
+            let steps: Value = self
+                .call(Method::GET, &format!("{base}/{uuid}/steps/"), None, &[200])
+                .await
+                .and_then(|a| a.json())
+                .map_err(err)?;
+            if steps["values"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["uuid"].as_str() == Some(job)))
+            {
+                found = Some(p.clone());
+                break;
+            }
+        }
+        let Some(mut pipeline) = found else {
+            return Ok(Rerun::NothingToRerun);
+        };
+        let uuid = pipeline["uuid"].as_str().unwrap_or_default().to_string();
+        let what = format!("pipeline {uuid} (step {job})");
+        let deadline = tokio::time::Instant::now() + wait;
+        while pipeline["state"]["name"].as_str() != Some("COMPLETED") {
+            if tokio::time::Instant::now() + RUN_POLL > deadline {
+                return Ok(Rerun::StillRunning(what));
+            }
+            tokio::time::sleep(RUN_POLL).await;
+            pipeline = self
+                .call(Method::GET, &format!("{base}/{uuid}"), None, &[200])
+                .await
+                .and_then(|a| a.json())
+                .map_err(err)?;
+        }
+        let target = pipeline["target"].clone();
+        let newer = newest().await?;
+        let rerun_already = newer
+            .iter()
+            .take_while(|p| p["uuid"].as_str() != Some(uuid.as_str()))
+            .any(|p| p["target"] == target);
+        if rerun_already {
+            return Ok(Rerun::AlreadyRerun(what));
+        }
+        self.call(
+            Method::POST,
+            &format!("{base}/"),
+            Some(json!({"target": target})),
+            &[201],
+        )
+        .await
+        .map_err(err)?;
+        Ok(Rerun::Requested(what))
     }
 
     fn secrets(&self) -> Vec<String> {

@@ -70,41 +70,77 @@ pub fn public(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
                 }),
             )
         }),
+        ("GET", ["repositories", ws, slug, "pipelines"]) => {
+            guarded(sh, req, false, || {
+                // Newest first (`sort=-created_on`), `pagelen` honoured.
+                let full = format!("{ws}/{slug}");
+                let pagelen: usize = req
+                    .param("pagelen")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(10)
+                    .clamp(1, 100);
+                let st = sh.bitbucket();
+                let values: Vec<Value> = st
+                    .steps
+                    .iter()
+                    .rev()
+                    .filter(|s| s.repo == full)
+                    .take(pagelen)
+                    .map(pipeline_json)
+                    .collect();
+                Resp::json(200, json!({"pagelen": pagelen, "values": values}))
+            })
+        }
+        ("GET", ["repositories", ws, slug, "pipelines", id, "steps"]) => {
+            guarded(sh, req, false, || {
+                let full = format!("{ws}/{slug}");
+                let id = decode(id);
+                let st = sh.bitbucket();
+                let values: Vec<Value> = st
+                    .steps
+                    .iter()
+                    .filter(|s| s.pipeline_uuid == id && s.repo == full)
+                    .map(|s| json!({"type": "pipeline_step", "uuid": s.uuid, "name": s.name, "state": {"name": s.state}}))
+                    .collect();
+                Resp::json(200, json!({"values": values}))
+            })
+        }
         ("GET", ["repositories", ws, slug, "pipelines", id]) => guarded(sh, req, false, || {
             let full = format!("{ws}/{slug}");
+            let id = decode(id);
             let st = sh.bitbucket();
             match st
                 .steps
                 .iter()
-                .find(|s| s.pipeline_uuid == *id && s.repo == full)
+                .find(|s| s.pipeline_uuid == id && s.repo == full)
             {
                 Some(s) => Resp::json(200, pipeline_json(s)),
                 None => error(404, "Pipeline not found"),
             }
         }),
         ("POST", ["repositories", ws, slug, "pipelines", ..]) => guarded(sh, req, false, || {
+            // A new pipeline for a target: the simulated pipelines' targets are a branch and a
+            // custom pipeline named after their one step.
             let full = format!("{ws}/{slug}");
             let target = req.json()["target"].clone();
-            let rerun_of = target["pipeline_uuid"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
             let mut st = sh.bitbucket();
             let Some(old) = st
                 .steps
                 .iter()
-                .find(|s| s.pipeline_uuid == rerun_of && s.repo == full)
+                .rev()
+                .find(|s| s.repo == full && target_of(s) == target)
                 .cloned()
             else {
-                return error(400, "target.pipeline_uuid: unknown pipeline");
+                return error(400, "target: no pipeline definition for this target");
             };
             let new = st.queue_step(&full, &old.name, &old.labels, &old.command);
             let step = st.steps.iter().find(|s| s.uuid == new).cloned();
             let new_pipeline = step.map(|s| s.pipeline_uuid).unwrap_or_default();
-            st.reruns.push((rerun_of, new_pipeline.clone()));
+            st.reruns
+                .push((old.pipeline_uuid.clone(), new_pipeline.clone()));
             Resp::json(
                 201,
-                json!({"type": "pipeline", "uuid": new_pipeline, "state": {"name": "PENDING"}}),
+                json!({"type": "pipeline", "uuid": new_pipeline, "state": {"name": "PENDING"}, "target": target}),
             )
         }),
         _ => guarded(sh, req, false, || error(404, "Resource not found")),
@@ -115,8 +151,18 @@ fn pipeline_json(s: &super::state::Step) -> Value {
     json!({
         "type": "pipeline",
         "uuid": s.pipeline_uuid,
-        "state": {"name": s.state, "result": s.result.as_ref().map(|r| json!({"name": r}))},
-        "target": {"type": "pipeline_ref_target", "pipeline_uuid": s.pipeline_uuid},
+        "state": {"name": if s.state == "COMPLETED" { "COMPLETED" } else if s.state == "PENDING" { "PENDING" } else { "IN_PROGRESS" }, "result": s.result.as_ref().map(|r| json!({"name": r}))},
+        "target": target_of(s),
+    })
+}
+
+/// A simulated pipeline's target: branch `main`, the custom pipeline named after its step.
+fn target_of(s: &super::state::Step) -> Value {
+    json!({
+        "type": "pipeline_ref_target",
+        "ref_type": "branch",
+        "ref_name": "main",
+        "selector": {"type": "custom", "pattern": s.name},
     })
 }
 
