@@ -27,6 +27,8 @@ pub enum StopReason {
     AgentExited(Option<i32>),
     /// The cloud announced it is taking the machine away (spot interruption).
     Interrupted,
+    /// The job ran into the forge's job time limit (less a margin): stopped to be re-run.
+    JobTimeLimit,
 }
 
 impl StopReason {
@@ -38,6 +40,7 @@ impl StopReason {
             StopReason::Signal(_) => "signal",
             StopReason::AgentExited(_) => "agent_exited",
             StopReason::Interrupted => "interrupted",
+            StopReason::JobTimeLimit => "job_time_limit",
         }
     }
 
@@ -74,6 +77,8 @@ pub struct Policy {
     single: bool,
     phase: Phase,
     jobs_finished: u32,
+    /// When the running job started (from the agent's job line).
+    job_started: Option<Instant>,
 }
 
 impl Policy {
@@ -83,6 +88,7 @@ impl Policy {
             single,
             phase: Phase::Starting,
             jobs_finished: 0,
+            job_started: None,
         }
     }
 
@@ -103,6 +109,20 @@ impl Policy {
         }
     }
 
+    /// When the running job reaches `limit` (a job time limit less its margin); `None` when no
+    /// job is running (as far as its start was seen) or there is no limit.
+    pub fn job_deadline(&self, limit: Option<Duration>) -> Option<Instant> {
+        match (&self.phase, self.job_started, limit) {
+            (Phase::Busy { .. }, Some(at), Some(l)) => Some(at + l),
+            _ => None,
+        }
+    }
+
+    /// The running job reached its time limit: stop, so that it can be re-run.
+    pub fn on_job_time_limit(&mut self) -> Decision {
+        self.stop(StopReason::JobTimeLimit)
+    }
+
     /// Feeds an event parsed from the agent's output.
     pub fn on_agent_event(&mut self, event: &AgentEvent, now: Instant) -> Decision {
         if matches!(self.phase, Phase::Stopping(_)) {
@@ -120,10 +140,12 @@ impl Policy {
                 self.phase = Phase::Busy {
                     job: Some(job.clone()),
                 };
+                self.job_started = Some(now);
                 Decision::Continue
             }
             AgentEvent::JobFinished { .. } => {
                 self.jobs_finished += 1;
+                self.job_started = None;
                 if self.single {
                     return self.stop(StopReason::SingleJobDone);
                 }
@@ -368,5 +390,25 @@ mod tests {
         assert_eq!(StopReason::Interrupted.code(), "interrupted");
         // The first reason wins.
         assert_eq!(p.on_signal(15), Decision::Stop(StopReason::Interrupted));
+    }
+
+    #[test]
+    fn the_job_deadline_runs_only_during_a_job() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(IdleTimeout::Never, false);
+        let limit = Some(secs(100));
+        p.on_agent_event(&AgentEvent::Ready, t0);
+        assert_eq!(p.job_deadline(limit), None);
+        p.on_agent_event(&started(), t0 + secs(5));
+        assert_eq!(p.job_deadline(limit), Some(t0 + secs(105)));
+        assert_eq!(p.job_deadline(None), None);
+        p.on_agent_event(&finished(), t0 + secs(6));
+        assert_eq!(p.job_deadline(limit), None);
+        p.on_agent_event(&started(), t0 + secs(7));
+        assert_eq!(
+            p.on_job_time_limit(),
+            Decision::Stop(StopReason::JobTimeLimit)
+        );
+        assert_eq!(StopReason::JobTimeLimit.code(), "job_time_limit");
     }
 }

@@ -179,6 +179,9 @@ pub struct RunnerArgs {
     /// actions/runner version to install when the workdir has none [env: CML_RUNNER_GITHUB_RUNNER_VERSION] [default: latest]
     #[arg(long, value_name = "VERSION")]
     pub github_runner_version: Option<String>,
+    /// GitHub: stop a job this long before GitHub's job time limit (5 days for self-hosted runners; CML_JOB_TIME_LIMIT changes it) and re-run it unless --no-retry; `never` disables it [env: CML_RUNNER_JOB_TIME_LIMIT_MARGIN] [default: 10 minutes]
+    #[arg(long, value_name = "DURATION")]
+    pub job_time_limit_margin: Option<String>,
     /// Seconds the agent gets to stop after SIGINT before it is killed [env: CML_RUNNER_STOP_GRACE] [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub stop_grace: Option<String>,

@@ -48,6 +48,8 @@ pub mod vars {
     pub const GITLAB_EXECUTOR: &str = "CML_GITLAB_EXECUTOR";
     /// Forces the Bitbucket runner (`docker` or `shell`) instead of detecting it.
     pub const BITBUCKET_RUNTIME: &str = "CML_BITBUCKET_RUNTIME";
+    /// GitHub's job time limit for self-hosted runners, in seconds (default 5 days).
+    pub const JOB_TIME_LIMIT: &str = "CML_JOB_TIME_LIMIT";
     /// On a cloud machine: which cloud it is (`aws`, `gcp`, `azure`), for interruption
     /// notices; written by the launcher, `aws` when unset.
     pub const MACHINE_CLOUD: &str = "CML_MACHINE_CLOUD";
@@ -172,6 +174,9 @@ pub struct RunnerSettings {
     pub cloud_timeout: Duration,
     /// The machine powers itself off this long after boot; `None` = never.
     pub cloud_max_lifetime: Option<Duration>,
+    /// GitHub: a job running this long is stopped and re-run (the job time limit less
+    /// `--job-time-limit-margin`); `None` = never.
+    pub job_time_limit: Option<Duration>,
     pub cloud_cml_url: String,
     pub cloud_cml_sha256: Option<String>,
     pub cloud_poll_interval: Duration,
@@ -357,6 +362,31 @@ pub fn resolve_runner(
             }
         },
     };
+    let job_limit = seconds(
+        None,
+        env,
+        vars::JOB_TIME_LIMIT,
+        "CML_JOB_TIME_LIMIT",
+        5 * 24 * 3600,
+    )?;
+    let job_time_limit = match pick(
+        args.job_time_limit_margin.clone(),
+        env,
+        &["CML_RUNNER_JOB_TIME_LIMIT_MARGIN"],
+    ) {
+        None => Some(job_limit.saturating_sub(Duration::from_secs(600))),
+        Some(v) => match parse_idle_timeout(&v) {
+            Ok(IdleTimeout::Never) => None,
+            Ok(IdleTimeout::After(margin)) => Some(job_limit.saturating_sub(margin)),
+            Err(cause) => {
+                return Err(SettingsError::Duration {
+                    option: "--job-time-limit-margin",
+                    cause,
+                })
+            }
+        },
+    }
+    .filter(|_| driver == Driver::Github);
     let cloud_poll_interval = seconds(
         None,
         env,
@@ -457,6 +487,7 @@ pub fn resolve_runner(
         stop_grace,
         cloud_timeout,
         cloud_max_lifetime,
+        job_time_limit,
         cloud_cml_url: pick(
             args.cloud_cml_url.clone(),
             env,
@@ -778,6 +809,43 @@ mod tests {
         );
         let err = with(Some("soon")).unwrap_err().to_string();
         assert!(err.contains("--cloud-max-lifetime"), "{err}");
+    }
+
+    #[test]
+    fn the_job_time_limit_is_github_s_less_the_margin() {
+        let e = env(&[("HOME", "/h")]);
+        let with = |repo: &str, margin: Option<&str>| {
+            let args = RunnerArgs {
+                job_time_limit_margin: margin.map(String::from),
+                ..Default::default()
+            };
+            resolve_runner(&global(repo, Some("t")), &args, &e, || None)
+        };
+        let five_days = Duration::from_secs(5 * 24 * 3600);
+        assert_eq!(
+            with("https://github.com/o/r", None).unwrap().job_time_limit,
+            Some(five_days - Duration::from_secs(600))
+        );
+        assert_eq!(
+            with("https://github.com/o/r", Some("1h"))
+                .unwrap()
+                .job_time_limit,
+            Some(five_days - Duration::from_secs(3600))
+        );
+        assert_eq!(
+            with("https://github.com/o/r", Some("never"))
+                .unwrap()
+                .job_time_limit,
+            None
+        );
+        assert_eq!(
+            with("https://gitlab.com/g/p", None).unwrap().job_time_limit,
+            None
+        );
+        assert!(with("https://github.com/o/r", Some("soon"))
+            .unwrap_err()
+            .to_string()
+            .contains("--job-time-limit-margin"));
     }
 
     #[test]

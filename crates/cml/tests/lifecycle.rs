@@ -566,3 +566,43 @@ fn the_repository_defaults_to_the_origin_remote() {
         "/api/v3/repos/octo/app/actions/runners"
     );
 }
+
+#[test]
+fn a_job_reaching_the_time_limit_is_stopped_and_rerun_once() {
+    let w = World::new();
+    let mut cmd = w.runner_command(
+        "lc-limit",
+        &[
+            "--labels=long",
+            "--idle-timeout=never",
+            "--job-time-limit-margin=1s",
+        ],
+    );
+    // A 4-second job time limit instead of GitHub's 5 days.
+    cmd.env("CML_JOB_TIME_LIMIT", "4");
+    let mut r = Running::spawn(cmd);
+    r.wait_status("ready", SECS(20));
+    let job = w.sim.queue_job("octo/app", "train", &["long"], "sleep 60");
+    r.wait_status("job_started", SECS(20));
+    let started = std::time::Instant::now();
+    let interrupted = r.wait_status("interrupted", SECS(20));
+    assert_eq!(interrupted["job"], "train");
+    assert!(
+        started.elapsed() >= SECS(2),
+        "stopped at the limit less the margin, not before"
+    );
+    assert_eq!(r.wait_exit(SECS(60)), 0, "{}", r.output());
+    assert_eq!(
+        r.wait_status("terminated", SECS(1))["reason"],
+        "job_time_limit"
+    );
+    assert!(w.sim.runners().is_empty());
+    let attempts: Vec<u64> = w
+        .sim
+        .jobs()
+        .into_iter()
+        .filter(|j| j.run_id == job.run_id)
+        .map(|j| j.run_attempt)
+        .collect();
+    assert_eq!(attempts, [1, 2], "re-run exactly once");
+}

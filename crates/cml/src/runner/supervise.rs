@@ -46,6 +46,7 @@ pub async fn supervise(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason = loop {
         let deadline = policy.idle_deadline();
+        let job_deadline = policy.job_deadline(s.job_time_limit);
         let decision = tokio::select! {
             out = agent.next() => match out {
                 Output::Line(line) => {
@@ -71,7 +72,27 @@ pub async fn supervise(
             },
             sig = signals.recv() => {
                 tracing::info!("received signal {sig}; stopping the runner");
+                // On a cloud machine a shutdown (the cloud's, or the power button) mid-job
+                // loses the job like an interruption: it is re-run afterwards.
+                if let (true, Phase::Busy { job }) = (s.self_terminate, policy.phase()) {
+                    let job = job.clone().unwrap_or_default();
+                    tracing::warn!(status = "interrupted", job = %job, "the machine is shutting down during job {job}");
+                    interrupted_job = Some(job);
+                }
                 policy.on_signal(sig)
+            }
+            _ = sleep_until(job_deadline), if job_deadline.is_some() => {
+                let job = match policy.phase() {
+                    Phase::Busy { job } => job.clone().unwrap_or_default(),
+                    _ => String::new(),
+                };
+                tracing::warn!(
+                    status = "interrupted",
+                    job = %job,
+                    "job {job} reached the job time limit less its margin: stopping it to re-run it"
+                );
+                interrupted_job = Some(job);
+                policy.on_job_time_limit()
             }
             _ = sleep_until(deadline), if deadline.is_some() => policy.on_tick(Instant::now()),
             _ = ticker.tick(), if watch.is_some() => match poll_notice(&mut watch).await {
@@ -137,6 +158,7 @@ pub async fn supervise(
         StopReason::Signal(n) => format!("signal {n}"),
         StopReason::AgentExited(_) => format!("agent exited ({exit})"),
         StopReason::Interrupted => "the machine is being taken away".into(),
+        StopReason::JobTimeLimit => "the job reached the job time limit".into(),
     };
     tracing::info!(
         status = "terminated",
@@ -150,9 +172,10 @@ pub async fn supervise(
         })
     };
     match reason {
-        StopReason::IdleTimeout(_) | StopReason::SingleJobDone | StopReason::Interrupted => {
-            code(ExitCode::Success)
-        }
+        StopReason::IdleTimeout(_)
+        | StopReason::SingleJobDone
+        | StopReason::Interrupted
+        | StopReason::JobTimeLimit => code(ExitCode::Success),
         StopReason::Signal(n) => code(ExitCode::from_signal(n)),
         StopReason::AgentExited(_) => Err(Failure::agent(anyhow::anyhow!(
             "the agent exited on its own ({exit}); its last lines:\n{}",
