@@ -188,3 +188,64 @@ fn errors_and_debug_output_never_show_secrets() {
     let err = ForgeError::AppKey { reason: "x".into() };
     assert!(err.to_string().contains("CML_GITHUB_APP_PEM"));
 }
+
+#[test]
+fn two_runners_interrupted_in_one_run_lead_to_one_rerun() {
+    let sim = sim();
+    let c = client(&sim, "octo/app", DEFAULT_PAT);
+    rt().block_on(async {
+        let Registration::GithubToken { token, .. } =
+            c.registration("r1", &Labels::parse("x")).await.unwrap()
+        else {
+            panic!()
+        };
+        // The agent's side, through the simulator's agent routes: register, take, cancel.
+        let http = reqwest::Client::new();
+        let agent = |action: &str, body: serde_json::Value| {
+            http.post(format!("{}/_sim/agent/{action}", sim.url()))
+                .json(&body)
+                .send()
+        };
+        let reg: serde_json::Value = agent(
+            "register",
+            serde_json::json!({"token": token.expose(), "scope": "octo/app", "name": "r1", "labels": ["self-hosted", "x"]}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let who = serde_json::json!({"id": reg["id"], "credential": reg["credential"]});
+        let queued = sim.queue_job("octo/app", "train", &["x"], "sleep 1");
+        let polled: serde_json::Value = agent("poll", who.clone()).await.unwrap().json().await.unwrap();
+        assert_eq!(polled["job"]["id"], queued.job_id);
+        // While the run is in progress nothing is re-run (bounded wait).
+        assert!(matches!(
+            c.rerun_interrupted("r1", "train", Duration::from_millis(100)).await.unwrap(),
+            cml_forge::Rerun::StillRunning(_)
+        ));
+        let mut done = who.clone();
+        done["job_id"] = queued.job_id.into();
+        done["conclusion"] = "cancelled".into();
+        agent("complete", done).await.unwrap();
+
+        // Two runners of the run ask at the same time: one re-run.
+        let (a, b) = tokio::join!(
+            c.rerun_interrupted("r1", "train", Duration::from_secs(5)),
+            c.rerun_interrupted("r1", "train", Duration::from_secs(5)),
+        );
+        let results = [a.unwrap(), b.unwrap()];
+        let requested = results
+            .iter()
+            .filter(|r| matches!(r, cml_forge::Rerun::Requested(_)))
+            .count();
+        assert_eq!(requested, 1, "{results:?}");
+        let attempts: Vec<u64> = sim
+            .jobs()
+            .into_iter()
+            .filter(|j| j.run_id == queued.run_id)
+            .map(|j| j.run_attempt)
+            .collect();
+        assert_eq!(attempts, [1, 2]);
+    });
+}
