@@ -42,6 +42,9 @@ pub enum Resource {
     /// A security group created for this runner only (shared groups are not listed here:
     /// they may outlive runners).
     SecurityGroup(String),
+    /// A disk carrying our tag (machines' disks go with their machine; a detached one is
+    /// only found by [`crate::Provider::list_owned`]).
+    Volume(String),
 }
 
 /// The resources created so far, shared between a provider and its caller.

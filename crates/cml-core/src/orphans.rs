@@ -7,6 +7,7 @@
 //! - a **running** machine whose runner is not online in the forge, once it is older than
 //!   the grace period (a younger one may still be registering); only when the forge's runners
 //!   are known;
+//! - a **disk** (volume) attached to no machine;
 //! - a **spot request, key pair or security group** whose runner has no live machine (the
 //!   launcher deletes key pairs once the machine runs, so one with a live machine is a launch
 //!   in progress);
@@ -25,6 +26,7 @@ pub enum Kind {
     SpotRequest,
     KeyPair,
     SecurityGroup,
+    Volume,
     Runner,
 }
 
@@ -35,6 +37,7 @@ impl Kind {
             Kind::SpotRequest => "spot-request",
             Kind::KeyPair => "key-pair",
             Kind::SecurityGroup => "security-group",
+            Kind::Volume => "volume",
             Kind::Runner => "runner",
         }
     }
@@ -130,6 +133,10 @@ pub fn analyze(owned: &[Owned], runners: Option<&[RunnerInfo]>, grace: Duration)
                     (true, format!("runner {} has no live machine", o.owner))
                 }
             }
+            Kind::Volume => match o.state.as_deref() {
+                Some("available") => (true, "a disk attached to no machine".to_string()),
+                _ => (false, "attached to a machine".to_string()),
+            },
             Kind::Runner => continue,
         };
         out.push(Finding {
@@ -211,6 +218,8 @@ mod tests {
             res(Kind::SpotRequest, "sir-1", "e", Some("open"), 5000),
             res(Kind::SecurityGroup, "sg-1", "e", None, 5000),
             res(Kind::Instance, "i-booting", "f", Some("pending"), 5000),
+            res(Kind::Volume, "vol-free", "g", Some("available"), 5000),
+            res(Kind::Volume, "vol-used", "a", Some("in-use"), 5000),
         ];
         let runners = vec![
             runner("a", true, false),
@@ -230,6 +239,7 @@ mod tests {
         assert!(verdict(&f, "i-stopped").0);
         assert!(verdict(&f, "sir-1").0 && verdict(&f, "sg-1").0);
         assert!(!verdict(&f, "i-booting").0);
+        assert!(verdict(&f, "vol-free").0 && !verdict(&f, "vol-used").0);
         assert!(verdict(&f, "id-b").0, "an offline runner named in our tags");
         assert!(verdict(&f, "id-cml-0123456789").0, "default name");
         assert!(!f.iter().any(|x| x.id == "id-someone-else"), "not ours");

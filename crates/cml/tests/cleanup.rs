@@ -96,6 +96,25 @@ fn leaked_resources_are_listed_then_deleted_and_the_rest_left_alone() {
                 .send(),
         )
         .unwrap();
+    let volume = ec2
+        .rt
+        .block_on(
+            ec2.client
+                .create_volume()
+                .availability_zone("us-east-1a")
+                .size(1)
+                .tag_specifications(
+                    aws_sdk_ec2::types::TagSpecification::builder()
+                        .resource_type(aws_sdk_ec2::types::ResourceType::Volume)
+                        .tags(tag("cml:id", "leaked-3"))
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap()
+        .volume_id()
+        .unwrap()
+        .to_string();
     // Not ours: never touched.
     let foreign = instance(&ec2, None);
 
@@ -107,6 +126,7 @@ fn leaked_resources_are_listed_then_deleted_and_the_rest_left_alone() {
         (leaked.as_str(), "orphan"),
         ("cml-leaked-2", "orphan"),
         ("cml-0deadbeef0", "orphan"),
+        (volume.as_str(), "orphan"),
         (alive_machine.as_str(), "keep"),
     ] {
         let line = out
@@ -138,6 +158,13 @@ fn leaked_resources_are_listed_then_deleted_and_the_rest_left_alone() {
         "terminated" | "shutting-down"
     ));
     assert!(!ec2.key_pairs().contains(&"cml-leaked-2".to_string()));
+    let volumes = ec2
+        .rt
+        .block_on(ec2.client.describe_volumes().volume_ids(&volume).send());
+    assert!(
+        volumes.map_or(true, |v| v.volumes().is_empty()),
+        "the detached disk was deleted"
+    );
     assert_eq!(state(&ec2, &alive_machine), "running");
     assert_eq!(state(&ec2, &foreign), "running");
     let names: Vec<String> = w.sim.runners().into_iter().map(|r| r.name).collect();

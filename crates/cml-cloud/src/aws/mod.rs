@@ -958,6 +958,19 @@ impl Provider for AwsProvider {
                 keep(self.delete_security_group(id).await);
             }
         }
+        for r in &list {
+            if let Resource::Volume(id) = r {
+                let res = match self.client.delete_volume().volume_id(id).send().await {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_gone(e.code()) => Ok(()),
+                    Err(e) => Err(CloudError::Destroy {
+                        resource: format!("volume {id}"),
+                        reason: sdk_reason(&e),
+                    }),
+                };
+                keep(res);
+            }
+        }
         first.map_or(Ok(()), Err)
     }
 
@@ -1056,6 +1069,27 @@ impl Provider for AwsProvider {
                     owner,
                     state: None,
                     age: None,
+                });
+            }
+        }
+
+        let mut pages = self
+            .client
+            .describe_volumes()
+            .filters(filter("tag-key", [OWNER_TAG]))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| fail(sdk_reason(&e)))?;
+            for v in page.volumes() {
+                let (Some(id), Some(owner)) = (v.volume_id(), owner_of(v.tags())) else {
+                    continue;
+                };
+                found.push(OwnedResource {
+                    resource: Resource::Volume(id.to_string()),
+                    owner,
+                    state: v.state().map(|s| s.as_str().to_string()),
+                    age: v.create_time().and_then(age_of),
                 });
             }
         }

@@ -106,6 +106,7 @@ fn owned(r: OwnedResource) -> Owned {
         Resource::SpotRequest(id) => (Kind::SpotRequest, id),
         Resource::KeyPair(id) => (Kind::KeyPair, id),
         Resource::SecurityGroup(id) => (Kind::SecurityGroup, id),
+        Resource::Volume(id) => (Kind::Volume, id),
     };
     Owned {
         kind,
@@ -122,6 +123,7 @@ fn resource(f: &Finding) -> Option<Resource> {
         Kind::SpotRequest => Resource::SpotRequest(f.id.clone()),
         Kind::KeyPair => Resource::KeyPair(f.id.clone()),
         Kind::SecurityGroup => Resource::SecurityGroup(f.id.clone()),
+        Kind::Volume => Resource::Volume(f.id.clone()),
         Kind::Runner => return None,
     })
 }
