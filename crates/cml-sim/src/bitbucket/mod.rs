@@ -68,6 +68,13 @@ pub(crate) fn handle(sh: &Shared, req: &Req, segs: &[&str]) -> Option<Resp> {
     }
 }
 
+const USAGE: &str = "usage: cml-sim bitbucket runner [start.sh options] | docker ARGS | install DIR | token | queue-job --server URL --repo ws/slug --name N [--labels a,b] --command CMD | help
+  runner     the simulated Linux Shell runner (what start.sh runs); finds the server in CML_BITBUCKET_API_URL
+  docker     the docker client stand-in: `info`, `container run ... -e NAME ... IMAGE`
+  install    writes DIR/atlassian-bitbucket-pipelines-runner/bin/start.sh running `runner`
+  token      prints the default admin token (base64 of user:app_password)
+  queue-job  queues a one-step pipeline; prints the answer, {\"step_uuid\": ...}";
+
 /// `cml-sim bitbucket ARGS`; returns the exit code.
 pub fn cli_main(args: Vec<String>) -> i32 {
     let exe = || std::env::current_exe().and_then(|e| e.canonicalize());
@@ -88,8 +95,12 @@ pub fn cli_main(args: Vec<String>) -> i32 {
             }
         }
         Some("queue-job") => crate::util::queue_job_cli(&args[1..], "bitbucket", "repo"),
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            0
+        }
         _ => {
-            eprintln!("usage: cml-sim bitbucket runner [start.sh options] | docker ARGS | install DIR | token | queue-job --server URL --repo ws/slug --name N [--labels a,b] --command CMD");
+            eprintln!("{USAGE}");
             2
         }
     }
