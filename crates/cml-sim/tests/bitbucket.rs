@@ -55,6 +55,13 @@ fn register(http: &Http, sim: &SimServer, name: &str, labels: &[&str]) -> Regist
         Some(json!({"name": name, "labels": labels})),
     );
     assert_eq!(r.status, 200, "{}", r.json);
+    let ws = http.call_auth(
+        "GET",
+        &format!("{}/2.0/workspaces/octo", sim.url()),
+        Some(&admin()),
+        None,
+    );
+    assert_eq!(ws.json["uuid"], repo.json["workspace"]["uuid"]);
     let s = |v: &Value| v.as_str().unwrap().to_string();
     Registered {
         account: s(&repo.json["workspace"]["uuid"]),

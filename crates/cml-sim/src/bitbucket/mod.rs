@@ -1,6 +1,7 @@
 //! The simulated Bitbucket Cloud: the repository and runner APIs a runner launcher uses
-//! (`/2.0/repositories/...`, and the internal `/internal/repositories/{ws}/{slug}/pipelines-config/runners`
-//! the web UI uses), Basic authentication with `user:app_password`, pipelines of one step, and
+//! (`/2.0/workspaces/{ws}`, `/2.0/repositories/{ws}/{slug}` and its `pipelines/`, and the
+//! internal `/internal/repositories/{ws}/{slug}/pipelines-config/runners` the web UI uses;
+//! workspaces and repositories exist on first use, with stable `{uuid}`s), Basic authentication with `user:app_password`, pipelines of one step, and
 //! a simulated Pipelines runner ([`runner`]) with a `docker` stand-in that runs it the way the
 //! Docker runner image is run.
 //!
