@@ -8,11 +8,25 @@
 //!
 //! Secrets: the Docker runner gets its OAuth client through the environment of the `docker`
 //! client (`-e NAME` without a value), never on a command line; its steps run in their own
-//! containers without it. The Linux Shell runner only takes its configuration as `start.sh`
-//! arguments, so the OAuth secret is on its command line: local users, and steps (which run
-//! as the same user, with the runner's environment), can read it while the runner runs. It
-//! lets its holder act as this one runner, which is deleted when `cml` ends. Prefer Docker
-//! where steps must not see it.
+//! containers without it. The Linux Shell runner is given its configuration as `start.sh`
+//! arguments, so the OAuth secret is on its command line: local users (`/proc/PID/cmdline`,
+//! `ps`), and steps (which run as the same user, with the runner's environment), can read it
+//! while the runner runs. It lets its holder act as this one runner, which is deleted when
+//! `cml` ends. Prefer Docker where steps must not see it. Nothing else is added to the Shell
+//! runner's environment: it is `env` as given (`cml_agent::env::agent_env`, without `cml`'s
+//! own credentials), which its steps inherit.
+//!
+//! Why arguments for the Shell runner: the run command Bitbucket shows for it, and the
+//! integrations published around it, all pass `--accountUuid --repositoryUuid --runnerUuid
+//! --OAuthClientId --OAuthClientSecret --runtime linux-shell --workingDirectory`. The runner
+//! is closed source; one community installer starts `start.sh` without arguments from a
+//! systemd `EnvironmentFile` holding `ACCOUNT_UUID`, `RUNNER_UUID`, `OAUTH_CLIENT_SECRET`, ...
+//! (the Docker image's names), which suggests the runner also reads those variables, but no
+//! Atlassian document says so, so the documented arguments are used.
+//!
+//! The Linux Shell runner's tarball has its files at the archive's root (`bin/start.sh`, ...):
+//! Bitbucket's instructions unpack it into a directory made for it, as [`ensure_shell_runner`]
+//! does.
 
 use crate::install::{download, http_client, unpack, Installed};
 use crate::AgentError;
@@ -80,7 +94,18 @@ pub fn runtime_label(r: Runtime) -> &'static str {
     }
 }
 
-/// Where the Linux Shell runner is downloaded from when it is not installed.
+/// Where Atlassian publishes the Linux Shell runner: `atlassian-bitbucket-pipelines-runner-<version>.tar.gz`,
+/// the versions listed in `CHANGELOG.md` there.
+pub const ATLASSIAN_DOWNLOADS: &str =
+    "https://product-downloads.atlassian.com/software/bitbucket/pipelines";
+
+/// The URL of Atlassian's Linux Shell runner tarball of `version` (e.g. `3.33.0`).
+pub fn atlassian_shell_runner_url(version: &str) -> String {
+    format!("{ATLASSIAN_DOWNLOADS}/atlassian-bitbucket-pipelines-runner-{version}.tar.gz")
+}
+
+/// Where the Linux Shell runner is downloaded from when it is not installed. The default
+/// downloads nothing (Atlassian publishes no checksum to verify a download against).
 #[derive(Debug, Clone, Default)]
 pub struct ShellRunnerSource {
     /// A `.tar.gz` of the runner (`CML_BITBUCKET_RUNNER_URL`); `None`: no download.
@@ -89,9 +114,21 @@ pub struct ShellRunnerSource {
     pub sha256: Option<String>,
 }
 
+impl ShellRunnerSource {
+    /// Atlassian's tarball of `version`, checked against `sha256` when given.
+    pub fn atlassian(version: &str, sha256: Option<String>) -> ShellRunnerSource {
+        ShellRunnerSource {
+            url: Some(atlassian_shell_runner_url(version)),
+            sha256,
+        }
+    }
+}
+
 /// Makes sure the Linux Shell runner is in `dir`. An install already there is used as is,
-/// without network. Otherwise the tarball at `source.url` is downloaded (its SHA-256 checked
-/// when one is given) and unpacked; without a URL, the error says how to install it.
+/// without network. Otherwise the tarball at `source.url` is downloaded and unpacked into
+/// `dir/atlassian-bitbucket-pipelines-runner/`. What is verified: the SHA-256 of the
+/// downloaded tarball, only when `source.sha256` is given (a mismatch installs nothing), and
+/// that the tarball held `bin/start.sh`. Without a URL, the error says how to install it.
 pub async fn ensure_shell_runner(
     dir: &Path,
     source: &ShellRunnerSource,
@@ -285,11 +322,111 @@ mod tests {
     }
 
     #[test]
+    fn environments_of_the_two_runners() {
+        let given = [("PATH".to_string(), "/usr/bin".to_string())];
+        let envs = |r| {
+            let cmd = agent_command(&agent(r), &given);
+            cmd.as_std()
+                .get_envs()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.map(|v| v.to_string_lossy().into_owned()),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        // Shell: exactly what it is given (its steps inherit it).
+        assert_eq!(
+            envs(Runtime::Shell),
+            [("PATH".into(), Some("/usr/bin".into()))]
+        );
+        // Docker: the values of the `-e NAME` arguments, for the docker client only.
+        let docker = envs(Runtime::Docker);
+        assert!(docker.contains(&(
+            "OAUTH_CLIENT_SECRET".into(),
+            Some("oauth-secret-value".into())
+        )));
+        assert!(docker.contains(&("RUNNER_UUID".into(), Some("{u-1}".into()))));
+    }
+
+    #[test]
     fn shell_runner_arguments() {
         let args = agent_args(&agent(Runtime::Shell)).join(" ");
         assert_eq!(
             args,
             "--accountUuid {a} --repositoryUuid {r} --runnerUuid {u-1} --OAuthClientId cid --OAuthClientSecret oauth-secret-value --runtime linux-shell --workingDirectory /w/work"
+        );
+    }
+
+    /// Serves `body` to every GET on a local port, for at most `count` requests.
+    fn serve(body: Vec<u8>, count: usize) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/runner.tar.gz", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(count) {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(&body);
+            }
+        });
+        url
+    }
+
+    fn runner_tarball() -> Vec<u8> {
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        let script = b"#!/bin/sh\n";
+        let mut h = tar::Header::new_gnu();
+        h.set_size(script.len() as u64);
+        h.set_mode(0o755);
+        tar.append_data(&mut h, "bin/start.sh", &script[..])
+            .unwrap();
+        tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn a_download_is_unpacked_and_checked_when_a_checksum_is_given() {
+        use sha2::Digest;
+        let body = runner_tarball();
+        let sha = hex::encode(sha2::Sha256::digest(&body));
+        let url = serve(body, 2);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let wrong = ShellRunnerSource {
+            url: Some(url.clone()),
+            sha256: Some("0".repeat(64)),
+        };
+        let err = rt
+            .block_on(ensure_shell_runner(dir.path(), &wrong))
+            .unwrap_err();
+        assert!(matches!(err, AgentError::Checksum { .. }), "{err}");
+        assert!(!dir.path().join(SHELL_RUNNER_START).exists());
+        let right = ShellRunnerSource {
+            url: Some(url),
+            sha256: Some(sha.to_uppercase()),
+        };
+        assert!(matches!(
+            rt.block_on(ensure_shell_runner(dir.path(), &right))
+                .unwrap(),
+            Installed::Downloaded { .. }
+        ));
+        assert!(dir.path().join(SHELL_RUNNER_START).is_file());
+        assert_eq!(
+            ShellRunnerSource::atlassian("3.33.0", None).url.as_deref(),
+            Some("https://product-downloads.atlassian.com/software/bitbucket/pipelines/atlassian-bitbucket-pipelines-runner-3.33.0.tar.gz")
         );
     }
 

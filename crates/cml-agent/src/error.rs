@@ -23,7 +23,7 @@ pub enum AgentError {
         url: String,
         reason: String,
     },
-    #[error("the Bitbucket Linux Shell runner is not installed ({path} is missing) and no Docker engine answers\nhint: unpack the Linux Shell runner from Bitbucket (Repository settings > Runners > Add runner > Linux Shell) into the workdir, set CML_BITBUCKET_RUNNER_URL (and CML_BITBUCKET_RUNNER_SHA256) to its tarball (Atlassian publishes https://product-downloads.atlassian.com/software/bitbucket/pipelines/atlassian-bitbucket-pipelines-runner.tar.gz), or start Docker")]
+    #[error("the Bitbucket Linux Shell runner is not installed ({path} is missing) and no Docker engine answers\nhint: unpack the Linux Shell runner from Bitbucket (Repository settings > Runners > Add runner > Linux Shell) into the workdir, set CML_BITBUCKET_RUNNER_URL (and CML_BITBUCKET_RUNNER_SHA256) to its tarball (Atlassian publishes https://product-downloads.atlassian.com/software/bitbucket/pipelines/atlassian-bitbucket-pipelines-runner-VERSION.tar.gz, versions in CHANGELOG.md there), or start Docker")]
     NoShellRunner { path: PathBuf },
     #[error("the actions/runner release {version} has no package {asset}\nhint: this OS/architecture may not be supported by GitHub's runner")]
     NoAsset { version: String, asset: String },

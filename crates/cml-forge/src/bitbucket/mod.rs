@@ -10,8 +10,13 @@
 //!   will run them ([`BitbucketClient::with_runtime_label`]: `linux` for the Docker runner,
 //!   `linux.shell` for the Linux Shell runner) and the user's labels. Registration answers an
 //!   OAuth client whose secret is a secret like the token: never in `Debug`, errors or logs.
+//! - A runner is online when its `state.status` is `ONLINE` (`OFFLINE` / `UNREGISTERED`
+//!   otherwise) and busy when its `state.step` is present and not null — the step it runs, as
+//!   Atlassian's runners autoscaler tells busy runners from idle ones. (CML 0.20 counts every
+//!   online runner as busy.)
 //! - Bitbucket deletes a runner even while it runs a step, so [`Forge::delete_runner`] answers
-//!   [`Deleted::Busy`] when the runner's state names a step it is running.
+//!   [`Deleted::Busy`] when the runner's state names a step it is running (read just before
+//!   the deletion: a step given to the runner in between is not seen).
 
 use async_trait::async_trait;
 use base64::Engine;

@@ -70,6 +70,13 @@ pub fn public(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
                 }),
             )
         }),
+        ("GET", ["workspaces", ws]) => guarded(sh, req, false, || {
+            let uuid = sh.bitbucket().workspace(ws);
+            Resp::json(
+                200,
+                json!({"type": "workspace", "uuid": uuid, "slug": ws, "name": ws}),
+            )
+        }),
         ("GET", ["repositories", ws, slug, "pipelines"]) => {
             guarded(sh, req, false, || {
                 // Newest first (`sort=-created_on`), `pagelen` honoured.

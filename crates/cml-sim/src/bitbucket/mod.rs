@@ -1,6 +1,7 @@
 //! The simulated Bitbucket Cloud: the repository and runner APIs a runner launcher uses
-//! (`/2.0/repositories/...`, and the internal `/internal/repositories/{ws}/{slug}/pipelines-config/runners`
-//! the web UI uses), Basic authentication with `user:app_password`, pipelines of one step, and
+//! (`/2.0/workspaces/{ws}`, `/2.0/repositories/{ws}/{slug}` and its `pipelines/`, and the
+//! internal `/internal/repositories/{ws}/{slug}/pipelines-config/runners` the web UI uses;
+//! workspaces and repositories exist on first use, with stable `{uuid}`s), Basic authentication with `user:app_password`, pipelines of one step, and
 //! a simulated Pipelines runner ([`runner`]) with a `docker` stand-in that runs it the way the
 //! Docker runner image is run.
 //!
@@ -68,6 +69,13 @@ pub(crate) fn handle(sh: &Shared, req: &Req, segs: &[&str]) -> Option<Resp> {
     }
 }
 
+const USAGE: &str = "usage: cml-sim bitbucket runner [start.sh options] | docker ARGS | install DIR | token | queue-job --server URL --repo ws/slug --name N [--labels a,b] --command CMD | help
+  runner     the simulated Linux Shell runner (what start.sh runs); finds the server in CML_BITBUCKET_API_URL
+  docker     the docker client stand-in: `info`, `container run ... -e NAME ... IMAGE`
+  install    writes DIR/atlassian-bitbucket-pipelines-runner/bin/start.sh running `runner`
+  token      prints the default admin token (base64 of user:app_password)
+  queue-job  queues a one-step pipeline; prints the answer, {\"step_uuid\": ...}";
+
 /// `cml-sim bitbucket ARGS`; returns the exit code.
 pub fn cli_main(args: Vec<String>) -> i32 {
     let exe = || std::env::current_exe().and_then(|e| e.canonicalize());
@@ -88,8 +96,12 @@ pub fn cli_main(args: Vec<String>) -> i32 {
             }
         }
         Some("queue-job") => crate::util::queue_job_cli(&args[1..], "bitbucket", "repo"),
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            0
+        }
         _ => {
-            eprintln!("usage: cml-sim bitbucket runner [start.sh options] | docker ARGS | install DIR | token | queue-job --server URL --repo ws/slug --name N [--labels a,b] --command CMD");
+            eprintln!("{USAGE}");
             2
         }
     }

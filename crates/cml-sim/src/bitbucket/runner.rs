@@ -7,7 +7,7 @@
 //! It prints the runner's lines on stdout, as `[YYYY-MM-DD HH:MM:SS,mmm] message`: `Updating
 //! runner status to "ONLINE" ...` once connected, `Getting step StepId{...}.` when it takes a
 //! step, `Completing step with result Result{status=PASSED|FAILED|STOPPED, error=None}.` when
-//! the step ends. Steps run with `sh -c` in the working directory: in the runner's own
+//! the step ends; while a step runs it keeps reporting itself, so it stays `ONLINE`. Steps run with `sh -c` in the working directory: in the runner's own
 //! environment for the Shell runner (as its steps do), in a clean one for the Docker runner
 //! (each step gets its own container). SIGINT/SIGTERM stop it; a running step ends STOPPED.
 //! A runner deleted in Bitbucket is refused (`401`): the runner logs it and keeps retrying,
@@ -27,6 +27,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::agent::out::Out;
 
 const POLL_EVERY: Duration = Duration::from_millis(100);
+/// How often a runner busy with a step reports itself (well within the simulator's
+/// `offline_after`).
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 /// The runner image `cml` runs (Atlassian's).
 pub const IMAGE: &str =
     "docker-public.packages.atlassian.com/sox/atlassian/bitbucket-pipelines-runner:1";
@@ -210,11 +213,21 @@ async fn serve(o: Opts) -> i32 {
                     o.account, o.repository
                 ));
                 let command = step["command"].as_str().unwrap_or("true").to_string();
-                let (status, output, stop) = tokio::select! {
-                    r = run_step(&command, &o) => (if r.0 == 0 { "PASSED" } else { "FAILED" }, r.1, false),
-                    _ = sigint.recv(), if !ignore => ("STOPPED", String::new(), true),
-                    _ = sigterm.recv(), if !ignore => ("STOPPED", String::new(), true),
+                let mut step_run = Box::pin(run_step(&command, &o));
+                // The runner keeps reporting itself while a step runs, so it stays ONLINE.
+                let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+                let (status, output, stop) = loop {
+                    tokio::select! {
+                        r = &mut step_run => break (if r.0 == 0 { "PASSED" } else { "FAILED" }, r.1, false),
+                        _ = sigint.recv(), if !ignore => break ("STOPPED", String::new(), true),
+                        _ = sigterm.recv(), if !ignore => break ("STOPPED", String::new(), true),
+                        _ = beat.tick() => {
+                            let _ = call("state", json!({"status": "ONLINE"})).await;
+                        }
+                    }
                 };
+                // A stopped step's shell is killed here (`kill_on_drop`).
+                drop(step_run);
                 let _ = call(
                     "result",
                     json!({"step_uuid": uuid, "status": status, "output": output}),

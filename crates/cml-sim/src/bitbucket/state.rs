@@ -91,6 +91,8 @@ impl Step {
 #[derive(Debug, Default)]
 pub struct State {
     pub repos: BTreeMap<String, Repo>,
+    /// Workspace slug → `{uuid}`.
+    pub workspaces: BTreeMap<String, String>,
     pub runners: BTreeMap<String, Runner>,
     pub steps: Vec<Step>,
     pub deletes: Vec<(String, String)>,
@@ -101,15 +103,18 @@ pub struct State {
 }
 
 impl State {
+    /// The `{uuid}` of workspace `slug`, created on first use.
+    pub fn workspace(&mut self, slug: &str) -> String {
+        self.workspaces
+            .entry(slug.to_string())
+            .or_insert_with(uuid)
+            .clone()
+    }
+
     /// The repository `ws/slug`, created on first use.
     pub fn repo(&mut self, full_name: &str) -> Repo {
-        let ws = full_name.split('/').next().unwrap_or_default().to_string();
-        let workspace_uuid = self
-            .repos
-            .values()
-            .find(|r| r.full_name.split('/').next() == Some(ws.as_str()))
-            .map(|r| r.workspace_uuid.clone())
-            .unwrap_or_else(uuid);
+        let ws = full_name.split('/').next().unwrap_or_default();
+        let workspace_uuid = self.workspace(ws);
         self.repos
             .entry(full_name.to_string())
             .or_insert_with(|| Repo {

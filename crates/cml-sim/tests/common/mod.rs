@@ -52,10 +52,22 @@ impl Http {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        self.call_auth(method, url, auth.as_deref(), body)
+    }
+
+    /// A call with `authorization` as the whole `Authorization` header value.
+    pub fn call_auth(
+        &self,
+        method: &str,
+        url: &str,
+        authorization: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         self.rt.block_on(async {
             let mut req = self.client.request(method.parse().unwrap(), url);
-            if let Some(t) = token {
-                req = req.header("authorization", format!("Bearer {t}"));
+            if let Some(a) = authorization {
+                req = req.header("authorization", a);
             }
             if let Some(b) = body {
                 req = req.json(&b);
@@ -102,14 +114,17 @@ impl Agent {
     /// Start `script` (run.sh) in `dir` with extra args and env.
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Agent {
         let mut cmd = Command::new(dir.join("run.sh"));
-        cmd.args(args)
-            .current_dir("/")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(args).current_dir("/");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("spawn run.sh");
+        Agent::spawn(cmd)
+    }
+
+    /// Start `cmd` with its stdout and stderr collected.
+    pub fn spawn(mut cmd: Command) -> Agent {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn the agent");
         let (tx, rx) = channel();
         let so = child.stdout.take().unwrap();
         let se = child.stderr.take().unwrap();
