@@ -122,30 +122,8 @@ fn without_docker_or_an_installed_shell_runner_the_error_says_how_and_nothing_is
 fn an_interrupted_step_starts_one_new_pipeline_on_the_same_target() {
     let w = World::of(Kind::Bitbucket);
     let imds = cml_sim::ImdsServer::start("i-0123456789abcdef0", "us-east-1").unwrap();
-    let machine = w.tmp.path().join("machine");
-    std::fs::create_dir_all(&machine).unwrap();
-    let stubs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/machine");
-    let mut cmd = w.runner_command(
-        "spot",
-        &[
-            "--idle-timeout=never",
-            "--labels=t",
-            "--self-terminate",
-            "--destroy-delay=0",
-        ],
-    );
-    // A cloud machine: its metadata service, no reachable EC2 API (so it powers itself off),
-    // and systemctl stood in for.
-    cmd.env(
-        "PATH",
-        format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap()),
-    )
-    .env("CML_MACHINE_ROOT", &machine)
-    .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url())
-    .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    .env("AWS_ACCESS_KEY_ID", "testing")
-    .env("AWS_SECRET_ACCESS_KEY", "testing")
-    .env("AWS_MAX_ATTEMPTS", "1");
+    let (cmd, machine) =
+        w.machine_runner_command("spot", &["--idle-timeout=never", "--labels=t"], &imds);
     let mut r = Running::spawn(cmd);
     r.wait_status("ready", SECS(20));
     let step = w.queue_job("train", &["t"], "sleep 60");

@@ -220,30 +220,8 @@ fn executor_arguments_follow_the_machine_and_keep_the_token_off_the_command_line
 fn an_interrupted_gitlab_job_is_retried_once_and_the_machine_goes() {
     let w = World::of(Kind::Gitlab);
     let imds = cml_sim::ImdsServer::start("i-0123456789abcdef0", "us-east-1").unwrap();
-    let machine = w.tmp.path().join("machine");
-    std::fs::create_dir_all(&machine).unwrap();
-    let stubs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/machine");
-    let mut cmd = w.runner_command(
-        "spot",
-        &[
-            "--idle-timeout=never",
-            "--labels=t",
-            "--self-terminate",
-            "--destroy-delay=0",
-        ],
-    );
-    // A cloud machine: its metadata service, no reachable EC2 API (so it powers itself off),
-    // and systemctl stood in for.
-    cmd.env(
-        "PATH",
-        format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap()),
-    )
-    .env("CML_MACHINE_ROOT", &machine)
-    .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url())
-    .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-    .env("AWS_ACCESS_KEY_ID", "testing")
-    .env("AWS_SECRET_ACCESS_KEY", "testing")
-    .env("AWS_MAX_ATTEMPTS", "1");
+    let (cmd, machine) =
+        w.machine_runner_command("spot", &["--idle-timeout=never", "--labels=t"], &imds);
     let mut r = Running::spawn(cmd);
     r.wait_status("ready", SECS(20));
     let job = w.queue_job("train", &["t"], "sleep 60");

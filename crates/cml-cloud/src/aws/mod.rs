@@ -736,6 +736,24 @@ fn is_gone(code: Option<&str>) -> bool {
     code.is_some_and(|c| c.ends_with("NotFound") || c.ends_with(".Malformed"))
 }
 
+/// The outcome of deleting `resource`: a resource already gone counts as deleted.
+fn deleted<T, E>(
+    res: Result<T, aws_sdk_ec2::error::SdkError<E>>,
+    resource: impl FnOnce() -> String,
+) -> Result<(), CloudError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) if is_gone(e.code()) => Ok(()),
+        Err(e) => Err(CloudError::Destroy {
+            resource: resource(),
+            reason: sdk_reason(&e),
+        }),
+    }
+}
+
 /// The AWS error code and message; without a code, the HTTP status (a body without an
 /// error code is not quoted) or the chain of the transport error.
 fn sdk_reason<E>(e: &aws_sdk_ec2::error::SdkError<E>) -> String
@@ -942,15 +960,8 @@ impl Provider for AwsProvider {
         }
         for r in &list {
             if let Resource::KeyPair(name) = r {
-                let res = match self.client.delete_key_pair().key_name(name).send().await {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_gone(e.code()) => Ok(()),
-                    Err(e) => Err(CloudError::Destroy {
-                        resource: format!("key pair {name}"),
-                        reason: sdk_reason(&e),
-                    }),
-                };
-                keep(res);
+                let res = self.client.delete_key_pair().key_name(name).send().await;
+                keep(deleted(res, || format!("key pair {name}")));
             }
         }
         for r in &list {
@@ -960,15 +971,8 @@ impl Provider for AwsProvider {
         }
         for r in &list {
             if let Resource::Volume(id) = r {
-                let res = match self.client.delete_volume().volume_id(id).send().await {
-                    Ok(_) => Ok(()),
-                    Err(e) if is_gone(e.code()) => Ok(()),
-                    Err(e) => Err(CloudError::Destroy {
-                        resource: format!("volume {id}"),
-                        reason: sdk_reason(&e),
-                    }),
-                };
-                keep(res);
+                let res = self.client.delete_volume().volume_id(id).send().await;
+                keep(deleted(res, || format!("volume {id}")));
             }
         }
         first.map_or(Ok(()), Err)

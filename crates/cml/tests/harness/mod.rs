@@ -242,6 +242,35 @@ impl World {
         self.cml(&args)
     }
 
+    /// [`World::runner_command`] as the runner of a simulated cloud machine (`--self-terminate`):
+    /// its metadata service is `imds`, no EC2 API answers (so it powers itself off), and
+    /// `systemctl` is the stand-in of `tests/fixtures/machine`, recording into the returned
+    /// machine root.
+    pub fn machine_runner_command(
+        &self,
+        name: &str,
+        extra: &[&str],
+        imds: &cml_sim::ImdsServer,
+    ) -> (Command, PathBuf) {
+        let machine = self.tmp.path().join("machine");
+        std::fs::create_dir_all(&machine).unwrap();
+        let stubs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/machine");
+        let mut args = vec!["--self-terminate", "--destroy-delay=0"];
+        args.extend_from_slice(extra);
+        let mut cmd = self.runner_command(name, &args);
+        cmd.env(
+            "PATH",
+            format!("{}:{}", stubs.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("CML_MACHINE_ROOT", &machine)
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url())
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_MAX_ATTEMPTS", "1");
+        (cmd, machine)
+    }
+
     /// Starts [`World::runner_command`].
     pub fn runner(&self, name: &str, extra: &[&str]) -> Running {
         Running::spawn(self.runner_command(name, extra))
