@@ -2,32 +2,18 @@
 
 use cml_core::{Labels, RepoUrl, Secret};
 use cml_forge::bitbucket::BitbucketClient;
-use cml_forge::{Deleted, Forge, ForgeError, Registration, RetryPolicy};
+use cml_forge::{Deleted, Forge, ForgeError, Registration};
 use cml_sim::bitbucket::{token_for, Credential, DEFAULT_BITBUCKET_TOKEN};
-use cml_sim::{Fault, SimConfig, SimServer};
-use std::path::PathBuf;
+use cml_sim::{Fault, SimServer};
+
+mod common;
+
+use common::{quick_retries, rt, sim_with};
 use std::time::Duration;
-
-fn sim_with(configure: impl FnOnce(&mut SimConfig)) -> SimServer {
-    // The agent executable is not used by these tests.
-    let mut cfg = SimConfig::new(PathBuf::from("/bin/false"));
-    configure(&mut cfg);
-    SimServer::start(cfg).unwrap()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn connect(sim: &SimServer, token: &str) -> Result<BitbucketClient, ForgeError> {
     let url = RepoUrl::parse("https://bitbucket.org/octo/app").unwrap();
-    let retry = RetryPolicy {
-        base_delay: Duration::from_millis(10),
-        ..RetryPolicy::default()
-    };
+    let retry = quick_retries();
     BitbucketClient::connect(
         &url,
         Secret::new(token),

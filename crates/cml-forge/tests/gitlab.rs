@@ -2,32 +2,17 @@
 
 use cml_core::{Labels, RepoUrl, Secret};
 use cml_forge::gitlab::GitlabClient;
-use cml_forge::{Deleted, Forge, ForgeError, Registration, RetryPolicy};
+use cml_forge::{Deleted, Forge, ForgeError, Registration};
 use cml_sim::gitlab::DEFAULT_GITLAB_TOKEN;
-use cml_sim::{Fault, SimConfig, SimServer};
-use std::path::PathBuf;
-use std::time::Duration;
+use cml_sim::{Fault, SimServer};
 
-fn sim_with(configure: impl FnOnce(&mut SimConfig)) -> SimServer {
-    // The agent executable is not used by these tests.
-    let mut cfg = SimConfig::new(PathBuf::from("/bin/false"));
-    configure(&mut cfg);
-    SimServer::start(cfg).unwrap()
-}
+mod common;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use common::{quick_retries, rt, sim_with};
 
 async fn connect(sim: &SimServer, path: &str, token: &str) -> Result<GitlabClient, ForgeError> {
     let url = RepoUrl::parse(&format!("{}/{path}", sim.url())).unwrap();
-    let retry = RetryPolicy {
-        base_delay: Duration::from_millis(10),
-        ..RetryPolicy::default()
-    };
+    let retry = quick_retries();
     GitlabClient::connect(&url, Secret::new(token), "GITLAB_TOKEN", retry).await
 }
 
