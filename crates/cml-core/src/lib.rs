@@ -11,6 +11,7 @@ pub mod labels;
 pub mod orphans;
 pub mod policy;
 pub mod repo;
+pub mod report;
 pub mod reuse;
 pub mod runner;
 pub mod secret;
