@@ -135,6 +135,65 @@ pub enum ForgeError {
         id: String,
         cause: ApiError,
     },
+    // Report commands (comments, pull requests, uploads, checks), every forge.
+    #[error("reading the comments of {target} in {scope} failed: {cause}")]
+    ListComments {
+        scope: String,
+        target: String,
+        cause: ApiError,
+    },
+    #[error("posting a comment on {target} in {scope} failed: {cause}")]
+    PostComment {
+        scope: String,
+        target: String,
+        cause: ApiError,
+    },
+    #[error("updating comment {id} on {target} in {scope} failed: {cause}")]
+    UpdateComment {
+        scope: String,
+        target: String,
+        id: String,
+        cause: ApiError,
+    },
+    #[error("finding the pull requests of {what} in {scope} failed: {cause}")]
+    FindPullRequests {
+        scope: String,
+        what: String,
+        cause: ApiError,
+    },
+    #[error("opening a pull request from {source_branch} into {target_branch} in {scope} failed: {cause}")]
+    CreatePullRequest {
+        scope: String,
+        source_branch: String,
+        target_branch: String,
+        cause: ApiError,
+    },
+    #[error("asking {scope} to merge pull request #{number} ({method}) failed: {cause}")]
+    AutoMerge {
+        scope: String,
+        number: u64,
+        method: &'static str,
+        cause: ApiError,
+    },
+    #[error("uploading {file} to {place} failed: {cause}")]
+    Upload {
+        file: String,
+        place: String,
+        cause: ApiError,
+    },
+    #[error("creating check run \"{name}\" on commit {sha} in {scope} failed: {cause}")]
+    CreateCheck {
+        scope: String,
+        name: String,
+        sha: String,
+        cause: ApiError,
+    },
+    #[error("{scope} has no {what}\nhint: {hint}")]
+    Unsupported {
+        scope: String,
+        what: &'static str,
+        hint: &'static str,
+    },
     // --- GitLab-only variants below this line ---
     #[error("found no GitLab API for {url} (tried {tried}): {cause}\nhint: check --repo; for a self-managed GitLab under a sub-path, the URL must include it (https://host/gitlab/group/project)")]
     ApiDiscovery {
@@ -163,7 +222,15 @@ impl ForgeError {
             | ForgeError::AppToken { cause, .. }
             | ForgeError::CreateRunner { cause, .. }
             | ForgeError::ReadProject { cause, .. }
-            | ForgeError::RunnerJobs { cause, .. } => Some(cause),
+            | ForgeError::RunnerJobs { cause, .. }
+            | ForgeError::ListComments { cause, .. }
+            | ForgeError::PostComment { cause, .. }
+            | ForgeError::UpdateComment { cause, .. }
+            | ForgeError::FindPullRequests { cause, .. }
+            | ForgeError::CreatePullRequest { cause, .. }
+            | ForgeError::AutoMerge { cause, .. }
+            | ForgeError::Upload { cause, .. }
+            | ForgeError::CreateCheck { cause, .. } => Some(cause),
             _ => None,
         }
     }

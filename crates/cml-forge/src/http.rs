@@ -63,6 +63,51 @@ impl Answer {
     }
 }
 
+/// What a request carries.
+#[derive(Clone, Debug)]
+pub(crate) enum Payload {
+    None,
+    Json(serde_json::Value),
+    /// A `multipart/form-data` body with one file in `field`.
+    File {
+        field: &'static str,
+        name: String,
+        bytes: Vec<u8>,
+        mime: String,
+    },
+}
+
+impl Payload {
+    /// `r` with this payload (built anew for each attempt).
+    pub fn apply(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Payload::None => r,
+            Payload::Json(v) => r.json(v),
+            Payload::File {
+                field,
+                name,
+                bytes,
+                mime,
+            } => {
+                let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.clone());
+                let part = match part.mime_str(mime) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        reqwest::multipart::Part::bytes(bytes.clone()).file_name(name.clone())
+                    }
+                };
+                r.multipart(reqwest::multipart::Form::new().part(*field, part))
+            }
+        }
+    }
+}
+
+impl From<Option<serde_json::Value>> for Payload {
+    fn from(v: Option<serde_json::Value>) -> Self {
+        v.map(Payload::Json).unwrap_or(Payload::None)
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Http {
     pub client: reqwest::Client,

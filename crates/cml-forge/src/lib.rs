@@ -14,9 +14,13 @@ pub mod error;
 pub mod github;
 pub mod gitlab;
 mod http;
+pub mod report;
 
 pub use error::{ApiError, ForgeError};
 pub use http::RetryPolicy;
+pub use report::{
+    AutoMerged, CheckRun, Comment, MergeMethod, NewPullRequest, PullRequest, Reports, Upload,
+};
 
 use async_trait::async_trait;
 use cml_core::{Labels, RunnerInfo, Secret};

@@ -27,6 +27,13 @@ pub struct SimConfig {
     pub gitlab: crate::gitlab::Config,
     /// The simulated Bitbucket Cloud.
     pub bitbucket: crate::bitbucket::Config,
+    /// Bare repositories served over Git's HTTP protocol (`<git_root>/<path>.git`), on
+    /// every forge's host.
+    pub git_root: Option<PathBuf>,
+    /// GitHub branches with required checks: auto-merge can be scheduled for pull requests
+    /// into them; into any other branch GitHub answers that the pull request is in clean
+    /// status (mergeable now).
+    pub protected_branches: Vec<String>,
 }
 
 impl SimConfig {
@@ -45,11 +52,14 @@ impl SimConfig {
             tamper_download: false,
             gitlab: Default::default(),
             bitbucket: Default::default(),
+            git_root: None,
+            protected_branches: Vec::new(),
         }
     }
 }
 
-/// A personal access token; `admin: false` makes runner routes answer 403.
+/// A personal access token; `admin: false` makes runner routes, and every write of the report
+/// routes (comments, pull requests, checks, uploads, pushes), answer 403.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pat {
     pub token: String,

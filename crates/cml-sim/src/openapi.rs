@@ -168,6 +168,80 @@ impl Spec {
     }
 }
 
+/// The success response of `method template` for `data`: every field `data` has is kept
+/// (recursively shaped by the schema), and every required field it lacks gets a neutral value
+/// of its type (`null` when nullable, the first `enum` value, `""`, `0`, `false`, `[]`, or an
+/// object built the same way). The simulator answers GitHub's large objects (pull requests,
+/// check runs) this way, so they conform to the spec while carrying only what it simulates.
+pub fn instance(method: &str, template: &str, data: Value) -> Value {
+    match Spec::bundled()
+        .route(method, template)
+        .and_then(|r| r.response.as_ref())
+    {
+        Some(schema) => shape(schema, data),
+        None => data,
+    }
+}
+
+fn shape(schema: &Value, data: Value) -> Value {
+    let schema = variants(schema)
+        .and_then(|v| {
+            v.iter()
+                .find(|s| check_schema(s, &data).is_empty())
+                .or(v.first())
+        })
+        .unwrap_or(schema);
+    match data {
+        Value::Null if schema["nullable"] == Value::Bool(true) => Value::Null,
+        Value::Null => neutral(schema),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|i| shape(&schema["items"], i))
+                .collect(),
+        ),
+        Value::Object(mut map)
+            if schema["type"] == "object" || schema.get("properties").is_some() =>
+        {
+            let props = schema["properties"].as_object();
+            for (k, v) in map.iter_mut() {
+                if let Some(p) = props.and_then(|p| p.get(k)) {
+                    *v = shape(p, v.take());
+                }
+            }
+            for req in schema["required"].as_array().into_iter().flatten() {
+                if let Some(k) = req.as_str() {
+                    if !map.contains_key(k) {
+                        let p = props.and_then(|p| p.get(k)).cloned().unwrap_or(Value::Null);
+                        map.insert(k.to_string(), neutral(&p));
+                    }
+                }
+            }
+            Value::Object(map)
+        }
+        other => other,
+    }
+}
+
+fn neutral(schema: &Value) -> Value {
+    if let Some(first) = variants(schema).and_then(|v| v.first()) {
+        return neutral(first);
+    }
+    if schema["nullable"] == Value::Bool(true) {
+        return Value::Null;
+    }
+    if let Some(e) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return e.clone();
+    }
+    match schema["type"].as_str() {
+        Some("string") => Value::String(String::new()),
+        Some("integer" | "number") => Value::from(0),
+        Some("boolean") => Value::Bool(false),
+        Some("array") => Value::Array(Vec::new()),
+        _ => shape(schema, Value::Object(Default::default())),
+    }
+}
+
 /// [`Spec::has_route`] on the bundled subset.
 pub fn has_route(method: &str, template: &str) -> bool {
     Spec::bundled().has_route(method, template)

@@ -18,6 +18,8 @@
 //!   [`Deleted::Busy`] when the runner's state names a step it is running (read just before
 //!   the deletion: a step given to the runner in between is not seen).
 
+mod report;
+
 use async_trait::async_trait;
 use base64::Engine;
 use cml_core::repo::RepoUrl;
@@ -27,7 +29,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Mutex;
 
-use crate::http::{Answer, Http};
+use crate::http::{Answer, Http, Payload};
 use crate::{ApiError, Deleted, Forge, ForgeError, Registration, RetryPolicy};
 
 /// Bitbucket Cloud's API.
@@ -47,6 +49,8 @@ pub struct BitbucketClient {
     token: Secret,
     token_source: String,
     api: String,
+    /// `https://bitbucket.org/{workspace}/{slug}`
+    web: String,
     full_name: String,
     repository_uuid: String,
     account_uuid: String,
@@ -151,6 +155,7 @@ impl BitbucketClient {
             token,
             token_source: token_source.to_string(),
             api: api_base.trim_end_matches('/').to_string(),
+            web: repo.to_string().trim_end_matches('/').to_string(),
             full_name: format!("{ws}/{slug}"),
             repository_uuid: String::new(),
             account_uuid: String::new(),
@@ -202,18 +207,28 @@ impl BitbucketClient {
         body: Option<Value>,
         ok: &[u16],
     ) -> Result<Answer, ApiError> {
+        self.call_hinted(method, url, body, ok, HINT).await
+    }
+
+    /// One call; a refusal says `hint`.
+    async fn call_hinted(
+        &self,
+        method: Method,
+        url: &str,
+        body: impl Into<Payload>,
+        ok: &[u16],
+        hint: &'static str,
+    ) -> Result<Answer, ApiError> {
         let auth = format!("Basic {}", self.token.expose().trim());
+        let payload = body.into();
         let a = self
             .http
             .send(|c| {
-                let mut r = c
-                    .request(method.clone(), url)
-                    .header("authorization", &auth)
-                    .header("accept", "application/json");
-                if let Some(b) = &body {
-                    r = r.json(b);
-                }
-                r
+                payload.apply(
+                    c.request(method.clone(), url)
+                        .header("authorization", &auth)
+                        .header("accept", "application/json"),
+                )
             })
             .await?;
         if ok.contains(&a.status) {
@@ -224,7 +239,7 @@ impl BitbucketClient {
             a.status,
             bitbucket_message(&a),
             &self.token_source,
-            HINT,
+            hint,
             &[],
         ))
     }

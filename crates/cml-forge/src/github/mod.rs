@@ -2,6 +2,7 @@
 //! an organization.
 
 mod auth;
+mod report;
 mod types;
 
 pub use auth::{AppAuth, GithubAuth};
@@ -189,15 +190,31 @@ impl GithubClient {
         body: Option<serde_json::Value>,
         ok: &[u16],
     ) -> Result<Answer, CallError> {
+        self.call_hinted(method, url, body, ok, self.hint()).await
+    }
+
+    /// [`Self::call`], with `hint` after a refusal.
+    async fn call_hinted(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<serde_json::Value>,
+        ok: &[u16],
+        hint: &'static str,
+    ) -> Result<Answer, CallError> {
         let bearer = self.bearer().await.map_err(CallError::Auth)?;
         let answer = self
             .send_with(&bearer, method, url, body)
             .await
             .map_err(CallError::Api)?;
-        self.check(answer, ok).map_err(CallError::Api)
+        self.check_hinted(answer, ok, hint).map_err(CallError::Api)
     }
 
     fn check(&self, a: Answer, ok: &[u16]) -> Result<Answer, ApiError> {
+        self.check_hinted(a, ok, self.hint())
+    }
+
+    fn check_hinted(&self, a: Answer, ok: &[u16], hint: &'static str) -> Result<Answer, ApiError> {
         if ok.contains(&a.status) {
             return Ok(a);
         }
@@ -208,14 +225,14 @@ impl GithubClient {
                 status: 401,
                 message,
                 token_source: self.auth.source(),
-                hint: self.hint(),
+                hint,
             }),
             403 => Err(ApiError::Forbidden {
                 forge: "GitHub",
                 status: 403,
                 message,
                 token_source: self.auth.source(),
-                hint: self.hint(),
+                hint,
             }),
             status => Err(ApiError::Status { status, message }),
         }

@@ -13,6 +13,8 @@
 //!   what keeps the idle timer from ever killing a job.
 //! - The token and every minted runner token are secrets: never in `Debug`, errors or logs.
 
+mod report;
+
 use async_trait::async_trait;
 use cml_core::repo::RepoUrl;
 use cml_core::{Labels, RunnerInfo, Secret};
@@ -21,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Mutex;
 
-use crate::http::{Answer, Http};
+use crate::http::{Answer, Http, Payload};
 use crate::{ApiError, Deleted, Forge, ForgeError, Registration, RetryPolicy};
 
 const FORGE: &str = "GitLab";
@@ -180,19 +182,17 @@ impl GitlabClient {
         &self,
         method: Method,
         url: &str,
-        body: Option<Value>,
+        body: impl Into<Payload>,
     ) -> Result<Answer, ApiError> {
         let token = self.token.expose().to_string();
+        let payload = body.into();
         self.http
             .send(|c| {
-                let mut r = c
-                    .request(method.clone(), url)
-                    .header("PRIVATE-TOKEN", &token)
-                    .header("accept", "application/json");
-                if let Some(b) = &body {
-                    r = r.json(b);
-                }
-                r
+                payload.apply(
+                    c.request(method.clone(), url)
+                        .header("PRIVATE-TOKEN", &token)
+                        .header("accept", "application/json"),
+                )
             })
             .await
     }
@@ -204,15 +204,31 @@ impl GitlabClient {
         body: Option<Value>,
         ok: &[u16],
     ) -> Result<Answer, ApiError> {
+        self.call_hinted(method, url, body, ok, HINT).await
+    }
+
+    /// One call; a refusal says `hint`.
+    async fn call_hinted(
+        &self,
+        method: Method,
+        url: &str,
+        body: impl Into<Payload>,
+        ok: &[u16],
+        hint: &'static str,
+    ) -> Result<Answer, ApiError> {
         let answer = self.send(method, url, body).await?;
         if ok.contains(&answer.status) {
             Ok(answer)
         } else {
-            Err(self.error(answer))
+            Err(self.error_hinted(answer, hint))
         }
     }
 
     fn error(&self, a: Answer) -> ApiError {
+        self.error_hinted(a, HINT)
+    }
+
+    fn error_hinted(&self, a: Answer, hint: &'static str) -> ApiError {
         // Once the API is found, GitLab's 404 on a project means "not visible to this token".
         let forbidden: &[u16] = if self.project_path.is_empty() {
             &[]
@@ -224,7 +240,7 @@ impl GitlabClient {
             a.status,
             gitlab_message(&a),
             &self.token_source,
-            HINT,
+            hint,
             forbidden,
         )
     }

@@ -55,6 +55,14 @@ fn guarded(sh: &Shared, req: &Req, admin_only: bool, f: impl FnOnce() -> Resp) -
 /// `/2.0/...`
 pub fn public(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
     let m = req.method.as_str();
+    if let ["repositories", ws, slug, tail @ ..] = rest {
+        if let Some(writes) = crate::reports::bitbucket::route_kind(m, tail) {
+            let full = format!("{ws}/{slug}");
+            return guarded(sh, req, writes, || {
+                crate::reports::bitbucket::handle(sh, req, &full, tail)
+            });
+        }
+    }
     match (m, rest) {
         ("GET", ["repositories", ws, slug]) => guarded(sh, req, false, || {
             let r = sh.bitbucket().repo(&format!("{ws}/{slug}"));

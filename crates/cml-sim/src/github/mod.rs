@@ -69,6 +69,7 @@ pub struct Shared {
     pub state: Mutex<State>,
     pub gitlab: Mutex<crate::gitlab::State>,
     pub bitbucket: Mutex<crate::bitbucket::State>,
+    pub reports: Mutex<crate::reports::Store>,
     /// The agent tarball as published (genuine bytes).
     pub tarball: Vec<u8>,
 }
@@ -82,6 +83,7 @@ impl Shared {
             state: Mutex::new(State::new()),
             gitlab: Mutex::new(Default::default()),
             bitbucket: Mutex::new(Default::default()),
+            reports: Mutex::new(Default::default()),
             tarball,
         })
     }
@@ -205,7 +207,11 @@ fn into_response(r: Resp) -> Response {
     *resp.status_mut() =
         StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(r.content_type) {
+    let typed = r
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    if let (false, Ok(v)) = (typed, HeaderValue::from_str(r.content_type)) {
         h.insert("content-type", v);
     }
     for (k, v) in r.headers {
@@ -220,6 +226,12 @@ fn into_response(r: Resp) -> Response {
 }
 
 fn dispatch(sh: &Shared, req: &Req, segs: &[&str]) -> Resp {
+    if let Some(resp) = crate::reports::git_http::handle(sh, req, segs) {
+        return resp;
+    }
+    if let Some(resp) = crate::reports::web(sh, req, segs) {
+        return resp;
+    }
     if let Some(resp) = crate::gitlab::handle(sh, req, segs) {
         return resp;
     }
@@ -298,6 +310,8 @@ pub(crate) fn take_fault(sh: &Shared, req: &Req) -> Option<Resp> {
 /// Who is calling a GitHub route.
 pub struct Caller {
     pub admin: bool,
+    /// An installation token (minted for a GitHub App, or Actions' `ghs_…` token).
+    pub app: bool,
 }
 
 /// Authenticate with a PAT or an unexpired installation token.
@@ -306,11 +320,17 @@ pub fn authenticate(sh: &Shared, req: &Req) -> Result<Caller, Resp> {
         return Err(Resp::error(401, "Requires authentication"));
     };
     if let Some(p) = sh.cfg.pats.iter().find(|p| p.token == tok) {
-        return Ok(Caller { admin: p.admin });
+        return Ok(Caller {
+            admin: p.admin,
+            app: tok.starts_with("ghs_"),
+        });
     }
     let st = sh.lock();
     match st.installation_tokens.get(&tok) {
-        Some(exp) if *exp > SystemTime::now() => Ok(Caller { admin: true }),
+        Some(exp) if *exp > SystemTime::now() => Ok(Caller {
+            admin: true,
+            app: true,
+        }),
         _ => Err(Resp::bad_credentials()),
     }
 }
@@ -345,6 +365,12 @@ fn route(sh: &Shared, req: &Req, segs: &[&str]) -> Resp {
         ("POST", ["app", "installations", id, "access_tokens"]) => {
             return app::access_token(sh, req, id);
         }
+        ("POST", ["graphql"]) | ("POST", ["api", "graphql"]) => {
+            return match authenticate(sh, req) {
+                Ok(c) => crate::reports::github::graphql(sh, req, &reports_caller(&c)),
+                Err(r) => r,
+            };
+        }
         _ => {}
     }
     let (scope, rest) = match segs {
@@ -368,12 +394,25 @@ fn route(sh: &Shared, req: &Req, segs: &[&str]) -> Resp {
         }
         return rate_headers(runners::handle(sh, req, &scope, &rest[2..]));
     }
-    if let Scope::Repo { .. } = scope {
+    if let Scope::Repo { owner, repo } = &scope {
+        let full = format!("{owner}/{repo}");
+        if let Some(r) =
+            crate::reports::github::handle(sh, req, &reports_caller(&caller), &full, rest)
+        {
+            return rate_headers(r);
+        }
         if matches!(rest, ["actions", "jobs" | "runs", ..]) {
             return rate_headers(actions::handle(sh, req, &scope, &rest[1..]));
         }
     }
     Resp::not_found()
+}
+
+fn reports_caller(c: &Caller) -> crate::reports::github::Caller {
+    crate::reports::github::Caller {
+        write: c.admin,
+        app: c.app,
+    }
 }
 
 /// Absolute API URL for `path` (no `/api/v3` prefix; the simulator accepts both).

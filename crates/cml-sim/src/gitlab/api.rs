@@ -113,6 +113,10 @@ fn api(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
             json!({"version": "17.5.0", "revision": "a1b2c3d4", "enterprise": false}),
         );
     }
+    let project_path = |id: &str| find_project(sh, id).path;
+    if let Some(resp) = crate::reports::gitlab::handle(sh, req, caller.admin, rest, project_path) {
+        return resp;
+    }
     let read_only = m == "GET" && matches!(rest, ["projects", _]);
     if !caller.admin && !read_only {
         return error(403, "403 Forbidden");
