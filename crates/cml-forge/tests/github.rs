@@ -53,6 +53,87 @@ fn every_route_and_field_the_client_reads_is_in_the_official_description() {
             );
         }
     }
+    // The bodies the report calls send.
+    let requests: &[(&str, &str, &[&str])] = &[
+        (
+            "POST",
+            "/repos/{owner}/{repo}/commits/{commit_sha}/comments",
+            &["body"],
+        ),
+        (
+            "PATCH",
+            "/repos/{owner}/{repo}/comments/{comment_id}",
+            &["body"],
+        ),
+        (
+            "POST",
+            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+            &["body"],
+        ),
+        (
+            "PATCH",
+            "/repos/{owner}/{repo}/issues/comments/{comment_id}",
+            &["body"],
+        ),
+        (
+            "POST",
+            "/repos/{owner}/{repo}/pulls",
+            &["title", "head", "base", "body"],
+        ),
+        (
+            "PUT",
+            "/repos/{owner}/{repo}/pulls/{pull_number}/merge",
+            &["merge_method"],
+        ),
+        (
+            "POST",
+            "/repos/{owner}/{repo}/check-runs",
+            &[
+                "name",
+                "head_sha",
+                "status",
+                "conclusion",
+                "completed_at",
+                "output.title",
+                "output.summary",
+            ],
+        ),
+        (
+            "POST",
+            "/repos/{owner}/{repo}/git/blobs",
+            &["content", "encoding"],
+        ),
+        (
+            "POST",
+            "/repos/{owner}/{repo}/git/trees",
+            &[
+                "base_tree",
+                "tree[].path",
+                "tree[].mode",
+                "tree[].type",
+                "tree[].sha",
+            ],
+        ),
+        (
+            "POST",
+            "/repos/{owner}/{repo}/git/commits",
+            &["message", "tree", "parents"],
+        ),
+        ("POST", "/repos/{owner}/{repo}/git/refs", &["ref", "sha"]),
+        (
+            "PATCH",
+            "/repos/{owner}/{repo}/git/refs/{ref}",
+            &["sha", "force"],
+        ),
+    ];
+    for (method, template, fields) in requests {
+        for f in *fields {
+            assert!(
+                spec.has_request_field(method, template, f),
+                "{method} {template}: the request has no field {f}"
+            );
+        }
+    }
     for f in ["name", "runner_group_id", "labels", "work_folder"] {
         assert!(spec.has_request_field(
             "POST",

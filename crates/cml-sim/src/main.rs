@@ -1,6 +1,6 @@
 //! `cml-sim`: the GitHub API simulator and the simulated runner agent.
 //!
-//! - `cml-sim serve [--port 0] [--pat TOKEN]... [--app-id N --app-public-key FILE] [--tamper-download]`
+//! - `cml-sim serve [--port 0] [--pat TOKEN]... [--app-id N --app-public-key FILE] [--tamper-download] [--git-root DIR]`
 //! - `cml-sim install-agent DIR`
 //! - `cml-sim queue-job --server URL --repo owner/repo --name NAME [--labels a,b] --command CMD`
 //! - `cml-sim state --server URL`
@@ -23,32 +23,41 @@ struct Cli {
     cmd: Cmd,
 }
 
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Admin personal access token (repeatable); default: the built-in one.
+    #[arg(long)]
+    pat: Vec<String>,
+    /// Non-admin personal access token (repeatable): runner routes answer 403.
+    #[arg(long)]
+    readonly_pat: Vec<String>,
+    #[arg(long, requires = "app_public_key")]
+    app_id: Option<u64>,
+    /// PEM file with the App's RSA public key.
+    #[arg(long, requires = "app_id")]
+    app_public_key: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    installation_id: u64,
+    /// Lifetime of installation tokens, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    installation_token_ttl: u64,
+    /// Serve agent tarballs that fail checksum verification.
+    #[arg(long)]
+    tamper_download: bool,
+    /// Serve the bare repositories under DIR (`DIR/<owner>/<repo>.git`) over Git's HTTP protocol.
+    #[arg(long, value_name = "DIR")]
+    git_root: Option<PathBuf>,
+    /// A GitHub branch with required checks, where auto-merge can be scheduled (repeatable).
+    #[arg(long)]
+    protected_branch: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve the simulated GitHub API on 127.0.0.1 until SIGINT/SIGTERM.
-    Serve {
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// Admin personal access token (repeatable); default: the built-in one.
-        #[arg(long)]
-        pat: Vec<String>,
-        /// Non-admin personal access token (repeatable): runner routes answer 403.
-        #[arg(long)]
-        readonly_pat: Vec<String>,
-        #[arg(long, requires = "app_public_key")]
-        app_id: Option<u64>,
-        /// PEM file with the App's RSA public key.
-        #[arg(long, requires = "app_id")]
-        app_public_key: Option<PathBuf>,
-        #[arg(long, default_value_t = 1)]
-        installation_id: u64,
-        /// Lifetime of installation tokens, in seconds.
-        #[arg(long, default_value_t = 3600)]
-        installation_token_ttl: u64,
-        /// Serve agent tarballs that fail checksum verification.
-        #[arg(long)]
-        tamper_download: bool,
-    },
+    /// Serve the simulated forges on 127.0.0.1 until SIGINT/SIGTERM.
+    Serve(ServeArgs),
     /// Write config.sh and run.sh (a pre-installed simulated agent) into DIR.
     InstallAgent { dir: PathBuf },
     /// Queue a one-job workflow run on a running simulator.
@@ -98,24 +107,7 @@ fn main() {
                 Err(e) => fail(&e.to_string()),
             }
         }
-        Cmd::Serve {
-            port,
-            pat,
-            readonly_pat,
-            app_id,
-            app_public_key,
-            installation_id,
-            installation_token_ttl,
-            tamper_download,
-        } => serve(
-            port,
-            pat,
-            readonly_pat,
-            app_id.zip(app_public_key),
-            installation_id,
-            installation_token_ttl,
-            tamper_download,
-        ),
+        Cmd::Serve(args) => serve(args),
         Cmd::QueueJob {
             server,
             repo,
@@ -145,15 +137,20 @@ fn fail(msg: &str) -> i32 {
     1
 }
 
-fn serve(
-    port: u16,
-    pats: Vec<String>,
-    readonly: Vec<String>,
-    app: Option<(u64, PathBuf)>,
-    installation_id: u64,
-    ttl: u64,
-    tamper: bool,
-) -> i32 {
+fn serve(args: ServeArgs) -> i32 {
+    let ServeArgs {
+        port,
+        pat: pats,
+        readonly_pat: readonly,
+        app_id,
+        app_public_key,
+        installation_id,
+        installation_token_ttl: ttl,
+        tamper_download: tamper,
+        git_root,
+        protected_branch,
+    } = args;
+    let app = app_id.zip(app_public_key);
     let exe = match exe() {
         Ok(e) => e,
         Err(e) => return fail(&e.to_string()),
@@ -183,6 +180,8 @@ fn serve(
     }
     cfg.installation_token_ttl = Duration::from_secs(ttl);
     cfg.tamper_download = tamper;
+    cfg.git_root = git_root;
+    cfg.protected_branches = protected_branch;
     let server = match SimServer::start_on(cfg, port) {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string()),

@@ -148,7 +148,9 @@ impl Spec {
             .filter(|(m, _)| *m == method)
             .filter_map(|(_, t)| {
                 let tsegs: Vec<&str> = t.split('/').filter(|s| !s.is_empty()).collect();
-                if tsegs.len() != segs.len() {
+                // A trailing `{ref}` takes the rest of the path (`heads/feature/x`).
+                let rest_ref = tsegs.last() == Some(&"{ref}") && segs.len() > tsegs.len();
+                if tsegs.len() != segs.len() && !rest_ref {
                     return None;
                 }
                 let mut literal = 0;

@@ -308,12 +308,211 @@ fn responses_conform_to_the_spec() {
         &http,
     );
 
+    // Report routes: comments, pull requests, checks, the Git data API.
+    seen.extend(exercise_report_routes(&url));
+
     let all: BTreeSet<(String, String)> = GITHUB_ROUTES
         .iter()
         .map(|(m, t)| (m.to_string(), t.to_string()))
         .collect();
     let missed: Vec<_> = all.difference(&seen).collect();
     assert!(missed.is_empty(), "routes not exercised: {missed:?}");
+}
+
+/// Calls every report route on a simulator whose `o/r` has a branch `feature`, checking each
+/// answer against the spec; the (method, template) pairs called.
+fn exercise_report_routes(_: &str) -> BTreeSet<(String, String)> {
+    let git = tempfile::tempdir().unwrap();
+    let bare = git.path().join("o/r.git");
+    let run = |args: &[&str]| {
+        let st = std::process::Command::new("git")
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@e")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@e")
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        String::from_utf8_lossy(&st.stdout).trim().to_string()
+    };
+    run(&["init", "-q", "--bare", bare.to_str().unwrap()]);
+    let dir = bare.to_str().unwrap();
+    let tree = run(&["--git-dir", dir, "mktree"]);
+    let commit = run(&["--git-dir", dir, "commit-tree", &tree, "-m", "x"]);
+    run(&[
+        "--git-dir",
+        dir,
+        "update-ref",
+        "refs/heads/feature",
+        &commit,
+    ]);
+    let mut cfg = SimConfig::new(EXE);
+    cfg.git_root = Some(git.path().to_path_buf());
+    cfg.pats.push(cml_sim::Pat {
+        token: "ghs_actionstoken".into(),
+        admin: true,
+    });
+    let sim = SimServer::start(cfg).unwrap();
+    let url = sim.url();
+    let http = Http::new();
+    let mut seen = BTreeSet::new();
+    let mut check = |method: &str, path: &str, body: Option<Value>, token: &str| -> Value {
+        let template = openapi::match_path(method, path)
+            .unwrap_or_else(|| panic!("{method} {path}: no template"));
+        if let Some(b) = &body {
+            let problems = openapi::check_request(method, template, b);
+            assert!(
+                problems.is_empty(),
+                "request {method} {template}: {problems:?}"
+            );
+        }
+        let route = Spec::bundled().route(method, template).unwrap();
+        let a = http.call(method, &format!("{url}/api/v3{path}"), Some(token), body);
+        assert_eq!(a.status, route.status, "{method} {path}: {}", a.json);
+        let problems = openapi::check_response(method, template, &a.json);
+        assert!(
+            problems.is_empty(),
+            "{method} {template}:\n{}",
+            problems.join("\n")
+        );
+        seen.insert((method.to_string(), template.to_string()));
+        a.json
+    };
+    let c = check(
+        "POST",
+        "/repos/o/r/commits/abc123/comments",
+        Some(json!({"body": "hi"})),
+        DEFAULT_PAT,
+    );
+    check(
+        "GET",
+        "/repos/o/r/commits/abc123/comments",
+        None,
+        DEFAULT_PAT,
+    );
+    check(
+        "PATCH",
+        &format!("/repos/o/r/comments/{}", c["id"]),
+        Some(json!({"body": "ho"})),
+        DEFAULT_PAT,
+    );
+    let pr = check(
+        "POST",
+        "/repos/o/r/pulls",
+        Some(json!({"title": "t", "head": "feature", "base": "main", "body": "b"})),
+        DEFAULT_PAT,
+    );
+    let n = pr["number"].as_u64().unwrap();
+    let ic = check(
+        "POST",
+        &format!("/repos/o/r/issues/{n}/comments"),
+        Some(json!({"body": "x"})),
+        DEFAULT_PAT,
+    );
+    check(
+        "GET",
+        &format!("/repos/o/r/issues/{n}/comments"),
+        None,
+        DEFAULT_PAT,
+    );
+    check(
+        "PATCH",
+        &format!("/repos/o/r/issues/comments/{}", ic["id"]),
+        Some(json!({"body": "y"})),
+        DEFAULT_PAT,
+    );
+    let listed = check(
+        "GET",
+        &format!("/repos/o/r/commits/{commit}/pulls"),
+        None,
+        DEFAULT_PAT,
+    );
+    assert_eq!(listed[0]["number"], n);
+    let open = check(
+        "GET",
+        "/repos/o/r/pulls?state=open&head=o:feature&base=main",
+        None,
+        DEFAULT_PAT,
+    );
+    assert_eq!(open.as_array().map(Vec::len), Some(1));
+    check(
+        "PUT",
+        &format!("/repos/o/r/pulls/{n}/merge"),
+        Some(json!({"merge_method": "squash"})),
+        DEFAULT_PAT,
+    );
+    check(
+        "POST",
+        "/repos/o/r/check-runs",
+        Some(
+            json!({"name": "CML Report", "head_sha": commit, "status": "completed", "conclusion": "success", "output": {"title": "CML Report", "summary": "ok"}}),
+        ),
+        "ghs_actionstoken",
+    );
+    let blob = check(
+        "POST",
+        "/repos/o/r/git/blobs",
+        Some(json!({"content": "aGk=", "encoding": "base64"})),
+        DEFAULT_PAT,
+    );
+    let tree = check(
+        "POST",
+        "/repos/o/r/git/trees",
+        Some(
+            json!({"tree": [{"path": "a/b.txt", "mode": "100644", "type": "blob", "sha": blob["sha"]}]}),
+        ),
+        DEFAULT_PAT,
+    );
+    let first = check(
+        "POST",
+        "/repos/o/r/git/commits",
+        Some(json!({"message": "m", "tree": tree["sha"], "parents": []})),
+        DEFAULT_PAT,
+    );
+    check(
+        "POST",
+        "/repos/o/r/git/refs",
+        Some(json!({"ref": "refs/heads/cml-assets", "sha": first["sha"]})),
+        DEFAULT_PAT,
+    );
+    let read = check(
+        "GET",
+        &format!("/repos/o/r/git/commits/{}", first["sha"].as_str().unwrap()),
+        None,
+        DEFAULT_PAT,
+    );
+    let second = check(
+        "POST",
+        "/repos/o/r/git/commits",
+        Some(json!({"message": "m2", "tree": read["tree"]["sha"], "parents": [first["sha"]]})),
+        DEFAULT_PAT,
+    );
+    check(
+        "PATCH",
+        "/repos/o/r/git/refs/heads/cml-assets",
+        Some(json!({"sha": second["sha"], "force": false})),
+        DEFAULT_PAT,
+    );
+    let head = check(
+        "GET",
+        "/repos/o/r/git/ref/heads/cml-assets",
+        None,
+        DEFAULT_PAT,
+    );
+    assert_eq!(head["object"]["sha"], second["sha"]);
+    let raw = http.call(
+        "GET",
+        &format!("{url}/o/r/raw/{}/a/b.txt", second["sha"].as_str().unwrap()),
+        None,
+        None,
+    );
+    assert_eq!((raw.status, raw.bytes.as_slice()), (200, &b"hi"[..]));
+    seen
 }
 
 /// With `CML_OCTOKIT_OPENAPI=/path/to/api.github.com.json`, re-extracting gives the committed subset.

@@ -42,6 +42,8 @@ pub struct GlobalArgs {
     pub driver_token: Option<String>,
 }
 
+// Parsed once per process: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Launch and supervise a self-hosted runner (`cml runner` = `cml runner launch`)
@@ -50,8 +52,219 @@ pub enum Command {
         #[command(subcommand)]
         sub: Option<RunnerCommand>,
         #[command(flatten)]
-        args: RunnerArgs,
+        args: Box<RunnerArgs>,
     },
+    /// Post a Markdown report as a comment on a pull request, commit or issue
+    Comment {
+        #[command(subcommand)]
+        sub: CommentCommand,
+    },
+    /// Old name of `cml comment create`
+    SendComment(CommentArgs),
+    /// Report on a commit as a GitHub check run
+    Check {
+        #[command(subcommand)]
+        sub: CheckCommand,
+    },
+    /// Old name of `cml check create`
+    SendGithubCheck(CheckArgs),
+    /// Publish files for reports
+    Asset {
+        #[command(subcommand)]
+        sub: AssetCommand,
+    },
+    /// Old name of `cml asset publish`
+    Publish(PublishArgs),
+    /// Open a pull request with changed files (`cml pr GLOBS` = `cml pr create GLOBS`)
+    #[command(args_conflicts_with_subcommands = true)]
+    Pr {
+        #[command(subcommand)]
+        sub: Option<PrCommand>,
+        #[command(flatten)]
+        args: PrArgs,
+    },
+    /// Prepare the Git checkout: identity, token-authenticated remote, full history
+    Ci(CiArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CommentCommand {
+    /// Post a Markdown file as a comment
+    Create(CommentArgs),
+    /// Update our last comment (`create --update`), or post one if there is none
+    Update(CommentArgs),
+}
+
+/// `cml comment create|update` options [env: `CML_COMMENT_<OPTION>`].
+#[derive(Debug, Args, Clone, Default)]
+pub struct CommentArgs {
+    /// Markdown file to post
+    #[arg(value_name = "MARKDOWN_FILE")]
+    pub markdown_file: String,
+    /// Where: auto, pr, commit, commit/SHA, pr/N or issue/N; auto is the current pull request, else the open pull request containing the commit, else the commit [env: CML_COMMENT_TARGET] [default: auto]
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Same as --target=pr (CML's older option)
+    #[arg(long, hide = true)]
+    pub pr: bool,
+    /// Commit to comment on or look pull requests up by [env: CML_COMMENT_COMMIT_SHA] [default: the CI's commit (GITHUB_SHA, CI_COMMIT_SHA, BITBUCKET_COMMIT), else `git rev-parse HEAD`]
+    #[arg(long, visible_alias = "head-sha", value_name = "SHA")]
+    pub commit_sha: Option<String>,
+    /// Edit our last comment on the target (found by its watermark) instead of adding one
+    #[arg(long)]
+    pub update: bool,
+    /// Text in the hidden watermark, so several reports on one target update separately; {workflow} and {run} are replaced [env: CML_COMMENT_WATERMARK_TITLE]
+    #[arg(long, value_name = "TITLE")]
+    pub watermark_title: Option<String>,
+    /// Do not add the hidden watermark (the comment can then not be updated)
+    #[arg(long, conflicts_with = "update")]
+    pub rm_watermark: bool,
+    /// Upload local images and files the report links to, and link to the uploads (the default)
+    #[arg(long)]
+    pub publish: bool,
+    /// Leave local links as they are
+    #[arg(long, conflicts_with = "publish")]
+    pub no_publish: bool,
+    /// Upload linked files to this asset server (POST, answering the URL) instead of the forge [env: CML_COMMENT_PUBLISH_URL]
+    #[arg(long, value_name = "URL")]
+    pub publish_url: Option<String>,
+    /// Upload linked files to the forge (the default when --publish-url is not given)
+    #[arg(long)]
+    pub native: bool,
+    /// Keep running and update the comment each time the file changes (until interrupted)
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckCommand {
+    /// Create a check run on the head commit with the Markdown file as its summary (GitHub)
+    Create(CheckArgs),
+}
+
+/// `cml check create` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CheckArgs {
+    /// Markdown file to use as the check's summary
+    #[arg(value_name = "MARKDOWN_FILE")]
+    pub markdown_file: String,
+    /// Commit to report on [default: the CI's commit, else `git rev-parse HEAD`]
+    #[arg(long, visible_alias = "head-sha", value_name = "SHA")]
+    pub commit_sha: Option<String>,
+    /// success, failure, neutral, cancelled, skipped, timed_out or action_required [default: success]
+    #[arg(long)]
+    pub conclusion: Option<String>,
+    /// queued, in_progress or completed [default: completed]
+    #[arg(long)]
+    pub status: Option<String>,
+    /// The check's name and title [default: CML Report]
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AssetCommand {
+    /// Upload a file and print its URL, or a Markdown image or link with --md
+    Publish(PublishArgs),
+}
+
+/// `cml asset publish` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PublishArgs {
+    /// File to publish
+    #[arg(value_name = "FILE")]
+    pub asset: String,
+    /// Print Markdown: `![](URL "TITLE")` for images and videos, `[TITLE](URL)` otherwise
+    #[arg(long)]
+    pub md: bool,
+    /// Title of the Markdown image or link
+    #[arg(long, short = 't')]
+    pub title: Option<String>,
+    /// Upload to this asset server (POST of the file, answering its URL) instead of the forge [env: CML_PUBLISH_URL]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Upload to the forge: GitLab project uploads, Bitbucket downloads, GitHub: a commit on the `cml-assets` branch (the default when --url is not given)
+    #[arg(long, conflicts_with = "url")]
+    pub native: bool,
+    /// MIME type [default: from the file's contents or name]
+    #[arg(long, value_name = "TYPE")]
+    pub mime_type: Option<String>,
+    /// Append the output to this file instead of printing it
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<String>,
+    /// Accepted for compatibility; published URLs carry no watermark
+    #[arg(long, hide = true)]
+    pub rm_watermark: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrCommand {
+    /// Commit the changed files matching GLOBS on a new branch and open a pull request
+    Create(PrArgs),
+}
+
+/// `cml pr create` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PrArgs {
+    /// Files to include, as paths or globs (`*`, `**`, `?`) [default: dvc.lock .gitignore]
+    #[arg(value_name = "GLOBS")]
+    pub globs: Vec<String>,
+    /// Print a Markdown link to the pull request instead of its URL
+    #[arg(long)]
+    pub md: bool,
+    /// Ask the forge to merge it (merge commit) once its checks pass
+    #[arg(long, conflicts_with_all = ["squash", "rebase"])]
+    pub merge: bool,
+    /// Ask the forge to squash-merge it once its checks pass
+    #[arg(long, conflicts_with = "rebase")]
+    pub squash: bool,
+    /// Ask the forge to rebase-merge it once its checks pass
+    #[arg(long)]
+    pub rebase: bool,
+    /// Add `[skip ci]` to the commit message [default: unless merging]
+    #[arg(long)]
+    pub skip_ci: bool,
+    /// Branch to create [default: TARGET-cml-pr-SHORTSHA]
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Branch the pull request goes into [default: the CI's branch, else the current branch]
+    #[arg(long)]
+    pub target_branch: Option<String>,
+    /// Commit message [default: CML PR for SHORTSHA]
+    #[arg(long)]
+    pub message: Option<String>,
+    /// Pull request title [default: CML PR for TARGET SHORTSHA]
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Pull request description [default: Automated commits for REPO/commit/SHA created by CML.]
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Git remote to push to [default: origin]
+    #[arg(long)]
+    pub remote: Option<String>,
+    /// Commit author email when Git has none configured [default: olivaw@iterative.ai]
+    #[arg(long)]
+    pub user_email: Option<String>,
+    /// Commit author name when Git has none configured [default: Olivaw[bot]]
+    #[arg(long)]
+    pub user_name: Option<String>,
+}
+
+/// `cml ci` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CiArgs {
+    /// Fetch the full history when the checkout is shallow
+    #[arg(long)]
+    pub unshallow: bool,
+    /// Git author email [default: olivaw@iterative.ai]
+    #[arg(long)]
+    pub user_email: Option<String>,
+    /// Git author name [default: Olivaw[bot]]
+    #[arg(long)]
+    pub user_name: Option<String>,
+    /// Git remote to authenticate [default: origin]
+    #[arg(long)]
+    pub remote: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -45,22 +45,34 @@ pub fn redact(text: &str) -> String {
     }
 }
 
+/// Where log records go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// Standard output, as `cml runner` logs (CML's behaviour).
+    Stdout,
+    /// Standard error: commands whose standard output is their result (`cml asset publish
+    /// --md >> report.md`, `cml comment create` printing the comment's URL).
+    Stderr,
+}
+
 /// Installs the global logger. `json`: JSON lines instead of human text.
-pub fn init(level: LogLevel, json: bool) {
+pub fn init(level: LogLevel, json: bool, sink: Sink) {
     let max = match level {
         LogLevel::Error => Level::ERROR,
         LogLevel::Warn => Level::WARN,
         LogLevel::Info => Level::INFO,
         LogLevel::Debug => Level::DEBUG,
     };
-    let layer = CmlLayer { json }.with_filter(tracing_subscriber::filter::filter_fn(move |m| {
-        m.level() <= &max && m.target().starts_with("cml")
-    }));
+    let layer =
+        CmlLayer { json, sink }.with_filter(tracing_subscriber::filter::filter_fn(move |m| {
+            m.level() <= &max && m.target().starts_with("cml")
+        }));
     let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
 }
 
 struct CmlLayer {
     json: bool,
+    sink: Sink,
 }
 
 #[derive(Default)]
@@ -129,9 +141,17 @@ impl<S: Subscriber> Layer<S> for CmlLayer {
             }
             s
         };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        match self.sink {
+            Sink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+            Sink::Stderr => {
+                let mut out = std::io::stderr().lock();
+                let _ = writeln!(out, "{line}");
+            }
+        }
     }
 }
 

@@ -2,29 +2,36 @@
 
 mod cli;
 mod exit;
+mod forge;
 mod logging;
 mod progress;
+mod report;
 mod runner;
 mod settings;
 
 use clap::Parser;
-use cli::{Cli, Command, RunnerCommand};
+use cli::{AssetCommand, CheckCommand, Cli, Command, CommentCommand, PrCommand, RunnerCommand};
 use exit::Failure;
 use settings::ProcessEnv;
 use std::io::IsTerminal;
 
 fn main() {
     let cli = Cli::parse();
-    let json = !std::io::stdout().is_terminal();
+    // `cml runner` logs on standard output, like CML; the report commands print their result
+    // there, so they log on standard error.
+    let (sink, json) = match cli.command {
+        Command::Runner { .. } => (logging::Sink::Stdout, !std::io::stdout().is_terminal()),
+        _ => (logging::Sink::Stderr, !std::io::stderr().is_terminal()),
+    };
     let level = match settings::log_level(&cli.global, &ProcessEnv) {
         Ok(l) => l,
         Err(e) => {
-            logging::init(settings::LogLevel::Info, json);
+            logging::init(settings::LogLevel::Info, json, sink);
             report(&Failure::usage(e.into()));
             std::process::exit(exit::USAGE);
         }
     };
-    logging::init(level, json);
+    logging::init(level, json, sink);
     let code = match run(cli) {
         Ok(code) => code,
         Err(failure) => {
@@ -36,7 +43,62 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<i32, Failure> {
+    let report_settings = || {
+        let event =
+            std::env::var_os("GITHUB_EVENT_PATH").and_then(|p| std::fs::read_to_string(p).ok());
+        settings::resolve_report(
+            &cli.global,
+            &ProcessEnv,
+            settings::git_origin,
+            event.as_deref(),
+        )
+        .map_err(|e| Failure::usage(e.into()))
+    };
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::error(e.into()))
+    };
     match cli.command {
+        Command::Comment { sub } => {
+            let (args, update) = match sub {
+                CommentCommand::Create(a) => (a, false),
+                CommentCommand::Update(a) => (a, true),
+            };
+            let s = report_settings()?;
+            runtime()?.block_on(report::comment::run(s, args, update, &ProcessEnv))
+        }
+        Command::SendComment(args) => {
+            let s = report_settings()?;
+            runtime()?.block_on(report::comment::run(s, args, false, &ProcessEnv))
+        }
+        Command::Check {
+            sub: CheckCommand::Create(args),
+        }
+        | Command::SendGithubCheck(args) => {
+            let s = report_settings()?;
+            runtime()?.block_on(report::check::run(s, args))
+        }
+        Command::Asset {
+            sub: AssetCommand::Publish(args),
+        }
+        | Command::Publish(args) => {
+            let s = report_settings()?;
+            runtime()?.block_on(report::asset::run(s, args, &ProcessEnv))
+        }
+        Command::Pr { sub, args } => {
+            let args = match sub {
+                Some(PrCommand::Create(a)) => a,
+                None => args,
+            };
+            let s = report_settings()?;
+            runtime()?.block_on(report::pr::run(s, args))
+        }
+        Command::Ci(args) => {
+            let s = report_settings()?;
+            runtime()?.block_on(report::ci::run(s, args))
+        }
         Command::Runner {
             sub: Some(RunnerCommand::Cleanup(args)),
             ..
@@ -53,7 +115,7 @@ fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Runner { sub, args } => {
             let args = match sub {
                 Some(RunnerCommand::Launch(a)) => *a,
-                _ => args,
+                _ => *args,
             };
             let s = settings::resolve_runner(&cli.global, &args, &ProcessEnv, settings::git_origin)
                 .map_err(|e| Failure::usage(e.into()))?;

@@ -5,6 +5,7 @@ use crate::cli::{CleanupArgs, GlobalArgs, RunnerArgs};
 use cml_core::cloud::{self, CloudArgs, CloudSpec};
 use cml_core::duration::parse_idle_timeout;
 use cml_core::repo::{infer_driver, RepoUrl};
+use cml_core::report::{ci_context, CiContext};
 use cml_core::{Driver, IdleTimeout, Labels, Secret};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -551,6 +552,55 @@ pub fn resolve_cleanup(
         older_than,
         forge,
     })
+}
+
+/// What the report commands (`comment`, `check`, `asset`, `pr`, `ci`) need to reach the forge.
+#[derive(Debug)]
+pub struct ReportSettings {
+    pub repo: RepoUrl,
+    pub driver: Driver,
+    pub credential: Credential,
+    pub bitbucket_api: String,
+    /// What the CI environment says about the change.
+    pub ci: CiContext,
+}
+
+/// Resolves the report commands' forge: `--repo` > `CML_REPO` > the CI's repository
+/// (`GITHUB_SERVER_URL`/`GITHUB_REPOSITORY`, `CI_PROJECT_URL`, `BITBUCKET_GIT_HTTP_ORIGIN`) >
+/// the `origin` remote; the driver and token as for `cml runner`. `github_event` is the
+/// contents of `$GITHUB_EVENT_PATH`, when readable.
+pub fn resolve_report(
+    global: &GlobalArgs,
+    env: &dyn Env,
+    git_origin: impl FnOnce() -> Option<String>,
+    github_event: Option<&str>,
+) -> Result<ReportSettings, SettingsError> {
+    let ci = ci_context(|k| env.get(k), github_event);
+    let repo_raw = pick(global.repo.clone(), env, &["CML_REPO"])
+        .or_else(|| ci.repo_url.clone())
+        .or_else(git_origin)
+        .ok_or(SettingsError::NoRepo)?;
+    let repo = RepoUrl::parse(&repo_raw)?;
+    let explicit_driver = pick(global.driver.clone(), env, &["CML_DRIVER"])
+        .map(|d| Driver::parse(&d))
+        .transpose()?;
+    let driver = infer_driver(explicit_driver, &repo, |k| env.get(k))?;
+    let credential = credential(global, env, driver)?;
+    Ok(ReportSettings {
+        repo,
+        driver,
+        credential,
+        bitbucket_api: env
+            .get(vars::BITBUCKET_API_URL)
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| cml_forge::bitbucket::DEFAULT_API_URL.to_string()),
+        ci,
+    })
+}
+
+/// A command option from the command line or `CML_<COMMAND>_<OPTION>`.
+pub fn option(cli: Option<String>, env: &dyn Env, var: &str) -> Option<String> {
+    pick(cli, env, &[var])
 }
 
 fn cloud_args(args: &RunnerArgs, env: &dyn Env) -> CloudArgs {

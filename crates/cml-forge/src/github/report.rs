@@ -149,7 +149,7 @@ impl GithubClient {
             200 => Some(head.json::<GitRef>().map_err(err)?.object.sha),
             _ => None,
         };
-        let base_tree = match &parent {
+        let base_tree: Option<String> = match &parent {
             Some(sha) => Some(
                 call(Method::GET, format!("git/commits/{sha}"), None, &[200])
                     .await?
@@ -172,13 +172,19 @@ impl GithubClient {
         .map_err(err)?;
         let mut tree_body =
             json!({"tree": [{"path": path, "mode": "100644", "type": "blob", "sha": blob.sha}]});
-        if let Some(base) = base_tree {
+        if let Some(base) = &base_tree {
             tree_body["base_tree"] = json!(base);
         }
         let tree: Sha = call(Method::POST, "git/trees".into(), Some(tree_body), &[201])
             .await?
             .json()
             .map_err(err)?;
+        // The same file published before: its commit is reused.
+        if let (Some(parent), Some(base)) = (&parent, &base_tree) {
+            if *base == tree.sha {
+                return Ok(Some(parent.clone()));
+            }
+        }
         let commit: Sha = call(
             Method::POST,
             "git/commits".into(),

@@ -130,6 +130,79 @@ pub const ROUTES: &[(&str, &str, u16, &[&str])] = &[
         201,
         TOKEN_FIELDS,
     ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/commits/{commit_sha}/comments",
+        200,
+        &["[].id", "[].body"],
+    ),
+    (
+        "POST",
+        "/repos/{owner}/{repo}/commits/{commit_sha}/comments",
+        201,
+        &["html_url"],
+    ),
+    (
+        "PATCH",
+        "/repos/{owner}/{repo}/comments/{comment_id}",
+        200,
+        &["html_url"],
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+        200,
+        &["[].id", "[].body"],
+    ),
+    (
+        "POST",
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+        201,
+        &["html_url"],
+    ),
+    (
+        "PATCH",
+        "/repos/{owner}/{repo}/issues/comments/{comment_id}",
+        200,
+        &["html_url"],
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/commits/{commit_sha}/pulls",
+        200,
+        PULL_LIST_FIELDS,
+    ),
+    ("GET", "/repos/{owner}/{repo}/pulls", 200, PULL_LIST_FIELDS),
+    ("POST", "/repos/{owner}/{repo}/pulls", 201, PULL_FIELDS),
+    (
+        "PUT",
+        "/repos/{owner}/{repo}/pulls/{pull_number}/merge",
+        200,
+        &[],
+    ),
+    (
+        "POST",
+        "/repos/{owner}/{repo}/check-runs",
+        201,
+        &["html_url"],
+    ),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/git/ref/{ref}",
+        200,
+        &["object.sha"],
+    ),
+    ("POST", "/repos/{owner}/{repo}/git/refs", 201, &[]),
+    ("PATCH", "/repos/{owner}/{repo}/git/refs/{ref}", 200, &[]),
+    ("POST", "/repos/{owner}/{repo}/git/blobs", 201, &["sha"]),
+    ("POST", "/repos/{owner}/{repo}/git/trees", 201, &["sha"]),
+    ("POST", "/repos/{owner}/{repo}/git/commits", 201, &["sha"]),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/git/commits/{commit_sha}",
+        200,
+        &["tree.sha"],
+    ),
 ];
 
 const RUNNER_LIST_FIELDS: &[&str] = &[
@@ -139,6 +212,17 @@ const RUNNER_LIST_FIELDS: &[&str] = &[
     "runners[].status",
     "runners[].busy",
     "runners[].labels[].name",
+];
+const PULL_LIST_FIELDS: &[&str] = &[
+    "[].number",
+    "[].html_url",
+    "[].state",
+    "[].node_id",
+    "[].head.ref",
+    "[].base.ref",
+];
+const PULL_FIELDS: &[&str] = &[
+    "number", "html_url", "state", "node_id", "head.ref", "base.ref",
 ];
 const RUNNER_FIELDS: &[&str] = &["id", "name", "status", "busy", "labels[].name"];
 const TOKEN_FIELDS: &[&str] = &["token", "expires_at"];

@@ -59,6 +59,36 @@ pub const GITHUB_ROUTES: &[(&str, &str)] = &[
     ("POST", "/app/installations/{installation_id}/access_tokens"),
     ("GET", "/repos/{owner}/{repo}/releases/latest"),
     ("GET", "/repos/{owner}/{repo}/releases/tags/{tag}"),
+    ("GET", "/repos/{owner}/{repo}/commits/{commit_sha}/comments"),
+    (
+        "POST",
+        "/repos/{owner}/{repo}/commits/{commit_sha}/comments",
+    ),
+    ("PATCH", "/repos/{owner}/{repo}/comments/{comment_id}"),
+    (
+        "GET",
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+    ),
+    (
+        "POST",
+        "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+    ),
+    (
+        "PATCH",
+        "/repos/{owner}/{repo}/issues/comments/{comment_id}",
+    ),
+    ("GET", "/repos/{owner}/{repo}/commits/{commit_sha}/pulls"),
+    ("GET", "/repos/{owner}/{repo}/pulls"),
+    ("POST", "/repos/{owner}/{repo}/pulls"),
+    ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge"),
+    ("POST", "/repos/{owner}/{repo}/check-runs"),
+    ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"),
+    ("POST", "/repos/{owner}/{repo}/git/refs"),
+    ("PATCH", "/repos/{owner}/{repo}/git/refs/{ref}"),
+    ("POST", "/repos/{owner}/{repo}/git/blobs"),
+    ("POST", "/repos/{owner}/{repo}/git/trees"),
+    ("POST", "/repos/{owner}/{repo}/git/commits"),
+    ("GET", "/repos/{owner}/{repo}/git/commits/{commit_sha}"),
 ];
 
 /// Server-wide shared data.

@@ -113,7 +113,11 @@ pub(crate) fn handle(sh: &Shared, req: &Req, full: &str, rest: &[&str]) -> Resp 
                 return error(400, &format!("source: branch {source} not found"));
             };
             let description = body["description"].as_str().unwrap_or("");
-            match st.open_pull(BB, full, &source, &target, &title, description, &sha) {
+            match st.open_pull(
+                BB,
+                full,
+                SimPull::new(&source, &target, &title, description, &sha),
+            ) {
                 Some(p) => Resp::json(201, pull(&web, &p)),
                 None => error(
                     400,

@@ -218,7 +218,11 @@ pub(crate) fn handle(
             };
             let title = text(&body, "title").unwrap_or_default();
             let text_body = text(&body, "body").unwrap_or_default();
-            match st.open_pull(GH, full, &head, &base, &title, &text_body, &sha) {
+            match st.open_pull(
+                GH,
+                full,
+                SimPull::new(&head, &base, &title, &text_body, &sha),
+            ) {
                 Some(p) => ok(
                     m,
                     "/repos/{owner}/{repo}/pulls",
@@ -449,10 +453,20 @@ pub(crate) fn graphql(sh: &Shared, req: &Req, caller: &Caller) -> Resp {
             json!({"data": null, "errors": [{"type": "FORBIDDEN", "message": "Resource not accessible by personal access token"}]}),
         );
     }
-    let vars = &body["variables"];
-    let node = vars["pullRequestId"].as_str().unwrap_or("");
-    let method = vars["mergeMethod"]
-        .as_str()
+    // The variables are found by their values: a pull request node id and a merge method.
+    let values: Vec<&str> = body["variables"]
+        .as_object()
+        .map(|o| o.values().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let node = values
+        .iter()
+        .find(|v| v.starts_with("PR_"))
+        .copied()
+        .unwrap_or("");
+    let method = values
+        .iter()
+        .find(|v| matches!(**v, "MERGE" | "SQUASH" | "REBASE"))
+        .copied()
         .unwrap_or("MERGE")
         .to_ascii_lowercase();
     let Some((full, number)) = decode_node_id(node) else {
@@ -468,7 +482,7 @@ pub(crate) fn graphql(sh: &Shared, req: &Req, caller: &Caller) -> Resp {
             json!({"data": null, "errors": [{"type": "NOT_FOUND", "message": "Pull request not found"}]}),
         );
     };
-    let protected = sh.cfg.protected_branches.iter().any(|b| *b == p.target);
+    let protected = sh.cfg.protected_branches.contains(&p.target);
     if !protected {
         // Without required checks the pull request can be merged at once, and GitHub refuses
         // to schedule it.

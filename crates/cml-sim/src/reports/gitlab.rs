@@ -177,11 +177,7 @@ pub(crate) fn handle(
             match st.open_pull(
                 GL,
                 &path,
-                &source,
-                &target,
-                &s("title"),
-                &s("description"),
-                &sha,
+                SimPull::new(&source, &target, &s("title"), &s("description"), &sha),
             ) {
                 Some(p) => Resp::json(201, merge_request(&web, &p)),
                 None => error(

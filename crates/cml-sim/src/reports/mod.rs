@@ -68,6 +68,22 @@ pub struct SimPull {
     pub auto_merge: Option<String>,
 }
 
+impl SimPull {
+    /// A pull request to open.
+    pub fn new(source: &str, target: &str, title: &str, body: &str, head_sha: &str) -> SimPull {
+        SimPull {
+            number: 0,
+            source: source.into(),
+            target: target.into(),
+            title: title.into(),
+            body: body.into(),
+            head_sha: head_sha.into(),
+            state: "open".into(),
+            auto_merge: None,
+        }
+    }
+}
+
 /// An uploaded file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimUpload {
@@ -199,38 +215,27 @@ impl Store {
         }
     }
 
-    /// Opens a pull request; `None` when one is open for the same branches already.
+    /// Opens `pull` (its number is assigned, its state is `open`); `None` when one is open
+    /// for the same branches already.
     pub fn open_pull(
         &mut self,
         forge: ForgeKind,
         repo: &str,
-        source: &str,
-        target: &str,
-        title: &str,
-        body: &str,
-        head_sha: &str,
+        mut pull: SimPull,
     ) -> Option<SimPull> {
         if self
             .repo(forge, repo)
             .pulls
             .iter()
-            .any(|p| p.state == "open" && p.source == source && p.target == target)
+            .any(|p| p.state == "open" && p.source == pull.source && p.target == pull.target)
         {
             return None;
         }
-        let number = self.next_number(forge, repo);
-        let p = SimPull {
-            number,
-            source: source.into(),
-            target: target.into(),
-            title: title.into(),
-            body: body.into(),
-            head_sha: head_sha.into(),
-            state: "open".into(),
-            auto_merge: None,
-        };
-        self.repo(forge, repo).pulls.push(p.clone());
-        Some(p)
+        pull.number = self.next_number(forge, repo);
+        pull.state = "open".into();
+        pull.auto_merge = None;
+        self.repo(forge, repo).pulls.push(pull.clone());
+        Some(pull)
     }
 
     pub fn pull_mut(&mut self, forge: ForgeKind, repo: &str, number: u64) -> Option<&mut SimPull> {
@@ -308,7 +313,8 @@ impl SimServer {
         head_sha: &str,
     ) -> u64 {
         let mut st = self.shared.reports();
-        st.open_pull(forge, repo, source, target, "Seeded", "", head_sha)
+        let pull = SimPull::new(source, target, "Seeded", "", head_sha);
+        st.open_pull(forge, repo, pull)
             .map(|p| p.number)
             .unwrap_or(0)
     }
@@ -340,6 +346,9 @@ pub(crate) fn web(
     segs: &[&str],
 ) -> Option<crate::github::Resp> {
     use crate::github::Resp;
+    if let ["_sim", "assets", ..] = segs {
+        return Some(asset_server(sh, req, segs));
+    }
     if req.method != "GET"
         || segs
             .first()
@@ -365,4 +374,53 @@ pub(crate) fn web(
         }
         None => Resp::not_found(),
     })
+}
+
+/// A stand-in for CML's asset server: `POST /_sim/assets` with the file as the body answers
+/// the URL (text) where `GET` serves it back with its `Content-Type`.
+fn asset_server(sh: &Shared, req: &crate::github::Req, segs: &[&str]) -> crate::github::Resp {
+    use crate::github::Resp;
+    let header = |k: &str| {
+        req.headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    match (req.method.as_str(), segs) {
+        ("POST", ["_sim", "assets"]) => {
+            let disposition = header("content-disposition");
+            let name = disposition
+                .split("filename=")
+                .nth(1)
+                .map(|n| n.trim_matches('"').to_string())
+                .filter(|n| !n.is_empty() && !n.contains('/'))
+                .unwrap_or_else(|| "file".into());
+            let id = object_id("asset", &req.body);
+            let url = format!("{}/_sim/assets/{id}/{name}", sh.base_url);
+            let mime = header("content-type");
+            sh.reports().add_upload(
+                ForgeKind::Github,
+                "_assets",
+                SimUpload {
+                    name,
+                    bytes: req.body.to_vec(),
+                    mime,
+                    url: url.clone(),
+                },
+            );
+            let mut r = Resp::bytes(url.into_bytes());
+            r.content_type = "text/plain";
+            r.status = 201;
+            r
+        }
+        ("GET", _) => {
+            let url = format!("{}{}", sh.base_url, req.raw_path);
+            match sh.reports().upload_at(&url) {
+                Some(u) => Resp::bytes(u.bytes.clone()).header("content-type", u.mime.clone()),
+                None => Resp::not_found(),
+            }
+        }
+        _ => Resp::not_found(),
+    }
 }

@@ -1,0 +1,97 @@
+//! `cml ci`: prepare the checkout for the report commands and the user's own `git push`.
+//!
+//! It sets `user.name`/`user.email`, removes the token actions/checkout persists for
+//! `https://github.com/` (it would be sent instead of ours), and stores our token as an
+//! `http.<remote URL>.extraHeader` in `.git/config`, which it makes readable by the owner
+//! only. The remote URL itself stays free of credentials. With `--unshallow`, a shallow
+//! checkout gets its full history.
+
+use super::Git;
+use crate::cli::CiArgs;
+use crate::exit::Failure;
+use crate::logging;
+use crate::settings::ReportSettings;
+use anyhow::anyhow;
+
+/// Runs `cml ci`.
+pub async fn run(s: ReportSettings, args: CiArgs) -> Result<i32, Failure> {
+    let git = Git::new();
+    let remote = args.remote.clone().unwrap_or_else(|| "origin".into());
+    let remote_url = git.run(&["remote", "get-url", &remote]).map_err(|e| {
+        Failure::usage(anyhow!(
+            "{e}\nhint: run inside the repository's checkout, or name its remote with --remote"
+        ))
+    })?;
+    let git_dir = git
+        .run(&["rev-parse", "--absolute-git-dir"])
+        .map_err(Failure::error)?;
+    let forge = super::connect(&s).await?;
+    let (user, password) = forge
+        .git_credentials()
+        .await
+        .map_err(|e| Failure::error(e.into()))?;
+    let authed = Git::with_credentials(&remote_url, &user, &password);
+    logging::add_secrets(authed.secret());
+    let name = args
+        .user_name
+        .clone()
+        .unwrap_or_else(|| super::pr::DEFAULT_USER_NAME.into());
+    let email = args
+        .user_email
+        .clone()
+        .unwrap_or_else(|| super::pr::DEFAULT_USER_EMAIL.into());
+    // The config file holds the token from here on: owner-only before it is written.
+    let config = std::path::Path::new(&git_dir).join("config");
+    restrict(&config).map_err(Failure::error)?;
+    git.run(&["config", "user.name", &name])
+        .map_err(Failure::error)?;
+    git.run(&["config", "user.email", &email])
+        .map_err(Failure::error)?;
+    let _ = git.try_run(&[
+        "config",
+        "--unset-all",
+        "http.https://github.com/.extraheader",
+    ]);
+    let key = format!("http.{remote_url}.extraheader");
+    let _ = git.try_run(&["config", "--unset-all", &key]);
+    let header = format!(
+        "Authorization: Basic {}",
+        authed.secret().unwrap_or_default()
+    );
+    // The header goes in through the config file's own writer, not the command line.
+    add_config_value(&config, &remote_url, &header).map_err(Failure::error)?;
+    if args.unshallow
+        && git
+            .try_run(&["rev-parse", "--is-shallow-repository"])
+            .as_deref()
+            == Some("true")
+    {
+        authed
+            .run(&["fetch", "--unshallow", &remote])
+            .map_err(Failure::error)?;
+        tracing::info!("fetched the full history");
+    }
+    tracing::info!(
+        remote = remote.as_str(),
+        "git is set up: identity {name} <{email}>, token for {remote_url}"
+    );
+    Ok(0)
+}
+
+fn restrict(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| anyhow!("cannot make {} private: {e}", path.display()))
+}
+
+/// Appends `[http "URL"] extraheader = HEADER` to the config file.
+fn add_config_value(config: &std::path::Path, url: &str, header: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(config)
+        .map_err(|e| anyhow!("cannot write {}: {e}", config.display()))?;
+    let quoted = url.replace('\\', "\\\\").replace('"', "\\\"");
+    writeln!(f, "[http \"{quoted}\"]\n\textraheader = {header}")
+        .map_err(|e| anyhow!("cannot write {}: {e}", config.display()))
+}

@@ -1,0 +1,243 @@
+//! `cml comment create|update` (old name `cml send-comment`): post a Markdown report as a
+//! comment on a pull request, a commit or an issue.
+//!
+//! Order of work, so that a bad input posts nothing: the file is read, the target parsed and
+//! resolved, linked files uploaded, the length checked against the forge's limit; only then is
+//! the comment written (one call: create, or update of our last comment found by its
+//! watermark).
+
+use super::asset::{mime_of, Publisher, PUBLISH_URL_VAR};
+use super::{file_name, head_commit, read_input};
+use crate::cli::CommentArgs;
+use crate::exit::Failure;
+use crate::settings::{option, Env, ReportSettings};
+use anyhow::anyhow;
+use cml_core::report::{
+    expand_watermark_title, has_watermark, local_links, rewrite_links, with_watermark, Target,
+    TargetSpec,
+};
+use cml_forge::Reports;
+use std::path::Path;
+use std::time::Duration;
+
+/// How often `--watch` looks at the file.
+const WATCH_POLL: Duration = Duration::from_millis(500);
+
+/// Runs `cml comment create` (`update`: `cml comment update` or `--update`).
+pub async fn run(
+    s: ReportSettings,
+    args: CommentArgs,
+    update: bool,
+    env: &dyn Env,
+) -> Result<i32, Failure> {
+    let update = update || args.update;
+    let target_raw = if args.pr {
+        Some("pr".to_string())
+    } else {
+        option(args.target.clone(), env, "CML_COMMENT_TARGET")
+    };
+    let spec = match target_raw.as_deref() {
+        Some(t) => TargetSpec::parse(t).map_err(|e| Failure::usage(e.into()))?,
+        None => TargetSpec::Auto,
+    };
+    let commit_sha = option(args.commit_sha.clone(), env, "CML_COMMENT_COMMIT_SHA");
+    let title = expand_watermark_title(
+        &option(
+            args.watermark_title.clone(),
+            env,
+            "CML_COMMENT_WATERMARK_TITLE",
+        )
+        .unwrap_or_default(),
+        &s.ci.workflow,
+        &s.ci.run,
+    );
+    let server = option(args.publish_url.clone(), env, "CML_COMMENT_PUBLISH_URL")
+        .or_else(|| env.get(PUBLISH_URL_VAR).filter(|v| !v.is_empty()));
+    let report = read_report(&args.markdown_file)?;
+    // Resolve the commit before connecting when it is needed, so a missing one fails first.
+    let needs_commit = matches!(spec, TargetSpec::Auto | TargetSpec::Pr | TargetSpec::Commit);
+    let commit = needs_commit
+        .then(|| head_commit(commit_sha.as_deref(), &s))
+        .transpose()?;
+    let forge = super::connect(&s).await?;
+    let target = resolve_target(forge.as_ref(), &spec, s.ci.pr, commit.as_deref()).await?;
+    let publisher = (!args.no_publish).then(|| Publisher::new(forge.as_ref(), server));
+    let post = Post {
+        forge: forge.as_ref(),
+        publisher: publisher.as_ref(),
+        target: &target,
+        title: &title,
+        watermark: !args.rm_watermark,
+        file: &args.markdown_file,
+    };
+    let url = post.send(&report, update).await?;
+    println!("{url}");
+    if !args.watch {
+        return Ok(0);
+    }
+    watch(&post, report).await
+}
+
+fn read_report(path: &str) -> Result<String, Failure> {
+    let bytes = read_input(path, "report")?;
+    String::from_utf8(bytes).map_err(|_| {
+        Failure::usage(anyhow!(
+            "the report {path:?} is not UTF-8 text\nhint: pass a Markdown file"
+        ))
+    })
+}
+
+/// Where the comment goes, from `--target`, the CI's pull request and the forge.
+async fn resolve_target(
+    forge: &dyn Reports,
+    spec: &TargetSpec,
+    ci_pr: Option<u64>,
+    commit: Option<&str>,
+) -> Result<Target, Failure> {
+    let commit_of = || commit.unwrap_or_default().to_string();
+    match spec {
+        TargetSpec::CommitSha(sha) => Ok(Target::Commit(sha.clone())),
+        TargetSpec::PrNumber(n) => Ok(Target::Pr(*n)),
+        TargetSpec::Issue(n) => Ok(Target::Issue(*n)),
+        TargetSpec::Commit => Ok(Target::Commit(commit_of())),
+        TargetSpec::Auto | TargetSpec::Pr => {
+            if let Some(n) = ci_pr {
+                return Ok(Target::Pr(n));
+            }
+            let sha = commit_of();
+            let prs = forge
+                .pull_requests_with_commit(&sha)
+                .await
+                .map_err(|e| Failure::error(e.into()))?;
+            match (prs.first(), spec) {
+                (Some(pr), _) => Ok(Target::Pr(pr.number)),
+                (None, TargetSpec::Auto) => Ok(Target::Commit(sha)),
+                (None, _) => Err(Failure::error(anyhow!(
+                    "no open pull request contains commit {sha} in {}\nhint: open one first, or use --target=commit",
+                    forge.scope()
+                ))),
+            }
+        }
+    }
+}
+
+/// One comment to keep up to date.
+struct Post<'a> {
+    forge: &'a dyn Reports,
+    publisher: Option<&'a Publisher<'a>>,
+    target: &'a Target,
+    title: &'a str,
+    watermark: bool,
+    file: &'a str,
+}
+
+impl Post<'_> {
+    /// Publishes linked files, checks the length, then creates or updates the comment.
+    async fn send(&self, report: &str, update: bool) -> Result<String, Failure> {
+        let mut body = match self.publisher {
+            Some(p) => self.publish_links(p, report).await?,
+            None => report.to_string(),
+        };
+        if self.watermark {
+            body = with_watermark(&body, self.title);
+        }
+        let limit = self.forge.comment_limit();
+        let len = body.chars().count();
+        if len > limit {
+            return Err(Failure::error(anyhow!(
+                "the report {:?} is {len} characters with its watermark; {} accepts at most {limit}\nhint: shorten it, or publish the long parts with `cml asset publish` and link to them",
+                self.file,
+                self.forge.scope()
+            )));
+        }
+        let existing = if update {
+            let comments = self
+                .forge
+                .comments(self.target)
+                .await
+                .map_err(|e| Failure::error(e.into()))?;
+            comments
+                .into_iter()
+                .rev()
+                .find(|c| has_watermark(&c.body, self.title))
+        } else {
+            None
+        };
+        let url = match existing {
+            Some(c) => {
+                let url = self
+                    .forge
+                    .update_comment(self.target, &c.id, &body)
+                    .await
+                    .map_err(|e| Failure::error(e.into()))?;
+                tracing::info!(url = url.as_str(), "updated the comment on {}", self.target);
+                url
+            }
+            None => {
+                if update {
+                    tracing::info!("no earlier comment of ours on {}: posting one", self.target);
+                }
+                let url = self
+                    .forge
+                    .create_comment(self.target, &body)
+                    .await
+                    .map_err(|e| Failure::error(e.into()))?;
+                tracing::info!(url = url.as_str(), "commented on {}", self.target);
+                url
+            }
+        };
+        Ok(url)
+    }
+
+    /// The report with each linked local file uploaded and its link pointing at the upload.
+    /// Paths are relative to the report's directory; a link to a missing file is left as is.
+    async fn publish_links(&self, p: &Publisher<'_>, report: &str) -> Result<String, Failure> {
+        let base = Path::new(self.file).parent().unwrap_or(Path::new(""));
+        let mut replacements = Vec::new();
+        for link in local_links(report) {
+            let decoded = link.path.replace("%20", " ");
+            let path = base.join(&decoded);
+            let Ok(bytes) = std::fs::read(&path) else {
+                tracing::warn!(
+                    link = link.path.as_str(),
+                    "the report links to a file that does not exist; left as is"
+                );
+                continue;
+            };
+            let mime = mime_of(&path, &bytes, None);
+            let url = p
+                .upload(&file_name(&path), &bytes, &mime)
+                .await
+                .map_err(Failure::error)?;
+            replacements.push((link.range, url));
+        }
+        Ok(rewrite_links(report, &replacements))
+    }
+}
+
+/// `--watch`: updates the comment each time the file changes, until SIGINT or SIGTERM.
+async fn watch(post: &Post<'_>, mut last: String) -> Result<i32, Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return Err(Failure::error(anyhow!("cannot watch for signals")));
+    };
+    tracing::info!(file = post.file, "watching for changes; stop with Ctrl-C");
+    loop {
+        tokio::select! {
+            _ = int.recv() => return Ok(0),
+            _ = term.recv() => return Ok(0),
+            _ = tokio::time::sleep(WATCH_POLL) => {}
+        }
+        let Ok(now) = std::fs::read_to_string(post.file) else {
+            continue;
+        };
+        if now != last {
+            let url = post.send(&now, true).await?;
+            println!("{url}");
+            last = now;
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `cml pr create GLOBS` (old form `cml pr GLOBS`): commit the changed files matching GLOBS on
+//! a new branch, push it with the token, and open a pull (merge) request, or print the one
+//! already open for that branch.
+//!
+//! Guarantees: nothing is committed, pushed or opened when no changed file matches, when the
+//! merge method is not available on the forge, or when the remote or target branch cannot be
+//! found. The branch is `TARGET-cml-pr-SHORTSHA` (CML's name), so running again for the same
+//! commit reuses it and its pull request instead of opening another. The checkout is left on
+//! the new branch, as CML leaves it.
+
+use super::git::{changed_paths, glob_match};
+use super::{head_commit, Git};
+use crate::cli::PrArgs;
+use crate::exit::Failure;
+use crate::logging;
+use crate::settings::ReportSettings;
+use anyhow::anyhow;
+use cml_core::report::{pr_branch, pr_commit_message, pr_title_and_body, short_sha};
+use cml_forge::{AutoMerged, MergeMethod, NewPullRequest, Reports};
+
+/// CML's default files.
+pub const DEFAULT_GLOBS: &[&str] = &["dvc.lock", ".gitignore"];
+/// CML's Git identity when none is configured.
+pub const DEFAULT_USER_NAME: &str = "Olivaw[bot]";
+pub const DEFAULT_USER_EMAIL: &str = "olivaw@iterative.ai";
+
+/// Runs `cml pr create`.
+pub async fn run(s: ReportSettings, args: PrArgs) -> Result<i32, Failure> {
+    let method = match (args.merge, args.squash, args.rebase) {
+        (true, _, _) => Some(MergeMethod::Merge),
+        (_, true, _) => Some(MergeMethod::Squash),
+        (_, _, true) => Some(MergeMethod::Rebase),
+        _ => None,
+    };
+    let git = Git::new();
+    let remote = args.remote.clone().unwrap_or_else(|| "origin".into());
+    let remote_url = git.run(&["remote", "get-url", &remote]).map_err(|e| {
+        Failure::usage(anyhow!(
+            "{e}\nhint: run inside the repository's checkout, or name its remote with --remote"
+        ))
+    })?;
+    let status = git
+        .run_raw(&["status", "--porcelain=v1", "-z", "--untracked-files=all"])
+        .map_err(Failure::error)?;
+    let changed = changed_paths(&status);
+    if changed.is_empty() {
+        tracing::warn!("no files changed: nothing to do");
+        return Ok(0);
+    }
+    let globs: Vec<String> = if args.globs.is_empty() {
+        DEFAULT_GLOBS.iter().map(|g| g.to_string()).collect()
+    } else {
+        args.globs.clone()
+    };
+    let paths: Vec<&String> = changed
+        .iter()
+        .filter(|p| globs.iter().any(|g| glob_match(g, p)))
+        .collect();
+    if paths.is_empty() {
+        tracing::warn!(
+            globs = globs.join(" ").as_str(),
+            "no changed file matches: nothing to do"
+        );
+        return Ok(0);
+    }
+    let sha = head_commit(None, &s)?;
+    let target = match args.target_branch.clone().or_else(|| s.ci.branch.clone()) {
+        Some(t) => t,
+        None => git
+            .try_run(&["branch", "--show-current"])
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| {
+                Failure::usage(anyhow!(
+                    "the checkout is not on a branch, so the pull request has no target\nhint: pass --target-branch"
+                ))
+            })?,
+    };
+    let source = args
+        .branch
+        .clone()
+        .unwrap_or_else(|| pr_branch(&target, &sha));
+
+    let forge = super::connect(&s).await?;
+    if let Some(m) = method {
+        forge
+            .supports_merge(m)
+            .map_err(|e| Failure::usage(e.into()))?;
+    }
+    let (user, password) = forge
+        .git_credentials()
+        .await
+        .map_err(|e| Failure::error(e.into()))?;
+    let authed = Git::with_credentials(&remote_url, &user, &password);
+    logging::add_secrets(authed.secret());
+
+    let heads = authed
+        .run(&[
+            "ls-remote",
+            "--heads",
+            &remote,
+            &format!("refs/heads/{source}"),
+        ])
+        .map_err(|e| Failure::error(e.context(format!("reading the branches of {remote}"))))?;
+    if heads.is_empty() {
+        let merging = method.is_some();
+        let message = pr_commit_message(
+            args.message.as_deref(),
+            &sha,
+            args.skip_ci.then_some(true),
+            merging,
+        );
+        git.run(&["checkout", "-B", &source])
+            .map_err(Failure::error)?;
+        let mut add = vec!["add", "--all", "--"];
+        add.extend(paths.iter().map(|p| p.as_str()));
+        git.run(&add).map_err(Failure::error)?;
+        let identity = identity(&git, &args);
+        let mut commit: Vec<&str> = identity.iter().map(String::as_str).collect();
+        commit.extend(["commit", "-m", &message]);
+        git.run(&commit).map_err(Failure::error)?;
+        authed
+            .run(&[
+                "push",
+                "--set-upstream",
+                &remote,
+                &format!("{source}:refs/heads/{source}"),
+            ])
+            .map_err(|e| {
+                Failure::error(e.context(format!("pushing branch {source} to {remote}")))
+            })?;
+        tracing::info!(
+            branch = source.as_str(),
+            files = paths.len() as u64,
+            "pushed the changes"
+        );
+    } else if let Some(pr) = existing(forge.as_ref(), &source, &target).await? {
+        tracing::info!(
+            branch = source.as_str(),
+            "branch and pull request exist already"
+        );
+        println!("{}", render(&pr.url, args.md));
+        return Ok(0);
+    }
+    let (title, body) = pr_title_and_body(&target, &sha, &forge.web_url());
+    let pr = forge
+        .create_pull_request(&NewPullRequest {
+            source: source.clone(),
+            target: target.clone(),
+            title: args.title.clone().unwrap_or(title),
+            body: args.body.clone().unwrap_or(body),
+        })
+        .await
+        .map_err(|e| Failure::error(e.into()))?;
+    tracing::info!(
+        url = pr.url.as_str(),
+        "opened pull request #{} from {source} into {target} (commit {})",
+        pr.number,
+        short_sha(&sha)
+    );
+    if let Some(m) = method {
+        match forge.auto_merge(&pr, m).await {
+            Ok(AutoMerged::Scheduled) => {
+                tracing::info!(
+                    "auto-merge ({}) is set: it merges when its checks pass",
+                    m.as_str()
+                )
+            }
+            Ok(AutoMerged::MergedNow) => tracing::info!("merged now ({})", m.as_str()),
+            Err(e) => {
+                println!("{}", render(&pr.url, args.md));
+                return Err(Failure::error(e.into()));
+            }
+        }
+    }
+    println!("{}", render(&pr.url, args.md));
+    Ok(0)
+}
+
+async fn existing(
+    forge: &dyn Reports,
+    source: &str,
+    target: &str,
+) -> Result<Option<cml_forge::PullRequest>, Failure> {
+    let prs = forge
+        .open_pull_requests(source, target)
+        .await
+        .map_err(|e| Failure::error(e.into()))?;
+    Ok(prs.into_iter().next())
+}
+
+/// `-c user.name=… -c user.email=…` when given, or when Git has no identity configured.
+fn identity(git: &Git, args: &PrArgs) -> Vec<String> {
+    let mut out = Vec::new();
+    let name = args.user_name.clone().or_else(|| {
+        git.try_run(&["config", "user.name"])
+            .is_none()
+            .then(|| DEFAULT_USER_NAME.into())
+    });
+    let email = args.user_email.clone().or_else(|| {
+        git.try_run(&["config", "user.email"])
+            .is_none()
+            .then(|| DEFAULT_USER_EMAIL.into())
+    });
+    if let Some(n) = name {
+        out.extend(["-c".to_string(), format!("user.name={n}")]);
+    }
+    if let Some(e) = email {
+        out.extend(["-c".to_string(), format!("user.email={e}")]);
+    }
+    out
+}
+
+fn render(url: &str, md: bool) -> String {
+    if md {
+        format!("[CML's Pull Request]({url})")
+    } else {
+        url.to_string()
+    }
+}
