@@ -184,7 +184,7 @@ pub struct PublishArgs {
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// Upload to the forge: GitLab project uploads, Bitbucket downloads, GitHub: a commit on the `cml-assets` branch (the default when --url is not given)
-    #[arg(long, conflicts_with = "url")]
+    #[arg(long, alias = "gitlab-uploads", conflicts_with = "url")]
     pub native: bool,
     /// MIME type [default: from the file's contents or name]
     #[arg(long, value_name = "TYPE")]

@@ -9,7 +9,6 @@
 use super::Git;
 use crate::cli::CiArgs;
 use crate::exit::Failure;
-use crate::logging;
 use crate::settings::ReportSettings;
 use anyhow::anyhow;
 
@@ -17,21 +16,12 @@ use anyhow::anyhow;
 pub async fn run(s: ReportSettings, args: CiArgs) -> Result<i32, Failure> {
     let git = Git::new();
     let remote = args.remote.clone().unwrap_or_else(|| "origin".into());
-    let remote_url = git.run(&["remote", "get-url", &remote]).map_err(|e| {
-        Failure::usage(anyhow!(
-            "{e}\nhint: run inside the repository's checkout, or name its remote with --remote"
-        ))
-    })?;
+    let remote_url = super::remote_url(&remote)?;
     let git_dir = git
         .run(&["rev-parse", "--absolute-git-dir"])
         .map_err(Failure::error)?;
     let forge = super::connect(&s).await?;
-    let (user, password) = forge
-        .git_credentials()
-        .await
-        .map_err(|e| Failure::error(e.into()))?;
-    let authed = Git::with_credentials(&remote_url, &user, &password);
-    logging::add_secrets(authed.secret());
+    let authed = super::authed_git(forge.as_ref(), &remote_url).await?;
     let name = args
         .user_name
         .clone()

@@ -51,8 +51,10 @@ pub async fn run(
         &s.ci.workflow,
         &s.ci.run,
     );
+    // --native wins over an asset server, as in CML.
     let server = option(args.publish_url.clone(), env, "CML_COMMENT_PUBLISH_URL")
-        .or_else(|| env.get(PUBLISH_URL_VAR).filter(|v| !v.is_empty()));
+        .or_else(|| env.get(PUBLISH_URL_VAR).filter(|v| !v.is_empty()))
+        .filter(|_| !args.native);
     let report = read_report(&args.markdown_file)?;
     // Resolve the commit before connecting when it is needed, so a missing one fails first.
     let needs_commit = matches!(spec, TargetSpec::Auto | TargetSpec::Pr | TargetSpec::Commit);

@@ -54,6 +54,27 @@ pub fn head_commit(explicit: Option<&str>, s: &ReportSettings) -> Result<String,
         })
 }
 
+/// The URL of Git remote `remote` of the checkout in the current directory.
+pub fn remote_url(remote: &str) -> Result<String, Failure> {
+    Git::new().run(&["remote", "get-url", remote]).map_err(|e| {
+        Failure::usage(anyhow!(
+            "{e}\nhint: run inside the repository's checkout, or name its remote with --remote"
+        ))
+    })
+}
+
+/// A `git` that authenticates to `remote_url` with the forge's token (registered for
+/// redaction).
+pub async fn authed_git(forge: &dyn Reports, remote_url: &str) -> Result<Git, Failure> {
+    let (user, password) = forge
+        .git_credentials()
+        .await
+        .map_err(|e| Failure::error(e.into()))?;
+    let git = Git::with_credentials(remote_url, &user, &password);
+    crate::logging::add_secrets(git.secret());
+    Ok(git)
+}
+
 /// Reads a file the user named, with an error naming it.
 pub fn read_input(path: &str, what: &str) -> Result<Vec<u8>, Failure> {
     std::fs::read(path)

@@ -12,7 +12,6 @@ use super::git::{changed_paths, glob_match};
 use super::{head_commit, Git};
 use crate::cli::PrArgs;
 use crate::exit::Failure;
-use crate::logging;
 use crate::settings::ReportSettings;
 use anyhow::anyhow;
 use cml_core::report::{pr_branch, pr_commit_message, pr_title_and_body, short_sha};
@@ -34,11 +33,7 @@ pub async fn run(s: ReportSettings, args: PrArgs) -> Result<i32, Failure> {
     };
     let git = Git::new();
     let remote = args.remote.clone().unwrap_or_else(|| "origin".into());
-    let remote_url = git.run(&["remote", "get-url", &remote]).map_err(|e| {
-        Failure::usage(anyhow!(
-            "{e}\nhint: run inside the repository's checkout, or name its remote with --remote"
-        ))
-    })?;
+    let remote_url = super::remote_url(&remote)?;
     let status = git
         .run_raw(&["status", "--porcelain=v1", "-z", "--untracked-files=all"])
         .map_err(Failure::error)?;
@@ -86,12 +81,7 @@ pub async fn run(s: ReportSettings, args: PrArgs) -> Result<i32, Failure> {
             .supports_merge(m)
             .map_err(|e| Failure::usage(e.into()))?;
     }
-    let (user, password) = forge
-        .git_credentials()
-        .await
-        .map_err(|e| Failure::error(e.into()))?;
-    let authed = Git::with_credentials(&remote_url, &user, &password);
-    logging::add_secrets(authed.secret());
+    let authed = super::authed_git(forge.as_ref(), &remote_url).await?;
 
     let heads = authed
         .run(&[
