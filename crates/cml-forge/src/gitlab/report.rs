@@ -383,13 +383,27 @@ impl Reports for GitlabClient {
                     },
                     None => self.instance.clone(),
                 };
-                format!("{origin}{path}")
+                format!("{origin}{}", url_safe(&path))
             }
-            None => format!("{}{}", self.project_web(), up.url),
+            None => format!("{}{}", self.project_web(), url_safe(&up.url)),
         })
     }
 
     async fn git_credentials(&self) -> Result<(String, Secret), ForgeError> {
         Ok(("oauth2".into(), self.token.clone()))
     }
+}
+
+/// `path` with the bytes a URL path cannot hold percent-encoded (`/` and existing escapes
+/// are kept).
+fn url_safe(path: &str) -> String {
+    path.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            b'-' | b'.' | b'_' | b'~' | b'/' | b'%' | b'+' | b'@' | b':' | b'=' | b'&' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }

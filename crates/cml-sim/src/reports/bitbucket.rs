@@ -51,15 +51,15 @@ pub(crate) fn handle(sh: &Shared, req: &Req, full: &str, rest: &[&str]) -> Resp 
             }
             match (m, tail, raw) {
                 ("GET", [], _) => {
-                    let values: Vec<Value> = st
-                        .comments_on(BB, full, &on)
-                        .iter()
-                        .map(|c| comment(&web, c))
-                        .collect();
-                    Resp::json(
-                        200,
-                        json!({"pagelen": 100, "size": values.len(), "page": 1, "values": values}),
-                    )
+                    let all = st.comments_on(BB, full, &on);
+                    let (page, next) = super::paginate(&all, req, 10);
+                    let values: Vec<Value> = page.iter().map(|c| comment(&web, c)).collect();
+                    let mut v = json!({"size": all.len(), "values": values});
+                    if let Some(p) = next {
+                        let here = format!("{}{}?{}", sh.base_url, req.raw_path, req.query);
+                        v["next"] = json!(super::with_page(&here, p));
+                    }
+                    Resp::json(200, v)
                 }
                 ("POST", [], Some(text)) => {
                     let c = st.add_comment(BB, full, on, text);

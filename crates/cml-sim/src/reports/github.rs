@@ -64,16 +64,22 @@ pub(crate) fn handle(
     let mut st = sh.reports();
     let resp = match (m, rest) {
         ("GET", ["commits", sha, "comments"]) => {
-            let list: Vec<Value> = st
-                .comments_on(GH, full, &CommentOn::Commit(sha.to_string()))
+            let all = st.comments_on(GH, full, &CommentOn::Commit(sha.to_string()));
+            let (page, next) = super::paginate(&all, req, 30);
+            let list: Vec<Value> = page
                 .iter()
                 .map(|c| commit_comment(&web, &api, c, sha))
                 .collect();
-            ok(
-                m,
-                "/repos/{owner}/{repo}/commits/{commit_sha}/comments",
-                200,
-                Value::Array(list),
+            let path = format!("{api}/commits/{sha}/comments?{}", req.query);
+            linked(
+                ok(
+                    m,
+                    "/repos/{owner}/{repo}/commits/{commit_sha}/comments",
+                    200,
+                    Value::Array(list),
+                ),
+                &path,
+                next,
             )
         }
         ("POST", ["commits", sha, "comments"]) => match text(&body, "body") {
@@ -117,16 +123,19 @@ pub(crate) fn handle(
             let Some(on) = issue_or_pull(&mut st, full, n) else {
                 return Some(Resp::not_found());
             };
-            let list: Vec<Value> = st
-                .comments_on(GH, full, &on)
-                .iter()
-                .map(|c| issue_comment(&web, &api, c))
-                .collect();
-            ok(
-                m,
-                "/repos/{owner}/{repo}/issues/{issue_number}/comments",
-                200,
-                Value::Array(list),
+            let all = st.comments_on(GH, full, &on);
+            let (page, next) = super::paginate(&all, req, 30);
+            let list: Vec<Value> = page.iter().map(|c| issue_comment(&web, &api, c)).collect();
+            let path = format!("{api}/issues/{n}/comments?{}", req.query);
+            linked(
+                ok(
+                    m,
+                    "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+                    200,
+                    Value::Array(list),
+                ),
+                &path,
+                next,
             )
         }
         ("POST", ["issues", n, "comments"]) => {
@@ -564,6 +573,17 @@ fn unprocessable(field: &str) -> Resp {
         422,
         json!({"message": "Invalid request.", "errors": [{"field": field, "code": "missing_field"}]}),
     )
+}
+
+/// `r` with a `Link: <…>; rel="next"` header when there is a next page.
+fn linked(r: Resp, url: &str, next: Option<usize>) -> Resp {
+    match next {
+        Some(p) => r.header(
+            "link",
+            format!("<{}>; rel=\"next\"", super::with_page(url, p)),
+        ),
+        None => r,
+    }
 }
 
 fn ok(method: &str, template: &str, status: u16, data: Value) -> Resp {

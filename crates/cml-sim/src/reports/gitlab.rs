@@ -70,12 +70,10 @@ pub(crate) fn handle(
     let mut st = sh.reports();
     let resp = match (m, tail) {
         ("GET", ["repository", "commits", sha, "discussions"]) => {
-            let list: Vec<Value> = st
-                .comments_on(GL, &path, &CommentOn::Commit(sha.to_string()))
-                .iter()
-                .map(|c| discussion(&web, c))
-                .collect();
-            Resp::json(200, Value::Array(list))
+            let all = st.comments_on(GL, &path, &CommentOn::Commit(sha.to_string()));
+            let (page, next) = super::paginate(&all, req, 20);
+            let list: Vec<Value> = page.iter().map(|c| discussion(&web, c)).collect();
+            next_page(Resp::json(200, Value::Array(list)), next)
         }
         ("POST", ["repository", "commits", sha, "discussions"]) => match note {
             None => error(400, json!("body is missing")),
@@ -118,10 +116,9 @@ pub(crate) fn handle(
                     if req.param("sort") != Some("asc") {
                         list.reverse();
                     }
-                    Resp::json(
-                        200,
-                        Value::Array(list.iter().map(|c| note_json(&web, c)).collect()),
-                    )
+                    let (page, next) = super::paginate(&list, req, 20);
+                    let list: Vec<Value> = page.iter().map(|c| note_json(&web, c)).collect();
+                    next_page(Resp::json(200, Value::Array(list)), next)
                 }
                 ("POST", [], Some(b)) => {
                     let c = st.add_comment(GL, &path, on, b);
@@ -217,7 +214,21 @@ pub(crate) fn handle(
             let Some(file) = file else {
                 return Some(error(400, json!("file is missing")));
             };
-            let name = file.filename.clone().unwrap_or_else(|| "file".into());
+            // GitLab keeps word characters, `.`, `-` and `+` of a file name, and turns every
+            // other character into `_`.
+            let name: String = file
+                .filename
+                .clone()
+                .unwrap_or_else(|| "file".into())
+                .chars()
+                .map(|c| {
+                    if c.is_alphanumeric() || "_.-+".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
             let secret = random_hex(32);
             let url = format!("/uploads/{secret}/{name}");
             let full_path = format!("{prefix}/{path}/uploads/{secret}/{name}");
@@ -244,6 +255,14 @@ pub(crate) fn handle(
         _ => not_found(),
     };
     Some(resp)
+}
+
+/// `r` with GitLab's `x-next-page` header when there is a next page.
+fn next_page(r: Resp, next: Option<usize>) -> Resp {
+    match next {
+        Some(p) => r.header("x-next-page", p.to_string()),
+        None => r,
+    }
 }
 
 fn author() -> Value {

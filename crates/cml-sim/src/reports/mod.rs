@@ -261,6 +261,47 @@ impl Store {
     }
 }
 
+/// One page of `items` for a request's `page` and `per_page` (or Bitbucket's `pagelen`)
+/// parameters (defaults: page 1, `default_size` items, at most 100): the page's items and the
+/// next page's number, if any.
+pub(crate) fn paginate<T: Clone>(
+    items: &[T],
+    req: &crate::github::Req,
+    default_size: usize,
+) -> (Vec<T>, Option<usize>) {
+    let size = req
+        .param("per_page")
+        .or_else(|| req.param("pagelen"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_size)
+        .clamp(1, 100);
+    let page: usize = req
+        .param("page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let out: Vec<T> = items
+        .iter()
+        .skip((page - 1) * size)
+        .take(size)
+        .cloned()
+        .collect();
+    let next = (page * size < items.len()).then_some(page + 1);
+    (out, next)
+}
+
+/// `url` (absolute, with its query) with `page=N` set.
+pub(crate) fn with_page(url: &str, page: usize) -> String {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut params: Vec<String> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("page="))
+        .map(str::to_string)
+        .collect();
+    params.push(format!("page={page}"));
+    format!("{path}?{}", params.join("&"))
+}
+
 /// A content hash standing in for Git object ids (40 hex digits).
 pub fn object_id(kind: &str, data: &[u8]) -> String {
     let mut h = Sha256::new();
@@ -364,7 +405,11 @@ pub(crate) fn web(
     if !segs.iter().any(|s| matches!(*s, "uploads" | "downloads")) {
         return None;
     }
-    let url = format!("{}{}", sh.base_url, req.raw_path);
+    let url = format!(
+        "{}{}",
+        sh.base_url,
+        crate::util::percent_decode(&req.raw_path)
+    );
     let st = sh.reports();
     Some(match st.upload_at(&url) {
         Some(u) => {

@@ -153,7 +153,21 @@ async fn registered_lifecycle(
     };
     registered.lookup_id().await;
     tracing::info!(name = %s.name, "runner registered in {}", forge.scope());
+    release_startup_memory();
     supervise::supervise(s, process, registered, signals).await
+}
+
+/// Hands the heap pages freed by start-up (the command-line parser's tree, the agent's
+/// download and configuration, the first TLS handshakes) back to the kernel before the
+/// long, quiet supervision, so the supervisor's resident memory is what it uses.
+fn release_startup_memory() {
+    // SAFETY: `malloc_trim` only returns free memory at the heap's top and in free chunks to
+    // the kernel; it takes no pointer, touches no live allocation and is thread-safe in glibc.
+    // Other C libraries (musl) have no such call, so it is glibc-only.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// How long an interrupted machine waits for the interrupted job's run to complete before
