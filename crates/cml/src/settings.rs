@@ -811,6 +811,43 @@ mod tests {
     }
 
     #[test]
+    fn report_repository_comes_from_the_option_the_ci_then_origin() {
+        let none = GlobalArgs::default();
+        let origin = || Some("https://gitlab.com/group/origin.git".to_string());
+        // In GitHub Actions: the CI's repository and its pull request, not `origin`.
+        let gh = env(&[
+            ("GITHUB_REPOSITORY", "o/r"),
+            ("GITHUB_SERVER_URL", "https://ghe.example.com"),
+            ("GITHUB_REF", "refs/pull/7/merge"),
+            ("GITHUB_SHA", "abc"),
+            ("REPO_TOKEN", "t"),
+        ]);
+        let s = resolve_report(&none, &gh, origin, None).unwrap();
+        assert_eq!(s.repo.to_string(), "https://ghe.example.com/o/r");
+        assert_eq!((s.driver, s.ci.pr), (Driver::Github, Some(7)));
+        // --repo and CML_REPO win.
+        let s = resolve_report(&global("https://github.com/a/b", None), &gh, origin, None).unwrap();
+        assert_eq!(s.repo.to_string(), "https://github.com/a/b");
+        let with_cml_repo = env(&[
+            ("CML_REPO", "https://bitbucket.org/w/s"),
+            ("REPO_TOKEN", "dDp1"),
+        ]);
+        let s = resolve_report(&none, &with_cml_repo, origin, None).unwrap();
+        assert_eq!(s.driver, Driver::Bitbucket);
+        // Outside CI: the `origin` remote.
+        let s = resolve_report(&none, &env(&[("REPO_TOKEN", "t")]), origin, None).unwrap();
+        assert_eq!(
+            (s.repo.to_string().as_str(), s.driver),
+            ("https://gitlab.com/group/origin", Driver::Gitlab)
+        );
+        // Nothing at all: a clear error, and a missing token names the variables.
+        let e = resolve_report(&none, &env(&[]), || None, None).unwrap_err();
+        assert!(e.to_string().contains("hint: pass --repo"), "{e}");
+        let e = resolve_report(&none, &env(&[]), origin, None).unwrap_err();
+        assert!(e.to_string().contains("REPO_TOKEN"), "{e}");
+    }
+
+    #[test]
     fn seed_on_premise_example() {
         let args = RunnerArgs {
             labels: Some("local,runner".into()),
