@@ -261,3 +261,17 @@ pub(crate) fn now_unix() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// `s` percent-encoded for a URL: every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`)
+/// and those in `keep` becomes `%XX`.
+pub(crate) fn percent_encode(s: &str, keep: &[u8]) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b if keep.contains(&b) => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -180,22 +180,9 @@ fn responses_conform_to_the_spec() {
         ),
     ];
     let mut seen = BTreeSet::new();
-    let mut check =
-        |method: &str, path: &str, body: Option<Value>, token: &str, http: &Http| -> Value {
-            let template = openapi::match_path(method, path)
-                .unwrap_or_else(|| panic!("{method} {path}: no template"));
-            let route = Spec::bundled().route(method, template).unwrap();
-            let a = http.call(method, &format!("{url}/api/v3{path}"), Some(token), body);
-            assert_eq!(a.status, route.status, "{method} {path}: {}", a.json);
-            let problems = openapi::check_response(method, template, &a.json);
-            assert!(
-                problems.is_empty(),
-                "{method} {template}:\n{}",
-                problems.join("\n")
-            );
-            seen.insert((method.to_string(), template.to_string()));
-            a.json
-        };
+    let mut check = |method: &str, path: &str, body: Option<Value>, token: &str, http: &Http| {
+        conforming_call(http, &url, method, path, body, token, &mut seen)
+    };
     for (m, p, b, t) in calls.drain(..) {
         let p = p
             .replace("JOB", &q.job_id.to_string())
@@ -319,6 +306,39 @@ fn responses_conform_to_the_spec() {
     assert!(missed.is_empty(), "routes not exercised: {missed:?}");
 }
 
+/// Calls `method path` on the simulator at `url` (under `/api/v3`), checks the request body
+/// (if any), the status and the answer against the spec, and records the route in `seen`.
+fn conforming_call(
+    http: &Http,
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    token: &str,
+    seen: &mut BTreeSet<(String, String)>,
+) -> Value {
+    let template =
+        openapi::match_path(method, path).unwrap_or_else(|| panic!("{method} {path}: no template"));
+    if let Some(b) = &body {
+        let problems = openapi::check_request(method, template, b);
+        assert!(
+            problems.is_empty(),
+            "request {method} {template}: {problems:?}"
+        );
+    }
+    let route = Spec::bundled().route(method, template).unwrap();
+    let a = http.call(method, &format!("{url}/api/v3{path}"), Some(token), body);
+    assert_eq!(a.status, route.status, "{method} {path}: {}", a.json);
+    let problems = openapi::check_response(method, template, &a.json);
+    assert!(
+        problems.is_empty(),
+        "{method} {template}:\n{}",
+        problems.join("\n")
+    );
+    seen.insert((method.to_string(), template.to_string()));
+    a.json
+}
+
 /// Calls every report route on a simulator whose `o/r` has a branch `feature`, checking each
 /// answer against the spec; the (method, template) pairs called.
 fn exercise_report_routes(_: &str) -> BTreeSet<(String, String)> {
@@ -361,27 +381,8 @@ fn exercise_report_routes(_: &str) -> BTreeSet<(String, String)> {
     let url = sim.url();
     let http = Http::new();
     let mut seen = BTreeSet::new();
-    let mut check = |method: &str, path: &str, body: Option<Value>, token: &str| -> Value {
-        let template = openapi::match_path(method, path)
-            .unwrap_or_else(|| panic!("{method} {path}: no template"));
-        if let Some(b) = &body {
-            let problems = openapi::check_request(method, template, b);
-            assert!(
-                problems.is_empty(),
-                "request {method} {template}: {problems:?}"
-            );
-        }
-        let route = Spec::bundled().route(method, template).unwrap();
-        let a = http.call(method, &format!("{url}/api/v3{path}"), Some(token), body);
-        assert_eq!(a.status, route.status, "{method} {path}: {}", a.json);
-        let problems = openapi::check_response(method, template, &a.json);
-        assert!(
-            problems.is_empty(),
-            "{method} {template}:\n{}",
-            problems.join("\n")
-        );
-        seen.insert((method.to_string(), template.to_string()));
-        a.json
+    let mut check = |method: &str, path: &str, body: Option<Value>, token: &str| {
+        conforming_call(&http, &url, method, path, body, token, &mut seen)
     };
     let c = check(
         "POST",

@@ -342,16 +342,7 @@ impl Reports for BitbucketClient {
         )
         .await
         .map_err(err)?;
-        let name: String = file
-            .name
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                b => format!("%{b:02X}"),
-            })
-            .collect();
+        let name = crate::http::percent_encode(file.name, b"");
         Ok(format!("{}/downloads/{name}", self.web))
     }
 

@@ -459,7 +459,10 @@ impl Reports for GithubClient {
         let path = format!("{}/{}", &hex_sha256(file.bytes)[..16], file.name);
         for _ in 0..3 {
             if let Some(commit) = self.commit_asset(&path, file.bytes, &err).await? {
-                let encoded: Vec<String> = path.split('/').map(percent_encode).collect();
+                let encoded: Vec<String> = path
+                    .split('/')
+                    .map(|seg| crate::http::percent_encode(seg, b""))
+                    .collect();
                 return Ok(format!(
                     "{}/raw/{commit}/{}",
                     self.web_url(),
@@ -515,18 +518,6 @@ impl Reports for GithubClient {
         };
         Ok((user.to_string(), token))
     }
-}
-
-/// A path segment percent-encoded for a URL.
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The SHA-256 of `data` in hex.

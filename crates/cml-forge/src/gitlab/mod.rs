@@ -302,14 +302,7 @@ fn gitlab_message(a: &Answer) -> String {
 
 /// `group/sub/app` → `group%2Fsub%2Fapp`.
 fn encode_path(path: &str) -> String {
-    path.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    crate::http::percent_encode(path, b"")
 }
 
 #[async_trait]

@@ -397,13 +397,5 @@ impl Reports for GitlabClient {
 /// `path` with the bytes a URL path cannot hold percent-encoded (`/` and existing escapes
 /// are kept).
 fn url_safe(path: &str) -> String {
-    path.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
-            b'-' | b'.' | b'_' | b'~' | b'/' | b'%' | b'+' | b'@' | b':' | b'=' | b'&' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
+    crate::http::percent_encode(path, b"/%+@:=&")
 }
