@@ -12,52 +12,22 @@ the keywords a structural check needs are kept. Python 3.11 standard library onl
 """
 import json
 import os
+import re
 import sys
 
-# Every GitHub route the simulator serves (keep in sync with cml_sim::github::GITHUB_ROUTES).
-ROUTES = [
-    ("POST", "/repos/{owner}/{repo}/actions/runners/registration-token"),
-    ("POST", "/orgs/{org}/actions/runners/registration-token"),
-    ("POST", "/repos/{owner}/{repo}/actions/runners/remove-token"),
-    ("POST", "/orgs/{org}/actions/runners/remove-token"),
-    ("POST", "/repos/{owner}/{repo}/actions/runners/generate-jitconfig"),
-    ("POST", "/orgs/{org}/actions/runners/generate-jitconfig"),
-    ("GET", "/repos/{owner}/{repo}/actions/runners"),
-    ("GET", "/orgs/{org}/actions/runners"),
-    ("GET", "/repos/{owner}/{repo}/actions/runners/{runner_id}"),
-    ("GET", "/orgs/{org}/actions/runners/{runner_id}"),
-    ("DELETE", "/repos/{owner}/{repo}/actions/runners/{runner_id}"),
-    ("DELETE", "/orgs/{org}/actions/runners/{runner_id}"),
-    ("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}"),
-    ("POST", "/repos/{owner}/{repo}/actions/jobs/{job_id}/rerun"),
-    ("GET", "/repos/{owner}/{repo}/actions/runs"),
-    ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"),
-    ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs"),
-    ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/rerun-failed-jobs"),
-    ("GET", "/repos/{owner}/{repo}/installation"),
-    ("GET", "/orgs/{org}/installation"),
-    ("POST", "/app/installations/{installation_id}/access_tokens"),
-    ("GET", "/repos/{owner}/{repo}/releases/latest"),
-    ("GET", "/repos/{owner}/{repo}/releases/tags/{tag}"),
-    ("GET", "/repos/{owner}/{repo}/commits/{commit_sha}/comments"),
-    ("POST", "/repos/{owner}/{repo}/commits/{commit_sha}/comments"),
-    ("PATCH", "/repos/{owner}/{repo}/comments/{comment_id}"),
-    ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
-    ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments"),
-    ("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}"),
-    ("GET", "/repos/{owner}/{repo}/commits/{commit_sha}/pulls"),
-    ("GET", "/repos/{owner}/{repo}/pulls"),
-    ("POST", "/repos/{owner}/{repo}/pulls"),
-    ("PUT", "/repos/{owner}/{repo}/pulls/{pull_number}/merge"),
-    ("POST", "/repos/{owner}/{repo}/check-runs"),
-    ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"),
-    ("POST", "/repos/{owner}/{repo}/git/refs"),
-    ("PATCH", "/repos/{owner}/{repo}/git/refs/{ref}"),
-    ("POST", "/repos/{owner}/{repo}/git/blobs"),
-    ("POST", "/repos/{owner}/{repo}/git/trees"),
-    ("POST", "/repos/{owner}/{repo}/git/commits"),
-    ("GET", "/repos/{owner}/{repo}/git/commits/{commit_sha}"),
-]
+# Every GitHub route the simulator serves: read from `GITHUB_ROUTES` in src/github/mod.rs, so
+# the list is written once.
+ROUTES_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "github", "mod.rs")
+
+
+def served_routes():
+    """(method, template) pairs of `GITHUB_ROUTES`, in order."""
+    with open(ROUTES_SOURCE, encoding="utf-8") as f:
+        text = f.read()
+    block = text[text.index("pub const GITHUB_ROUTES"):]
+    block = block[:block.index("];")]
+    return re.findall(r'\(\s*"([A-Z]+)",\s*"([^"]+)",?\s*\)', block)
+
 
 KEEP = ("type", "properties", "required", "items", "nullable", "enum",
         "oneOf", "anyOf", "additionalProperties")
@@ -145,7 +115,7 @@ def main():
         with open(pkg, encoding="utf-8") as f:
             version = json.load(f).get("version")
     routes = {}
-    for method, template in ROUTES:
+    for method, template in served_routes():
         op = doc["paths"][template][method.lower()]
         status = min(int(code) for code in op["responses"] if code.startswith("2"))
         routes[f"{method} {template}"] = {

@@ -253,17 +253,29 @@ impl GitlabClient {
 
     /// Every runner of the project (all pages).
     async fn list(&self) -> Result<Vec<ListedRunner>, ApiError> {
+        let url = format!(
+            "{}/projects/{}/runners?type=project_type",
+            self.api, self.project_id
+        );
+        self.all_pages(&url, HINT).await
+    }
+
+    /// Every page of the list at `url` (100 items a page, GitLab's `x-next-page`; bounded to
+    /// 100 pages); a refusal says `hint`.
+    async fn all_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        hint: &'static str,
+    ) -> Result<Vec<T>, ApiError> {
+        let sep = if url.contains('?') { '&' } else { '?' };
         let mut out = Vec::new();
         let mut page = 1u32;
-        // Bounded: 100 pages of 100 runners.
         for _ in 0..100 {
-            let url = format!(
-                "{}/projects/{}/runners?type=project_type&per_page=100&page={page}",
-                self.api, self.project_id
-            );
-            let a = self.call(Method::GET, &url, None, &[200]).await?;
-            let items: Vec<ListedRunner> = a.json()?;
-            out.extend(items);
+            let paged = format!("{url}{sep}per_page=100&page={page}");
+            let a = self
+                .call_hinted(Method::GET, &paged, Payload::None, &[200], hint)
+                .await?;
+            out.extend(a.json::<Vec<T>>()?);
             match a
                 .headers
                 .get("x-next-page")

@@ -97,38 +97,13 @@ impl GitlabClient {
         format!("{}/{page}#note_{note}", self.project_web())
     }
 
-    /// Every page of a list (bounded: 50 pages of 100).
+    /// Every page of a list.
     async fn pages<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
         err: impl Fn(ApiError) -> ForgeError,
     ) -> Result<Vec<T>, ForgeError> {
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let mut out = Vec::new();
-        let mut page = 1u32;
-        for _ in 0..50 {
-            let a = self
-                .call_hinted(
-                    Method::GET,
-                    &format!("{url}{sep}per_page=100&page={page}"),
-                    Payload::None,
-                    &[200],
-                    WRITE_HINT,
-                )
-                .await
-                .map_err(&err)?;
-            out.extend(a.json::<Vec<T>>().map_err(&err)?);
-            match a
-                .headers
-                .get("x-next-page")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u32>().ok())
-            {
-                Some(next) if next > page => page = next,
-                _ => break,
-            }
-        }
-        Ok(out)
+        self.all_pages(url, WRITE_HINT).await.map_err(err)
     }
 
     async fn write(
