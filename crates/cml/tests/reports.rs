@@ -675,6 +675,49 @@ fn pr_commits_pushes_and_opens_once(kind: Kind) {
     assert!(git(&bare, &["branch", "--list", "readonly"]).is_empty());
 }
 
+#[test]
+fn pr_on_a_github_pull_request_event_branches_from_its_head_not_the_merge_commit() {
+    let s = Site::new(Kind::Github);
+    // The pull request's head is pushed; the checkout is a merge commit on top of it.
+    git(
+        &s.work,
+        &["push", "-q", s.bare.to_str().unwrap(), "main:feature"],
+    );
+    git(
+        &s.work,
+        &["commit", "-q", "--allow-empty", "-m", "merge commit"],
+    );
+    let event = s.world.tmp.path().join("event.json");
+    std::fs::write(
+        &event,
+        format!(
+            "{{\"pull_request\": {{\"number\": 3, \"head\": {{\"sha\": \"{}\"}}}}}}",
+            s.head
+        ),
+    )
+    .unwrap();
+    s.write("dvc.lock", b"from the pull request\n");
+    let mut c = s.world.cml(&["pr", "create"]);
+    c.current_dir(&s.work)
+        .env("REPO_TOKEN", Kind::Github.token())
+        .env("GITHUB_REPOSITORY", s.repo())
+        .env("GITHUB_SERVER_URL", s.world.sim.url())
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", &event)
+        .env("GITHUB_HEAD_REF", "feature")
+        .env("GITHUB_SHA", git(&s.work, &["rev-parse", "HEAD"]));
+    let r = run(c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let branch = format!("feature-cml-pr-{}", &s.head[..8]);
+    let tip = git(&s.bare, &["rev-parse", &format!("refs/heads/{branch}")]);
+    assert_eq!(git(&s.bare, &["rev-parse", &format!("{tip}^")]), s.head);
+    let p = &s.pulls()[0];
+    assert_eq!(
+        (p.source.as_str(), p.target.as_str()),
+        (branch.as_str(), "feature")
+    );
+}
+
 fn pr_url(s: &Site, n: u64) -> String {
     let base = s.world.repo_url();
     match s.kind() {

@@ -4,7 +4,7 @@
 //!
 //! Guarantees: nothing is committed, pushed or opened when no changed file matches, when the
 //! merge method is not available on the forge, or when the remote or target branch cannot be
-//! found. The branch is `TARGET-cml-pr-SHORTSHA` (CML's name), so running again for the same
+//! found. The branch starts at the commit under test and is `TARGET-cml-pr-SHORTSHA` (CML's name), so running again for the same
 //! commit reuses it and its pull request instead of opening another. The checkout is left on
 //! the new branch, as CML leaves it.
 
@@ -99,7 +99,16 @@ pub async fn run(s: ReportSettings, args: PrArgs) -> Result<i32, Failure> {
             args.skip_ci.then_some(true),
             merging,
         );
-        git.run(&["checkout", "-B", &source])
+        // The branch starts at the commit under test. On a GitHub pull request event the
+        // checkout is GitHub's merge commit, not that commit: the commit is fetched and the
+        // branch made from it, carrying the changes along (as CML does).
+        let head = git.try_run(&["rev-parse", "HEAD"]).unwrap_or_default();
+        if head != sha {
+            authed
+                .run(&["fetch", "--quiet", &remote, &sha])
+                .map_err(|e| Failure::error(e.context(format!("fetching commit {sha}"))))?;
+        }
+        git.run(&["checkout", "-B", &source, &sha])
             .map_err(Failure::error)?;
         let mut add = vec!["add", "--all", "--"];
         add.extend(paths.iter().map(|p| p.as_str()));
