@@ -43,17 +43,19 @@ impl TargetSpec {
             ("auto" | "", None) => Ok(TargetSpec::Auto),
             ("pr" | "mr", None) => Ok(TargetSpec::Pr),
             ("commit", None) => Ok(TargetSpec::Commit),
-            ("commit", Some(sha)) => {
-                let ok =
-                    (4..=64).contains(&sha.len()) && sha.chars().all(|c| c.is_ascii_hexdigit());
-                ok.then(|| TargetSpec::CommitSha(sha.to_ascii_lowercase()))
-                    .ok_or_else(bad)
-            }
+            ("commit", Some(sha)) => is_commit_id(sha)
+                .then(|| TargetSpec::CommitSha(sha.to_ascii_lowercase()))
+                .ok_or_else(bad),
             ("pr" | "mr", Some(n)) => number(n).map(TargetSpec::PrNumber),
             ("issue", Some(n)) => number(n).map(TargetSpec::Issue),
             _ => Err(bad()),
         }
     }
+}
+
+/// Whether `s` looks like a (possibly abbreviated) commit id: 4 to 64 hex digits.
+pub fn is_commit_id(s: &str) -> bool {
+    (4..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// Where a comment goes, resolved.

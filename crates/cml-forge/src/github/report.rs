@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{next_link, GithubAuth, GithubClient};
+use super::{next_link, GithubClient};
 use crate::report::{
     AutoMerged, CheckRun, Comment, MergeMethod, NewPullRequest, PullRequest, Reports, Upload,
 };
@@ -512,11 +512,9 @@ impl Reports for GithubClient {
     }
 
     async fn git_credentials(&self) -> Result<(String, Secret), ForgeError> {
-        let token = self.bearer().await?;
-        let user = match &self.auth {
-            GithubAuth::Token { .. } | GithubAuth::App(_) => "x-access-token",
-        };
-        Ok((user.to_string(), token))
+        // GitHub takes a token as the password of any user; `x-access-token` is the name
+        // its docs use for installation tokens, and works for personal tokens too.
+        Ok(("x-access-token".into(), self.bearer().await?))
     }
 }
 

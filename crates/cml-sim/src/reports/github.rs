@@ -179,10 +179,7 @@ pub(crate) fn handle(
                 .repo(GH, full)
                 .pulls
                 .iter()
-                .filter(|p| {
-                    p.head_sha.starts_with(sha)
-                        || sha.starts_with(&p.head_sha) && !p.head_sha.is_empty()
-                })
+                .filter(|p| !p.head_sha.is_empty() && p.head_sha.starts_with(sha))
                 .map(|p| pull(&web, &api, full, p))
                 .collect();
             ok(

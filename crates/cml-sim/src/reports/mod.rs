@@ -331,8 +331,28 @@ impl SimServer {
 
     /// Files uploaded to a repository (GitLab uploads, Bitbucket downloads, GitHub asset
     /// commits).
+    ///
+    /// On GitHub these are the files of the `cml-assets` branch, at its head commit.
     pub fn uploads(&self, forge: ForgeKind, repo: &str) -> Vec<SimUpload> {
-        self.shared.reports().repo(forge, repo).uploads.clone()
+        let base = self.url();
+        let mut st = self.shared.reports();
+        let r = st.repo(forge, repo);
+        if forge != ForgeKind::Github {
+            return r.uploads.clone();
+        }
+        let Some(head) = r.refs.get("heads/cml-assets") else {
+            return Vec::new();
+        };
+        let tree = r.commits.get(head).and_then(|(t, _)| r.trees.get(t));
+        tree.into_iter()
+            .flatten()
+            .map(|(path, blob)| SimUpload {
+                name: path.rsplit('/').next().unwrap_or(path).to_string(),
+                bytes: r.blobs.get(blob).cloned().unwrap_or_default(),
+                mime: String::new(),
+                url: format!("{base}/{repo}/raw/{head}/{path}"),
+            })
+            .collect()
     }
 
     /// Check runs of a GitHub repository.
@@ -387,22 +407,17 @@ pub(crate) fn web(
     segs: &[&str],
 ) -> Option<crate::github::Resp> {
     use crate::github::Resp;
-    if let ["_sim", "assets", ..] = segs {
-        return Some(asset_server(sh, req, segs));
-    }
-    if req.method != "GET"
-        || segs
-            .first()
-            .is_some_and(|s| matches!(*s, "api" | "2.0" | "_sim"))
-    {
-        return None;
-    }
-    if let [owner, repo, "raw", commit, path @ ..] = segs {
-        if !path.is_empty() {
-            return Some(github::raw(sh, owner, repo, commit, path));
+    let stored_file = match (req.method.as_str(), segs) {
+        ("POST", ["_sim", "assets"]) => return Some(asset_server(sh, req)),
+        ("GET", ["_sim", "assets", ..]) => true,
+        ("GET", [first, ..]) if matches!(*first, "api" | "2.0" | "_sim") => false,
+        ("GET", [owner, repo, "raw", commit, path @ ..]) if !path.is_empty() => {
+            return Some(github::raw(sh, owner, repo, commit, path))
         }
-    }
-    if !segs.iter().any(|s| matches!(*s, "uploads" | "downloads")) {
+        ("GET", _) => segs.iter().any(|s| matches!(*s, "uploads" | "downloads")),
+        _ => false,
+    };
+    if !stored_file {
         return None;
     }
     let url = format!(
@@ -410,21 +425,15 @@ pub(crate) fn web(
         sh.base_url,
         crate::util::percent_decode(&req.raw_path)
     );
-    let st = sh.reports();
-    Some(match st.upload_at(&url) {
-        Some(u) => {
-            let mut r = Resp::bytes(u.bytes.clone());
-            r = r.header("content-type", u.mime.clone());
-            r
-        }
+    Some(match sh.reports().upload_at(&url) {
+        Some(u) => Resp::bytes(u.bytes.clone()).header("content-type", u.mime.clone()),
         None => Resp::not_found(),
     })
 }
 
 /// A stand-in for CML's asset server: `POST /_sim/assets` with the file as the body answers
-/// the URL (text) where `GET` serves it back with its `Content-Type`.
-fn asset_server(sh: &Shared, req: &crate::github::Req, segs: &[&str]) -> crate::github::Resp {
-    use crate::github::Resp;
+/// the URL (text) where [`web`] serves it back with its `Content-Type`.
+fn asset_server(sh: &Shared, req: &crate::github::Req) -> crate::github::Resp {
     let header = |k: &str| {
         req.headers
             .get(k)
@@ -432,40 +441,26 @@ fn asset_server(sh: &Shared, req: &crate::github::Req, segs: &[&str]) -> crate::
             .unwrap_or("")
             .to_string()
     };
-    match (req.method.as_str(), segs) {
-        ("POST", ["_sim", "assets"]) => {
-            let disposition = header("content-disposition");
-            let name = disposition
-                .split("filename=")
-                .nth(1)
-                .map(|n| n.trim_matches('"').to_string())
-                .filter(|n| !n.is_empty() && !n.contains('/'))
-                .unwrap_or_else(|| "file".into());
-            let id = object_id("asset", &req.body);
-            let url = format!("{}/_sim/assets/{id}/{name}", sh.base_url);
-            let mime = header("content-type");
-            sh.reports().add_upload(
-                ForgeKind::Github,
-                "_assets",
-                SimUpload {
-                    name,
-                    bytes: req.body.to_vec(),
-                    mime,
-                    url: url.clone(),
-                },
-            );
-            let mut r = Resp::bytes(url.into_bytes());
-            r.content_type = "text/plain";
-            r.status = 201;
-            r
-        }
-        ("GET", _) => {
-            let url = format!("{}{}", sh.base_url, req.raw_path);
-            match sh.reports().upload_at(&url) {
-                Some(u) => Resp::bytes(u.bytes.clone()).header("content-type", u.mime.clone()),
-                None => Resp::not_found(),
-            }
-        }
-        _ => Resp::not_found(),
-    }
+    let name = header("content-disposition")
+        .split("filename=")
+        .nth(1)
+        .map(|n| n.trim_matches('"').to_string())
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+        .unwrap_or_else(|| "file".into());
+    let id = object_id("asset", &req.body);
+    let url = format!("{}/_sim/assets/{id}/{name}", sh.base_url);
+    sh.reports().add_upload(
+        ForgeKind::Github,
+        "_assets",
+        SimUpload {
+            name,
+            bytes: req.body.to_vec(),
+            mime: header("content-type"),
+            url: url.clone(),
+        },
+    );
+    let mut r = crate::github::Resp::bytes(url.into_bytes());
+    r.content_type = "text/plain";
+    r.status = 201;
+    r
 }

@@ -1,7 +1,7 @@
 //! `cml check create` (old name `cml send-github-check`): a GitHub check run on the head
 //! commit with the report as its summary.
 
-use super::{head_commit, read_input};
+use super::{head_commit, read_text};
 use crate::cli::CheckArgs;
 use crate::exit::Failure;
 use crate::settings::ReportSettings;
@@ -46,12 +46,7 @@ pub async fn run(s: ReportSettings, args: CheckArgs) -> Result<i32, Failure> {
         }
         (None, _) => None,
     };
-    let summary = String::from_utf8(read_input(&args.markdown_file, "report")?).map_err(|_| {
-        Failure::usage(anyhow!(
-            "the report {:?} is not UTF-8 text",
-            args.markdown_file
-        ))
-    })?;
+    let summary = read_text(&args.markdown_file)?;
     if summary.chars().count() > SUMMARY_LIMIT {
         return Err(Failure::usage(anyhow!(
             "the report {:?} is longer than the {SUMMARY_LIMIT} characters GitHub accepts in a check's summary\nhint: shorten it, or link to the long parts",

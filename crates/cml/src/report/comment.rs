@@ -7,7 +7,7 @@
 //! watermark).
 
 use super::asset::{mime_of, Publisher, PUBLISH_URL_VAR};
-use super::{file_name, head_commit, read_input};
+use super::{file_name, head_commit, read_text};
 use crate::cli::CommentArgs;
 use crate::exit::Failure;
 use crate::settings::{option, Env, ReportSettings};
@@ -55,7 +55,7 @@ pub async fn run(
     let server = option(args.publish_url.clone(), env, "CML_COMMENT_PUBLISH_URL")
         .or_else(|| env.get(PUBLISH_URL_VAR).filter(|v| !v.is_empty()))
         .filter(|_| !args.native);
-    let report = read_report(&args.markdown_file)?;
+    let report = read_text(&args.markdown_file)?;
     // Resolve the commit before connecting when it is needed, so a missing one fails first.
     let needs_commit = matches!(spec, TargetSpec::Auto | TargetSpec::Pr | TargetSpec::Commit);
     let commit = needs_commit
@@ -78,15 +78,6 @@ pub async fn run(
         return Ok(0);
     }
     watch(&post, report).await
-}
-
-fn read_report(path: &str) -> Result<String, Failure> {
-    let bytes = read_input(path, "report")?;
-    String::from_utf8(bytes).map_err(|_| {
-        Failure::usage(anyhow!(
-            "the report {path:?} is not UTF-8 text\nhint: pass a Markdown file"
-        ))
-    })
 }
 
 /// Where the comment goes, from `--target`, the CI's pull request and the forge.

@@ -70,15 +70,8 @@ impl Git {
 
     /// Runs `git ARGS`; its standard output, trimmed. A failure carries git's message.
     pub fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = self.output(args)?;
-        if !out.status.success() {
-            bail!(
-                "`git {}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let out = self.run_raw(args)?;
+        Ok(String::from_utf8_lossy(&out).trim().to_string())
     }
 
     /// Runs `git ARGS`; its standard output when it succeeded.
@@ -89,7 +82,7 @@ impl Git {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
-    /// Raw standard output of a successful `git ARGS`.
+    /// Raw standard output of a successful `git ARGS`; a failure carries git's message.
     pub fn run_raw(&self, args: &[&str]) -> anyhow::Result<Vec<u8>> {
         let out = self.output(args)?;
         if !out.status.success() {

@@ -33,8 +33,7 @@ pub async fn connect(s: &ReportSettings) -> Result<Box<dyn Reports>, Failure> {
 /// GitHub), else `git rev-parse HEAD`.
 pub fn head_commit(explicit: Option<&str>, s: &ReportSettings) -> Result<String, Failure> {
     if let Some(sha) = explicit.map(str::trim).filter(|s| !s.is_empty()) {
-        let ok = (4..=64).contains(&sha.len()) && sha.chars().all(|c| c.is_ascii_hexdigit());
-        if !ok {
+        if !cml_core::report::is_commit_id(sha) {
             return Err(Failure::usage(anyhow!(
                 "invalid --commit-sha {sha:?}: expected a commit id (hex)"
             )));
@@ -87,6 +86,15 @@ pub fn read_input(path: &str, what: &str) -> Result<Vec<u8>, Failure> {
             )
         })
         .map_err(Failure::usage)
+}
+
+/// Reads a text report the user named.
+pub fn read_text(path: &str) -> Result<String, Failure> {
+    String::from_utf8(read_input(path, "report")?).map_err(|_| {
+        Failure::usage(anyhow!(
+            "the report {path:?} is not UTF-8 text\nhint: pass a Markdown file"
+        ))
+    })
 }
 
 /// The file name part of a path.
