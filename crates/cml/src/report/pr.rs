@@ -92,12 +92,11 @@ pub async fn run(s: ReportSettings, args: PrArgs) -> Result<i32, Failure> {
         ])
         .map_err(|e| Failure::error(e.context(format!("reading the branches of {remote}"))))?;
     if heads.is_empty() {
-        let merging = method.is_some();
         let message = pr_commit_message(
             args.message.as_deref(),
             &sha,
             args.skip_ci.then_some(true),
-            merging,
+            method.is_some(),
         );
         // The branch starts at the commit under test. On a GitHub pull request event the
         // checkout is GitHub's merge commit, not that commit: the commit is fetched and the
