@@ -299,14 +299,15 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://127.0.0.1:{}/o/r.git", listener.local_addr().unwrap().port());
         let limit = Duration::from_secs(2);
-        let call = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
             let url = url.clone();
             std::thread::spawn(move || {
                 let started = std::time::Instant::now();
                 let git = Git::new().time_limited(limit);
-                (git.run(&["ls-remote", &url]), started.elapsed())
-            })
-        };
+                let _ = tx.send((git.run(&["ls-remote", &url]), started.elapsed()));
+            });
+        }
         // git and its transport helper, both in git's own process group.
         let start = std::time::Instant::now();
         let mut seen = Vec::new();
@@ -318,7 +319,9 @@ mod tests {
         let group = seen[0].1;
         assert!(seen.iter().all(|(_, g)| *g == group), "{seen:?}");
         assert_ne!(group, unsafe { libc::getpgrp() });
-        let (result, took) = call.join().unwrap();
+        let (result, took) = rx
+            .recv_timeout(limit + Duration::from_secs(10))
+            .expect("the call did not end");
         let e = result.unwrap_err().to_string();
         assert!(
             e.contains(&format!("`git ls-remote {url}` did not finish within 2 s"))
