@@ -594,7 +594,8 @@ mod tests {
 
     #[test]
     fn credentials_in_urls_are_masked_wherever_they_are() {
-        let line = "fetching https://gitlab-ci-token:glcbt-SECRET@gitlab.example.com/g/p.git failed";
+        let line =
+            "fetching https://gitlab-ci-token:glcbt-SECRET@gitlab.example.com/g/p.git failed";
         assert_eq!(
             redact_url_credentials(line),
             "fetching https://***@gitlab.example.com/g/p.git failed"
@@ -615,7 +616,14 @@ mod tests {
             redact_url_credentials("https://host/@team?to=a@b ok"),
             "https://host/@team?to=a@b ok"
         );
-        for plain in ["", "no url here", "://", "a@b", "x://", "git@github.com:o/r.git"] {
+        for plain in [
+            "",
+            "no url here",
+            "://",
+            "a@b",
+            "x://",
+            "git@github.com:o/r.git",
+        ] {
             assert_eq!(redact_url_credentials(plain), plain);
         }
     }

@@ -11,12 +11,12 @@ use cml_forge::bitbucket::BitbucketClient;
 use cml_forge::github::{GithubAuth, GithubClient};
 use cml_forge::gitlab::GitlabClient;
 use cml_forge::{Forge, Reports, Upload};
-use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
 use cml_sim::bitbucket::DEFAULT_BITBUCKET_TOKEN;
 use cml_sim::gitlab::DEFAULT_GITLAB_TOKEN;
 use cml_sim::{ForgeKind, SimServer, DEFAULT_PAT};
 use common::{quick_retries, rt, sim_with};
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
 
 async fn client(sim: &SimServer, forge: ForgeKind) -> Box<dyn Reports> {
     let repo = |path: &str| RepoUrl::parse(&format!("{}/{path}", sim.url())).unwrap();
@@ -271,6 +271,9 @@ fn github_next_pages_are_followed_only_on_the_api() {
         assert_eq!(bodies, vec!["first", "second"]);
         let seen = api.seen();
         assert_eq!(seen.len(), 2);
-        assert!(seen[1].path.ends_with("page=2") && seen[1].authorization, "{seen:?}");
+        assert!(
+            seen[1].path.ends_with("page=2") && seen[1].authorization,
+            "{seen:?}"
+        );
     });
 }

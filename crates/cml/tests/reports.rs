@@ -1116,12 +1116,18 @@ fn pr_and_ci_send_the_token_only_to_the_forge() {
                 "the Git remote origin points at {}, which is not on the forge of {}",
                 elsewhere.url("octo/app.git"),
                 s.world.repo_url()
-            )) && r.stderr.contains("hint: point the remote at the repository on the forge"),
+            )) && r
+                .stderr
+                .contains("hint: point the remote at the repository on the forge"),
             "{what}: {}",
             r.stderr
         );
         s.assert_no_secret(r);
-        assert_eq!(elsewhere.seen(), vec![], "{what}: the other server was called");
+        assert_eq!(
+            elsewhere.seen(),
+            vec![],
+            "{what}: the other server was called"
+        );
         assert!(s.pulls().is_empty() && s.world.sim.git_pushes().is_empty());
         assert_eq!(git(&s.work, &["branch", "--show-current"]), "main");
         assert_eq!(git(&s.work, &["branch", "--list", "main-cml-pr-*"]), "");
@@ -1132,7 +1138,12 @@ fn pr_and_ci_send_the_token_only_to_the_forge() {
     // `origin` on another server: refused before anything is sent.
     git(
         &s.work,
-        &["remote", "set-url", "origin", &elsewhere.url("octo/app.git")],
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            &elsewhere.url("octo/app.git"),
+        ],
     );
     untouched(&cml(&["pr", "create"]), "pr");
     untouched(&cml(&["ci"]), "ci");
@@ -1149,11 +1160,30 @@ fn pr_and_ci_send_the_token_only_to_the_forge() {
         ],
     );
     untouched(&cml(&["pr", "create"]), "pr with a push URL elsewhere");
+    // A bad time limit for Git is refused before anything happens, too.
+    git(&s.work, &["config", "--unset-all", "remote.origin.pushurl"]);
+    for (value, says) in [
+        ("soon", "invalid CML_GIT_TIMEOUT=\\\"soon\\\""),
+        ("0", "longer than 0"),
+    ] {
+        for command in ["pr", "ci"] {
+            let mut c = s.cml(&[command]);
+            c.env("CML_REPO", s.world.repo_url())
+                .env("CML_GIT_TIMEOUT", value);
+            let r = run(c);
+            assert_eq!(r.code, 2, "{command} {value}: {}", r.stderr);
+            assert!(
+                r.stderr.contains(says) && r.stderr.contains("hint: give seconds"),
+                "{command} {value}: {}",
+                r.stderr
+            );
+            assert!(s.pulls().is_empty() && s.world.sim.git_pushes().is_empty());
+            assert_eq!(git(&s.work, &["branch", "--show-current"]), "main");
+            let config = std::fs::read_to_string(s.work.join(".git/config")).unwrap();
+            assert!(!config.contains("extraheader") && !config.contains("Olivaw"));
+        }
+    }
     // Back on the forge alone, the same command pushes there.
-    git(
-        &s.work,
-        &["config", "--unset-all", "remote.origin.pushurl"],
-    );
     let r = cml(&["pr", "create"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(s.world.sim.git_pushes().len(), 1);
@@ -1166,7 +1196,11 @@ fn ci_prints_no_credential_of_the_remote_url() {
     // What GitLab's runners leave in the checkout: the job token in the remote URL.
     let job_token = "glcbt-64_SECRETJOBTOKEN1234";
     let plain = git(&s.work, &["remote", "get-url", "origin"]);
-    let with_token = plain.replacen("http://", &format!("http://gitlab-ci-token:{job_token}@"), 1);
+    let with_token = plain.replacen(
+        "http://",
+        &format!("http://gitlab-ci-token:{job_token}@"),
+        1,
+    );
     git(&s.work, &["remote", "set-url", "origin", &with_token]);
     let mut c = s.cml(&["ci", "--log=debug", "--unshallow"]);
     c.env("CML_REPO", s.world.repo_url());

@@ -66,7 +66,9 @@ pub async fn run(s: ReportSettings, args: CiArgs) -> Result<i32, Failure> {
     {
         authed
             .run(&["fetch", "--unshallow", &remote])
-            .map_err(|e| Failure::error(e.context(format!("fetching the full history from {remote}"))))?;
+            .map_err(|e| {
+                Failure::error(e.context(format!("fetching the full history from {remote}")))
+            })?;
         tracing::info!("fetched the full history");
     }
     tracing::info!(

@@ -276,14 +276,16 @@ const SYSTEM_DIRS: &[&str] = &["/proc", "/sys", "/dev"];
 fn publishable(path: &Path, root: &Path) -> Result<Vec<u8>, Refused> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let inside = |real: &Path| {
-        real.starts_with(root) && !SYSTEM_DIRS.iter().any(|d| real.starts_with(d))
-    };
+    let inside =
+        |real: &Path| real.starts_with(root) && !SYSTEM_DIRS.iter().any(|d| real.starts_with(d));
     let real = std::fs::canonicalize(path).map_err(|_| Refused::Missing)?;
     if !inside(&real) {
         return Err(Refused::Outside(real));
     }
-    if !std::fs::metadata(&real).map_err(|_| Refused::Missing)?.is_file() {
+    if !std::fs::metadata(&real)
+        .map_err(|_| Refused::Missing)?
+        .is_file()
+    {
         return Err(Refused::NotAFile);
     }
     // O_NONBLOCK: opening a FIFO swapped in meanwhile must not wait for a writer.

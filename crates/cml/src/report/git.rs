@@ -297,7 +297,10 @@ mod tests {
         // The kernel completes connections to a listening socket that nobody accepts: git
         // connects, sends its request and waits for an answer that never comes.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://127.0.0.1:{}/o/r.git", listener.local_addr().unwrap().port());
+        let url = format!(
+            "http://127.0.0.1:{}/o/r.git",
+            listener.local_addr().unwrap().port()
+        );
         let limit = Duration::from_secs(2);
         let (tx, rx) = std::sync::mpsc::channel();
         {
@@ -329,7 +332,10 @@ mod tests {
                 && e.contains("CML_GIT_TIMEOUT"),
             "{e}"
         );
-        assert!(took >= limit && took < limit + Duration::from_secs(6), "{took:?}");
+        assert!(
+            took >= limit && took < limit + Duration::from_secs(6),
+            "{took:?}"
+        );
         // Nothing of the group is left running.
         let start = std::time::Instant::now();
         while !live_processes_with(&url).is_empty() && start.elapsed() < Duration::from_secs(5) {

@@ -69,9 +69,12 @@ pub fn git_timeout() -> Result<Duration, Failure> {
         Some(v) => match parse_duration(&v) {
             Ok(d) if !d.is_zero() => Ok(d),
             Ok(_) => Err(Failure::usage(anyhow!(
-                "{GIT_TIMEOUT_VAR}={v:?} is no time at all\nhint: give seconds or a duration such as 20m"
+                "invalid {GIT_TIMEOUT_VAR}={v:?}: it must be longer than 0\nhint: give seconds (600) or a duration such as 20m"
             ))),
-            Err(e) => Err(Failure::usage(anyhow!("{GIT_TIMEOUT_VAR}: {e}"))),
+            Err(e) => Err(Failure::usage(anyhow!(
+                "invalid {GIT_TIMEOUT_VAR}={v:?}: {}\nhint: give seconds (600) or a duration such as 20m",
+                e.reason
+            ))),
         },
     }
 }
@@ -83,14 +86,17 @@ pub struct Remote {
     /// http(s) URL on the forge; `None` when it is not http(s) (ssh, a path): Git then
     /// authenticates by its own means.
     pub scope: Option<String>,
+    /// How long one call reaching it may take ([`git_timeout`]).
+    pub limit: Duration,
 }
 
 /// Reads Git remote `name` of the checkout in the current directory and checks where it
-/// points. Guarantees: when `Ok`, none of its fetch or push URLs is an http(s) URL on a host
-/// other than the forge's, so the token cannot be sent elsewhere through it; credentials
-/// written into its URLs are registered for redaction. Refused (a usage error) before anything
-/// is sent otherwise.
+/// points, and the time limit of calls reaching it. Guarantees: when `Ok`, none of its fetch
+/// or push URLs is an http(s) URL on a host other than the forge's, so the token cannot be
+/// sent elsewhere through it; credentials written into its URLs are registered for redaction.
+/// Refused (a usage error) before anything is sent otherwise.
 pub fn check_remote(s: &ReportSettings, name: &str) -> Result<Remote, Failure> {
+    let limit = git_timeout()?;
     let git = Git::new();
     let read = |extra: &[&str]| {
         let mut args = vec!["remote", "get-url", "--all"];
@@ -126,6 +132,7 @@ pub fn check_remote(s: &ReportSettings, name: &str) -> Result<Remote, Failure> {
     Ok(Remote {
         name: name.to_string(),
         scope,
+        limit,
     })
 }
 
@@ -144,11 +151,11 @@ fn register_url_credentials(url: &str) {
     }
 }
 
-/// A `git` for the calls that reach `remote`: each bounded by [`git_timeout`], and
+/// A `git` for the calls that reach `remote`: each bounded by its time limit, and
 /// authenticated with the forge's token (registered for redaction) when the remote is on the
 /// forge.
 pub async fn remote_git(forge: &dyn Reports, remote: &Remote) -> Result<Git, Failure> {
-    let limit = git_timeout()?;
+    let limit = remote.limit;
     let Some(scope) = &remote.scope else {
         tracing::info!(
             remote = remote.name.as_str(),
