@@ -969,22 +969,30 @@ fn ci_configures_identity_and_the_token_for_plain_git() {
 }
 
 /// A report linking to the process's environment (the token is in it), to a file above the
-/// working tree, and to a symlink in the tree pointing out of it: none is uploaded, each stays
-/// a plain link with a warning, and a file in the tree is still published.
+/// working tree, to a symlink in the tree pointing out of it, and to `.git/config` (where
+/// `cml ci` stored the token): none is uploaded, each stays a plain link with a warning, and
+/// a file in the tree is still published.
 fn links_to_files_outside_the_tree_stay_links(kind: Kind) {
     let s = Site::new(kind);
+    let r = s.run(&["ci"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let marker = "MARKER-a-file-outside-the-tree";
     // `work/reports/../../secret` is the directory holding the checkout.
     let secret = s.world.tmp.path().join("secret");
     std::fs::write(&secret, marker).unwrap();
     std::os::unix::fs::symlink(&secret, s.work.join("leak.txt")).unwrap();
     s.write("reports/ok.csv", b"a,b\n1,2\n");
-    let links = ["/proc/self/environ", "../../secret", "../leak.txt"];
+    let links = [
+        ("/proc/self/environ", "a file of the system"),
+        ("../../secret", "outside the repository's working tree"),
+        ("../leak.txt", "outside the repository's working tree"),
+        ("../.git/config", "one of Git's own files"),
+    ];
     s.write(
         "reports/report.md",
         format!(
-            "# Report\n\n[env]({}) [up]({}) ![sym]({})\n\n[ok](ok.csv)\n",
-            links[0], links[1], links[2]
+            "# Report\n\n[env]({}) [up]({}) ![sym]({}) [git]({})\n\n[ok](ok.csv)\n",
+            links[0].0, links[1].0, links[2].0, links[3].0
         )
         .as_bytes(),
     );
@@ -1002,22 +1010,19 @@ fn links_to_files_outside_the_tree_stay_links(kind: Kind) {
         }
     }
     let body = &s.comments()[0].body;
-    for link in links {
+    for (link, _) in links {
         assert!(body.contains(&format!("]({link})")), "{link}: {body}");
     }
     assert!(!body.contains("(ok.csv)"), "{body}");
-    // One warning per refused link, naming it.
+    // One warning per refused link, naming it and why.
     let warnings: Vec<&str> = r
         .stderr
         .lines()
         .filter(|l| l.contains("not published, left as a link"))
         .collect();
-    assert_eq!(warnings.len(), 3, "{}", r.stderr);
-    for (w, link) in warnings.iter().zip(links) {
-        assert!(
-            w.contains(link) && w.contains("outside the repository's working tree"),
-            "{w}"
-        );
+    assert_eq!(warnings.len(), links.len(), "{}", r.stderr);
+    for (w, (link, why)) in warnings.iter().zip(links) {
+        assert!(w.contains(link) && w.contains(why), "{w}");
     }
 }
 

@@ -8,10 +8,11 @@
 //!
 //! Which linked files are published: only regular files inside the repository's working tree
 //! (`git rev-parse --show-toplevel`; outside a repository, the current directory), checked
-//! after following symlinks, and never a file of `/proc`, `/sys` or `/dev`. A link to anything
-//! else (`/proc/self/environ`, `../../secret`, a symlink pointing out of the tree, a
-//! directory) stays a plain link, with a warning, so a report cannot carry the runner's own
-//! files (its token among them) to the forge.
+//! after following symlinks, never one in a `.git` directory (`cml ci` keeps the token in
+//! `.git/config`) and never one of `/proc`, `/sys` or `/dev`. A link to anything else
+//! (`/proc/self/environ`, `../../secret`, a symlink pointing out of the tree, a directory)
+//! stays a plain link, with a warning, so a report cannot carry the runner's own files (its
+//! token among them) to the forge.
 
 use super::asset::{mime_of, Publisher, PUBLISH_URL_VAR};
 use super::{file_name, head_commit, read_text};
@@ -244,8 +245,13 @@ fn publish_root() -> Result<PathBuf, Failure> {
 #[derive(Debug)]
 enum Refused {
     Missing,
-    /// Outside the tree, or a pseudo-file of the system; its real path.
+    /// Outside the working tree; its real path.
     Outside(PathBuf),
+    /// A pseudo-file of the system (`/proc`, `/sys`, `/dev`).
+    System(PathBuf),
+    /// In a `.git` directory of the tree: Git's own files (`cml ci` stores the token in
+    /// `.git/config`).
+    GitFile(PathBuf),
     NotAFile,
 }
 
@@ -258,6 +264,8 @@ impl Refused {
                 real.display(),
                 root.display()
             ),
+            Refused::System(real) => format!("{}, a file of the system", real.display()),
+            Refused::GitFile(real) => format!("{}, one of Git's own files", real.display()),
             Refused::NotAFile => "something that is not a regular file".into(),
         }
     }
@@ -266,8 +274,23 @@ impl Refused {
 /// Directories whose files are the system's, not the repository's, wherever the tree is.
 const SYSTEM_DIRS: &[&str] = &["/proc", "/sys", "/dev"];
 
+/// Whether the file at canonical path `real` may be published from the tree at `root`.
+fn allowed(real: &Path, root: &Path) -> Result<(), Refused> {
+    let refused = |make: fn(PathBuf) -> Refused| Err(make(real.to_path_buf()));
+    if SYSTEM_DIRS.iter().any(|d| real.starts_with(d)) {
+        return refused(Refused::System);
+    }
+    let Ok(relative) = real.strip_prefix(root) else {
+        return refused(Refused::Outside);
+    };
+    if relative.components().any(|c| c.as_os_str() == ".git") {
+        return refused(Refused::GitFile);
+    }
+    Ok(())
+}
+
 /// The contents of `path` if it may be published: after following symlinks, a regular file
-/// below `root` (canonical) and not in [`SYSTEM_DIRS`].
+/// below `root` (canonical), not in a `.git` directory and not in [`SYSTEM_DIRS`].
 ///
 /// The file is checked by its real path, then opened without following a symlink in its last
 /// component and checked again through the open descriptor (type, and on Linux the path the
@@ -276,12 +299,8 @@ const SYSTEM_DIRS: &[&str] = &["/proc", "/sys", "/dev"];
 fn publishable(path: &Path, root: &Path) -> Result<Vec<u8>, Refused> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let inside =
-        |real: &Path| real.starts_with(root) && !SYSTEM_DIRS.iter().any(|d| real.starts_with(d));
     let real = std::fs::canonicalize(path).map_err(|_| Refused::Missing)?;
-    if !inside(&real) {
-        return Err(Refused::Outside(real));
-    }
+    allowed(&real, root)?;
     if !std::fs::metadata(&real)
         .map_err(|_| Refused::Missing)?
         .is_file()
@@ -302,9 +321,7 @@ fn publishable(path: &Path, root: &Path) -> Result<Vec<u8>, Refused> {
         use std::os::fd::AsRawFd;
         let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
             .map_err(|_| Refused::Missing)?;
-        if !inside(&opened) {
-            return Err(Refused::Outside(opened));
-        }
+        allowed(&opened, root)?;
     }
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(|_| Refused::Missing)?;
