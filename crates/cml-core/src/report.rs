@@ -1,8 +1,10 @@
 //! Rules of the report commands (`cml comment`, `cml check`, `cml asset publish`, `cml pr`)
 //! that need no I/O: comment targets, the watermark that lets `--update` find our comment,
 //! the local links of a Markdown report, how a published file is written in Markdown, MIME
-//! types, and the names `cml pr` gives its branch, commit and pull request.
+//! types, the names `cml pr` gives its branch, commit and pull request, and the masking of
+//! credentials written into URLs.
 
+use crate::repo::RepoUrl;
 use std::fmt;
 use std::ops::Range;
 
@@ -320,6 +322,82 @@ pub fn pr_title_and_body(target: &str, sha: &str, repo_url: &str) -> (String, St
     )
 }
 
+/// `text` with the credentials of every URL in it masked: `scheme://USER:PASSWORD@host`
+/// becomes `scheme://***@host` (a user name alone is masked too: GitHub accepts a token as
+/// the user name).
+///
+/// Guarantee: no `user[:password]@` part of a `scheme://` URL survives, wherever the URL is in
+/// the text (a log line, git's error output). Assumed: the user and password are
+/// percent-encoded as URLs require, so they contain no `/`, `?`, `#` or whitespace.
+pub fn redact_url_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`')
+            })
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where a Git remote URL points, seen from the forge whose token `cml pr` and `cml ci` hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteHost {
+    /// An http(s) URL on the forge's host and port: the token may be sent there. `scope` is
+    /// `SCHEME://HOST[:PORT]/` of the remote, the URL Git's `http.<url>.extraHeader` is keyed
+    /// on, so that Git sends the header to that host and no other.
+    Forge { scope: String },
+    /// An http(s) URL on another host or port (credentials masked): no token goes there.
+    Elsewhere { url: String },
+    /// Not an http(s) URL (ssh, scp-like `git@host:path`, a local path): Git authenticates by
+    /// its own means; no token is given to it.
+    OtherTransport,
+}
+
+/// Classifies `remote` (a `git remote get-url` answer) against the forge's repository URL.
+///
+/// The host names must be equal and so must the ports, a port left out being the scheme's
+/// default, so `http://` and `https://` on default ports count as the same host (Bitbucket
+/// Pipelines' checkouts use `http://bitbucket.org/…`).
+pub fn remote_host(remote: &str, forge: &RepoUrl) -> RemoteHost {
+    let Ok(url) = url::Url::parse(remote.trim()) else {
+        return RemoteHost::OtherTransport;
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return RemoteHost::OtherTransport;
+    }
+    let forge_url = url::Url::parse(&format!("{}://{}/", forge.scheme, forge.host)).ok();
+    let same = forge_url.is_some_and(|f| {
+        f.host_str().is_some() && f.host_str() == url.host_str() && f.port() == url.port()
+    });
+    if !same {
+        return RemoteHost::Elsewhere {
+            url: redact_url_credentials(remote.trim()),
+        };
+    }
+    let host = url.host_str().unwrap_or_default();
+    RemoteHost::Forge {
+        scope: match url.port() {
+            Some(port) => format!("{}://{host}:{port}/", url.scheme()),
+            None => format!("{}://{host}/", url.scheme()),
+        },
+    }
+}
+
 /// What the CI environment says about the current change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CiContext {
@@ -512,6 +590,97 @@ mod tests {
             b,
             format!("Automated commits for https://github.com/o/r/commit/{sha} created by CML.")
         );
+    }
+
+    #[test]
+    fn credentials_in_urls_are_masked_wherever_they_are() {
+        let line =
+            "fetching https://gitlab-ci-token:glcbt-SECRET@gitlab.example.com/g/p.git failed";
+        assert_eq!(
+            redact_url_credentials(line),
+            "fetching https://***@gitlab.example.com/g/p.git failed"
+        );
+        // A token as the user name, several URLs, a port, quotes, and URLs without credentials.
+        let text = "'http://ghp_TOKEN@127.0.0.1:8080/o/r' and \"https://a:b%40c@h/x?q=1\" then https://plain.example/p ssh://git@github.com/o/r";
+        assert_eq!(
+            redact_url_credentials(text),
+            "'http://***@127.0.0.1:8080/o/r' and \"https://***@h/x?q=1\" then https://plain.example/p ssh://***@github.com/o/r"
+        );
+        // An unencoded `@` in the password: everything before the last one is masked.
+        assert_eq!(
+            redact_url_credentials("https://u:p@ss@host"),
+            "https://***@host"
+        );
+        // The path and the query are left alone, even with an `@` in them.
+        assert_eq!(
+            redact_url_credentials("https://host/@team?to=a@b ok"),
+            "https://host/@team?to=a@b ok"
+        );
+        for plain in [
+            "",
+            "no url here",
+            "://",
+            "a@b",
+            "x://",
+            "git@github.com:o/r.git",
+        ] {
+            assert_eq!(redact_url_credentials(plain), plain);
+        }
+    }
+
+    #[test]
+    fn the_token_goes_only_to_remotes_on_the_forge_s_host() {
+        let forge = RepoUrl::parse("https://gitlab.example.com/g/p").unwrap();
+        let forge_scope = |scope: &str| RemoteHost::Forge {
+            scope: scope.to_string(),
+        };
+        for (remote, want) in [
+            (
+                "https://gitlab-ci-token:SECRET@gitlab.example.com/g/p.git",
+                forge_scope("https://gitlab.example.com/"),
+            ),
+            (
+                "https://GitLab.Example.com:443/other/repo.git",
+                forge_scope("https://gitlab.example.com/"),
+            ),
+            (
+                "http://gitlab.example.com/g/p",
+                forge_scope("http://gitlab.example.com/"),
+            ),
+            ("git@gitlab.example.com:g/p.git", RemoteHost::OtherTransport),
+            ("ssh://git@evil.example/g/p.git", RemoteHost::OtherTransport),
+            ("/srv/git/p.git", RemoteHost::OtherTransport),
+            (
+                "https://u:SECRET@evil.example/g/p.git",
+                RemoteHost::Elsewhere {
+                    url: "https://***@evil.example/g/p.git".into(),
+                },
+            ),
+            (
+                "https://gitlab.example.com.evil.example/g/p.git",
+                RemoteHost::Elsewhere {
+                    url: "https://gitlab.example.com.evil.example/g/p.git".into(),
+                },
+            ),
+            (
+                "https://gitlab.example.com:8443/g/p.git",
+                RemoteHost::Elsewhere {
+                    url: "https://gitlab.example.com:8443/g/p.git".into(),
+                },
+            ),
+        ] {
+            assert_eq!(remote_host(remote, &forge), want, "{remote}");
+        }
+        // Another port on the same address is another server.
+        let local = RepoUrl::parse("http://127.0.0.1:4000/octo/app").unwrap();
+        assert_eq!(
+            remote_host("http://127.0.0.1:4000/octo/app.git", &local),
+            forge_scope("http://127.0.0.1:4000/")
+        );
+        assert!(matches!(
+            remote_host("http://127.0.0.1:4001/octo/app.git", &local),
+            RemoteHost::Elsewhere { .. }
+        ));
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub enum ApiError {
     /// The answer was not the JSON we expected.
     #[error("unreadable answer: {0}")]
     Decode(String),
+    /// A list's next page is on another server, or outside the API's path: not followed,
+    /// since the token goes with every page.
+    #[error("the next page of the list is at {next}, outside the API {api}; it was not followed, so the token was not sent there\nhint: something between this machine and the forge (a proxy) rewrites the API's Link headers, or the API URL is wrong; check --repo")]
+    ForeignPage { next: String, api: String },
 }
 
 impl ApiError {

@@ -4,7 +4,8 @@
 //!
 //! Guarantee: every string written is passed through [`cml_core::secret::redact`] with every
 //! secret registered by [`add_secrets`], so a token that reaches a message by any path (an
-//! error echoing it, an agent's output) is printed as `***`.
+//! error echoing it, an agent's output) is printed as `***`; and the credentials written into
+//! any URL (`https://user:password@host`) are masked too, registered or not.
 
 use crate::settings::LogLevel;
 use serde_json::{Map, Value};
@@ -37,11 +38,12 @@ pub fn add_secrets<I: IntoIterator<Item = String>>(secrets: I) {
     }
 }
 
-/// `text` with every registered secret masked.
+/// `text` with every registered secret, and every credential in a URL, masked.
 pub fn redact(text: &str) -> String {
+    let text = cml_core::report::redact_url_credentials(text);
     match SECRETS.read() {
-        Ok(s) => cml_core::secret::redact(text, &s),
-        Err(_) => text.to_string(),
+        Ok(s) => cml_core::secret::redact(&text, &s),
+        Err(_) => text,
     }
 }
 

@@ -1,15 +1,19 @@
 //! The report commands of the real binary against the forge simulators, on GitHub, GitLab and
 //! Bitbucket: `cml comment` on every target kind and its updates, publishing (alone and from
 //! a report's links), `cml check`, `cml pr` against a real bare repository served over Git's
-//! HTTP protocol, `cml ci`, bad inputs, and the seed's workflow lines run unchanged.
+//! HTTP protocol, `cml ci`, bad inputs, and the seed's workflow lines run unchanged. And the
+//! attacks on them: reports linking to the runner's own files, file names that are Git
+//! patterns, remotes pointing away from the forge, credentials in remote URLs.
 
 mod harness;
 
 use base64::Engine;
 use cml_sim::{CommentOn, ForgeKind, SimComment};
 use harness::{Kind, World};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A token that authenticates on every forge but may not write.
@@ -246,6 +250,7 @@ each_forge!(
     bad_inputs_post_nothing,
     pr_commits_pushes_and_opens_once,
     the_seed_workflow_lines_run_unchanged,
+    links_to_files_outside_the_tree_stay_links,
 );
 
 fn comments_reach_every_target_kind(kind: Kind) {
@@ -961,4 +966,278 @@ fn ci_configures_identity_and_the_token_for_plain_git() {
             git(&s.work, &["rev-parse", "HEAD"])
         );
     }
+}
+
+/// A report linking to the process's environment (the token is in it), to a file above the
+/// working tree, to a symlink in the tree pointing out of it, and to `.git/config` (where
+/// `cml ci` stored the token): none is uploaded, each stays a plain link with a warning, and
+/// a file in the tree is still published.
+fn links_to_files_outside_the_tree_stay_links(kind: Kind) {
+    let s = Site::new(kind);
+    let r = s.run(&["ci"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let marker = "MARKER-a-file-outside-the-tree";
+    // `work/reports/../../secret` is the directory holding the checkout.
+    let secret = s.world.tmp.path().join("secret");
+    std::fs::write(&secret, marker).unwrap();
+    std::os::unix::fs::symlink(&secret, s.work.join("leak.txt")).unwrap();
+    s.write("reports/ok.csv", b"a,b\n1,2\n");
+    let links = [
+        ("/proc/self/environ", "a file of the system"),
+        ("../../secret", "outside the repository's working tree"),
+        ("../leak.txt", "outside the repository's working tree"),
+        ("../.git/config", "one of Git's own files"),
+    ];
+    s.write(
+        "reports/report.md",
+        format!(
+            "# Report\n\n[env]({}) [up]({}) ![sym]({}) [git]({})\n\n[ok](ok.csv)\n",
+            links[0].0, links[1].0, links[2].0, links[3].0
+        )
+        .as_bytes(),
+    );
+    let r = s.run(&["comment", "create", "reports/report.md"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    s.assert_no_secret(&r);
+    let uploads = s.world.sim.uploads(forge_of(kind), s.repo());
+    let names: Vec<&str> = uploads.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, vec!["ok.csv"]);
+    for u in &uploads {
+        let text = String::from_utf8_lossy(&u.bytes);
+        assert!(!text.contains(marker), "{}", u.name);
+        for secret in s.secrets() {
+            assert!(!text.contains(&secret), "{}", u.name);
+        }
+    }
+    let body = &s.comments()[0].body;
+    for (link, _) in links {
+        assert!(body.contains(&format!("]({link})")), "{link}: {body}");
+    }
+    assert!(!body.contains("(ok.csv)"), "{body}");
+    // One warning per refused link, naming it and why.
+    let warnings: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("not published, left as a link"))
+        .collect();
+    assert_eq!(warnings.len(), links.len(), "{}", r.stderr);
+    for (w, (link, why)) in warnings.iter().zip(links) {
+        assert!(w.contains(link) && w.contains(why), "{w}");
+    }
+}
+
+/// What a [`Recorder`] received: a request's path and whether it carried `Authorization`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Received {
+    path: String,
+    authorization: bool,
+}
+
+/// A server on another port of 127.0.0.1 (so another host for Git) that records each
+/// request and answers 401, asking for credentials.
+struct Recorder {
+    port: u16,
+    seen: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                record.lock().unwrap().push(Received {
+                    path: head.split_whitespace().nth(1).unwrap_or("").to_string(),
+                    authorization: head
+                        .lines()
+                        .any(|l| l.to_ascii_lowercase().starts_with("authorization:")),
+                });
+                let _ = conn.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Basic realm=\"x\"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Recorder { port, seen }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+
+    fn seen(&self) -> Vec<Received> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn pr_commits_exactly_the_matching_files_even_when_named_like_patterns() {
+    let s = Site::new(Kind::Github);
+    // Matching `*.json` and `:(glob)*`, with names Git would read as patterns.
+    s.write("a.json", b"{}\n");
+    s.write("*.json", b"star\n");
+    s.write(":(glob)**", b"magic\n");
+    // Not matching: they must stay out of the commit.
+    s.write("sub/deep.json", b"{}\n");
+    s.write("notes.txt", b"scratch\n");
+    s.write("dvc.lock", b"v2\n");
+    s.write("staged.txt", b"staged before\n");
+    git(&s.work, &["add", "staged.txt"]);
+    let r = s.run(&["pr", "create", "*.json", ":(glob)*"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let branch = format!("main-cml-pr-{}", &s.head[..8]);
+    let tip = git(&s.bare, &["rev-parse", &format!("refs/heads/{branch}")]);
+    let files = git(&s.bare, &["diff", "--name-only", &s.head, &tip]);
+    assert_eq!(files, "*.json\n:(glob)**\na.json");
+    // What was staged before is still staged, not committed.
+    assert_eq!(
+        git(&s.work, &["diff", "--cached", "--name-only"]),
+        "staged.txt"
+    );
+}
+
+#[test]
+fn pr_and_ci_send_the_token_only_to_the_forge() {
+    let s = Site::new(Kind::Github);
+    let elsewhere = Recorder::start();
+    let forge_remote = git(&s.work, &["remote", "get-url", "origin"]);
+    let cml = |args: &[&str]| {
+        let mut c = s.cml(args);
+        c.env("CML_REPO", s.world.repo_url());
+        run(c)
+    };
+    let untouched = |r: &Run, what: &str| {
+        assert_eq!(r.code, 2, "{what}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "the Git remote origin points at {}, which is not on the forge of {}",
+                elsewhere.url("octo/app.git"),
+                s.world.repo_url()
+            )) && r
+                .stderr
+                .contains("hint: point the remote at the repository on the forge"),
+            "{what}: {}",
+            r.stderr
+        );
+        s.assert_no_secret(r);
+        assert_eq!(
+            elsewhere.seen(),
+            vec![],
+            "{what}: the other server was called"
+        );
+        assert!(s.pulls().is_empty() && s.world.sim.git_pushes().is_empty());
+        assert_eq!(git(&s.work, &["branch", "--show-current"]), "main");
+        assert_eq!(git(&s.work, &["branch", "--list", "main-cml-pr-*"]), "");
+        let config = std::fs::read_to_string(s.work.join(".git/config")).unwrap();
+        assert!(!config.contains("extraheader"), "{what}: {config}");
+    };
+    s.write("dvc.lock", b"v2\n");
+    // `origin` on another server: refused before anything is sent.
+    git(
+        &s.work,
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            &elsewhere.url("octo/app.git"),
+        ],
+    );
+    untouched(&cml(&["pr", "create"]), "pr");
+    untouched(&cml(&["ci"]), "ci");
+    // Fetching from the forge but pushing elsewhere: refused too.
+    git(&s.work, &["remote", "set-url", "origin", &forge_remote]);
+    git(
+        &s.work,
+        &[
+            "remote",
+            "set-url",
+            "--push",
+            "origin",
+            &elsewhere.url("octo/app.git"),
+        ],
+    );
+    untouched(&cml(&["pr", "create"]), "pr with a push URL elsewhere");
+    // A bad time limit for Git is refused before anything happens, too.
+    git(&s.work, &["config", "--unset-all", "remote.origin.pushurl"]);
+    for (value, says) in [
+        ("soon", "invalid CML_GIT_TIMEOUT=\\\"soon\\\""),
+        ("0", "longer than 0"),
+    ] {
+        for command in ["pr", "ci"] {
+            let mut c = s.cml(&[command]);
+            c.env("CML_REPO", s.world.repo_url())
+                .env("CML_GIT_TIMEOUT", value);
+            let r = run(c);
+            assert_eq!(r.code, 2, "{command} {value}: {}", r.stderr);
+            assert!(
+                r.stderr.contains(says) && r.stderr.contains("hint: give seconds"),
+                "{command} {value}: {}",
+                r.stderr
+            );
+            assert!(s.pulls().is_empty() && s.world.sim.git_pushes().is_empty());
+            assert_eq!(git(&s.work, &["branch", "--show-current"]), "main");
+            let config = std::fs::read_to_string(s.work.join(".git/config")).unwrap();
+            assert!(!config.contains("extraheader") && !config.contains("Olivaw"));
+        }
+    }
+    // Back on the forge alone, the same command pushes there.
+    let r = cml(&["pr", "create"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s.world.sim.git_pushes().len(), 1);
+    assert_eq!(elsewhere.seen(), vec![]);
+}
+
+#[test]
+fn ci_prints_no_credential_of_the_remote_url() {
+    let s = Site::new(Kind::Gitlab);
+    // What GitLab's runners leave in the checkout: the job token in the remote URL.
+    let job_token = "glcbt-64_SECRETJOBTOKEN1234";
+    let plain = git(&s.work, &["remote", "get-url", "origin"]);
+    let with_token = plain.replacen(
+        "http://",
+        &format!("http://gitlab-ci-token:{job_token}@"),
+        1,
+    );
+    git(&s.work, &["remote", "set-url", "origin", &with_token]);
+    let mut c = s.cml(&["ci", "--log=debug", "--unshallow"]);
+    c.env("CML_REPO", s.world.repo_url());
+    let r = run(c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !r.stdout.contains(job_token) && !r.stderr.contains(job_token),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    s.assert_no_secret(&r);
+    // The token is stored for the forge's host, and plain git pushes with it (not with the
+    // job token in the URL, which may not push).
+    let config = std::fs::read_to_string(s.work.join(".git/config")).unwrap();
+    let port = s.world.sim.url().rsplit(':').next().unwrap().to_string();
+    assert!(
+        config.contains(&format!("[http \"http://127.0.0.1:{port}/\"]")),
+        "{config}"
+    );
+    git(&s.work, &["push", "-q", "origin", "HEAD:refs/heads/pushed"]);
+    assert_eq!(
+        s.world.sim.git_pushes(),
+        vec![(format!("{}.git", s.repo()), "oauth2".to_string())]
+    );
+    // A git failure's message passes no URL credential on either.
+    let mut c = s.cml(&["pr", "create", "--branch=x"]);
+    c.env("CML_REPO", s.world.repo_url())
+        .env("REPO_TOKEN", READ_ONLY);
+    s.write("dvc.lock", b"v9\n");
+    let r = run(c);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("pushing branch x"), "{}", r.stderr);
+    assert!(!r.stderr.contains(job_token), "{}", r.stderr);
 }

@@ -474,11 +474,14 @@ impl Forge for GithubClient {
             };
             let page: RunnerList = answer.json().map_err(err)?;
             out.extend(page.runners.into_iter().map(RunnerInfo::from));
-            match next_link(&answer) {
+            match self.next_page(&answer, &url).map_err(err)? {
                 Some(next) => url = next,
                 None => return Ok(out),
             }
         }
+        tracing::warn!(
+            "{scope} lists more than {MAX_PAGES} pages of runners: only the first {MAX_PAGES} were read"
+        );
         Ok(out)
     }
 
@@ -539,6 +542,40 @@ impl CallError {
 }
 
 /// The `rel="next"` URL of a `Link` header.
+impl GithubClient {
+    /// The next page of a list, from the answer's `Link: <URL>; rel="next"` header (relative
+    /// to `current`, the page just read).
+    ///
+    /// Guarantee: a URL is returned only when it is on the API's own scheme, host and port,
+    /// and below its path (`/api/v3` on GitHub Enterprise Server), so the token, which goes
+    /// with every page, is sent nowhere else. A next page elsewhere is an error rather than a
+    /// silently shorter list.
+    pub(crate) fn next_page(&self, a: &Answer, current: &str) -> Result<Option<String>, ApiError> {
+        let Some(raw) = next_link(a) else {
+            return Ok(None);
+        };
+        let foreign = || ApiError::ForeignPage {
+            next: raw.clone(),
+            api: self.api.clone(),
+        };
+        let api = url::Url::parse(&self.api).map_err(|_| foreign())?;
+        let next = url::Url::parse(current)
+            .and_then(|c| c.join(&raw))
+            .map_err(|_| foreign())?;
+        let base = api.path().trim_end_matches('/');
+        let same_origin = next.scheme() == api.scheme()
+            && next.host_str() == api.host_str()
+            && next.port_or_known_default() == api.port_or_known_default();
+        let under = next.path() == base || next.path().starts_with(&format!("{base}/"));
+        if same_origin && under && next.username().is_empty() && next.password().is_none() {
+            Ok(Some(next.to_string()))
+        } else {
+            Err(foreign())
+        }
+    }
+}
+
+/// The raw `rel="next"` URL of an answer's `Link` header.
 fn next_link(a: &Answer) -> Option<String> {
     let link = a.headers.get("link")?.to_str().ok()?;
     link.split(',').find_map(|part| {

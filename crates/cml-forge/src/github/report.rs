@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{next_link, GithubClient};
+use super::GithubClient;
 use crate::report::{
     AutoMerged, CheckRun, Comment, MergeMethod, NewPullRequest, PullRequest, Reports, Upload,
 };
@@ -18,6 +18,8 @@ use crate::{ApiError, ForgeError};
 
 /// The branch `cml asset publish` commits files to.
 pub const ASSETS_BRANCH: &str = "cml-assets";
+/// Pages of a list read at most.
+const MAX_LIST_PAGES: usize = 50;
 /// GitHub's longest comment and check summary, in characters.
 const COMMENT_LIMIT: usize = 65_536;
 const WRITE_HINT: &str = "the token needs write access to this repository's issues, pull requests and contents (classic token: the `repo` scope; fine-grained: Issues, Pull requests and Contents: read and write; Actions' GITHUB_TOKEN: `permissions:` with `pull-requests: write`, `issues: write` and `contents: write`)";
@@ -102,7 +104,8 @@ impl GithubClient {
         }
     }
 
-    /// Every page of a list (bounded).
+    /// Every page of a list (bounded: [`MAX_LIST_PAGES`], with a warning when there are
+    /// more); next pages are followed only on the API (see `next_page`).
     async fn list_all<T: serde::de::DeserializeOwned>(
         &self,
         first: String,
@@ -110,18 +113,22 @@ impl GithubClient {
     ) -> Result<Vec<T>, ForgeError> {
         let mut url = first;
         let mut out = Vec::new();
-        for _ in 0..50 {
+        for _ in 0..MAX_LIST_PAGES {
             let a = self
                 .call_hinted(Method::GET, &url, None, &[200], WRITE_HINT)
                 .await
                 .map_err(|e| e.into_forge(&err))?;
             let page: Vec<T> = a.json().map_err(&err)?;
             out.extend(page);
-            match next_link(&a) {
+            match self.next_page(&a, &url).map_err(&err)? {
                 Some(next) => url = next,
-                None => break,
+                None => return Ok(out),
             }
         }
+        tracing::warn!(
+            "{} has more than {MAX_LIST_PAGES} pages at {url}: only the first {MAX_LIST_PAGES} were read",
+            self.scope_name()
+        );
         Ok(out)
     }
 

@@ -59,7 +59,14 @@ pub(crate) fn handle(
         ));
     }
     let web = format!("{}/{full}", sh.base_url);
-    let api = format!("{}/repos/{full}", sh.base_url);
+    // API URLs in answers and `Link` headers are where the request came: under `/api/v3`
+    // when the client uses GitHub Enterprise Server's paths, as such a server answers.
+    let prefix = if req.raw_path.starts_with("/api/v3/") {
+        "/api/v3"
+    } else {
+        ""
+    };
+    let api = format!("{}{prefix}/repos/{full}", sh.base_url);
     let body = req.json();
     let mut st = sh.reports();
     let resp = match (m, rest) {

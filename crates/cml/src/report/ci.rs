@@ -2,9 +2,12 @@
 //!
 //! It sets `user.name`/`user.email`, removes the token actions/checkout persists for
 //! `https://github.com/` (it would be sent instead of ours), and stores our token as an
-//! `http.<remote URL>.extraHeader` in `.git/config`, which it makes readable by the owner
-//! only. The remote URL itself stays free of credentials. With `--unshallow`, a shallow
-//! checkout gets its full history.
+//! `http.<SCHEME://HOST[:PORT]/ of the forge>.extraHeader` in `.git/config`, which it makes
+//! readable by the owner only. It does not touch the remote URL. With `--unshallow`, a
+//! shallow checkout gets its full history.
+//!
+//! Guarantees: the token is stored for the forge's host only, and only when the remote is on
+//! it (refused otherwise, before anything is written); no URL credential is printed.
 
 use super::Git;
 use crate::cli::CiArgs;
@@ -16,12 +19,12 @@ use anyhow::anyhow;
 pub async fn run(s: ReportSettings, args: CiArgs) -> Result<i32, Failure> {
     let git = Git::new();
     let remote = args.remote.clone().unwrap_or_else(|| "origin".into());
-    let remote_url = super::remote_url(&remote)?;
+    let checked = super::check_remote(&s, &remote)?;
     let git_dir = git
         .run(&["rev-parse", "--absolute-git-dir"])
         .map_err(Failure::error)?;
     let forge = super::connect(&s).await?;
-    let authed = super::authed_git(forge.as_ref(), &remote_url).await?;
+    let authed = super::remote_git(forge.as_ref(), &checked).await?;
     let name = args
         .user_name
         .clone()
@@ -42,14 +45,19 @@ pub async fn run(s: ReportSettings, args: CiArgs) -> Result<i32, Failure> {
         "--unset-all",
         "http.https://github.com/.extraheader",
     ]);
-    let key = format!("http.{remote_url}.extraheader");
-    let _ = git.try_run(&["config", "--unset-all", &key]);
-    let header = format!(
-        "Authorization: Basic {}",
-        authed.secret().unwrap_or_default()
-    );
-    // The header goes in through the config file's own writer, not the command line.
-    add_config_value(&config, &remote_url, &header).map_err(Failure::error)?;
+    match (&checked.scope, authed.secret()) {
+        (Some(scope), Some(secret)) => {
+            let key = format!("http.{scope}.extraheader");
+            let _ = git.try_run(&["config", "--unset-all", &key]);
+            let header = format!("Authorization: Basic {secret}");
+            // The header goes in through the config file's own writer, not the command line.
+            add_config_value(&config, scope, &header).map_err(Failure::error)?;
+        }
+        _ => tracing::warn!(
+            remote = remote.as_str(),
+            "the remote is not an http(s) URL: no token stored; git uses its own credentials (an ssh key) for it"
+        ),
+    }
     if args.unshallow
         && git
             .try_run(&["rev-parse", "--is-shallow-repository"])
@@ -58,12 +66,15 @@ pub async fn run(s: ReportSettings, args: CiArgs) -> Result<i32, Failure> {
     {
         authed
             .run(&["fetch", "--unshallow", &remote])
-            .map_err(Failure::error)?;
+            .map_err(|e| {
+                Failure::error(e.context(format!("fetching the full history from {remote}")))
+            })?;
         tracing::info!("fetched the full history");
     }
     tracing::info!(
         remote = remote.as_str(),
-        "git is set up: identity {name} <{email}>, token for {remote_url}"
+        "git is set up: identity {name} <{email}>, token for {}",
+        checked.scope.as_deref().unwrap_or("none")
     );
     Ok(0)
 }

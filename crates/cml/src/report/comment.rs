@@ -5,6 +5,14 @@
 //! resolved, linked files uploaded, the length checked against the forge's limit; only then is
 //! the comment written (one call: create, or update of our last comment found by its
 //! watermark).
+//!
+//! Which linked files are published: only regular files inside the repository's working tree
+//! (`git rev-parse --show-toplevel`; outside a repository, the current directory), checked
+//! after following symlinks, never one in a `.git` directory (`cml ci` keeps the token in
+//! `.git/config`) and never one of `/proc`, `/sys` or `/dev`. A link to anything else
+//! (`/proc/self/environ`, `../../secret`, a symlink pointing out of the tree, a directory)
+//! stays a plain link, with a warning, so a report cannot carry the runner's own files (its
+//! token among them) to the forge.
 
 use super::asset::{mime_of, Publisher, PUBLISH_URL_VAR};
 use super::{file_name, head_commit, read_text};
@@ -17,7 +25,7 @@ use cml_core::report::{
     TargetSpec,
 };
 use cml_forge::Reports;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How often `--watch` looks at the file.
@@ -64,9 +72,11 @@ pub async fn run(
     let forge = super::connect(&s).await?;
     let target = resolve_target(forge.as_ref(), &spec, s.ci.pr, commit.as_deref()).await?;
     let publisher = (!args.no_publish).then(|| Publisher::new(forge.as_ref(), server));
+    let root = publish_root()?;
     let post = Post {
         forge: forge.as_ref(),
         publisher: publisher.as_ref(),
+        root: &root,
         target: &target,
         title: &title,
         watermark: !args.rm_watermark,
@@ -118,6 +128,8 @@ async fn resolve_target(
 struct Post<'a> {
     forge: &'a dyn Reports,
     publisher: Option<&'a Publisher<'a>>,
+    /// Linked files are published only from below this directory (canonical).
+    root: &'a Path,
     target: &'a Target,
     title: &'a str,
     watermark: bool,
@@ -183,19 +195,24 @@ impl Post<'_> {
     }
 
     /// The report with each linked local file uploaded and its link pointing at the upload.
-    /// Paths are relative to the report's directory; a link to a missing file is left as is.
+    /// Paths are relative to the report's directory; a link to a missing file, or to one that
+    /// may not be published (see the module's documentation), is left as is, with a warning.
     async fn publish_links(&self, p: &Publisher<'_>, report: &str) -> Result<String, Failure> {
         let base = Path::new(self.file).parent().unwrap_or(Path::new(""));
         let mut replacements = Vec::new();
         for link in local_links(report) {
             let decoded = link.path.replace("%20", " ");
             let path = base.join(&decoded);
-            let Ok(bytes) = std::fs::read(&path) else {
-                tracing::warn!(
-                    link = link.path.as_str(),
-                    "the report links to a file that does not exist; left as is"
-                );
-                continue;
+            let bytes = match publishable(&path, self.root) {
+                Ok(bytes) => bytes,
+                Err(refused) => {
+                    tracing::warn!(
+                        link = link.path.as_str(),
+                        "the report links to {}: not published, left as a link",
+                        refused.describe(self.root)
+                    );
+                    continue;
+                }
             };
             let mime = mime_of(&path, &bytes, None);
             let url = p
@@ -206,6 +223,109 @@ impl Post<'_> {
         }
         Ok(rewrite_links(report, &replacements))
     }
+}
+
+/// The directory linked files may be published from: the repository's working tree, else
+/// the current directory; canonical.
+fn publish_root() -> Result<PathBuf, Failure> {
+    let dir = super::Git::new()
+        .try_run(&["rev-parse", "--show-toplevel"])
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .map_or_else(std::env::current_dir, Ok)
+        .and_then(std::fs::canonicalize);
+    dir.map_err(|e| {
+        Failure::error(anyhow!(
+            "cannot tell the working tree the report's files may come from: {e}\nhint: run in the repository's checkout"
+        ))
+    })
+}
+
+/// Why a linked file is not published.
+#[derive(Debug)]
+enum Refused {
+    Missing,
+    /// Outside the working tree; its real path.
+    Outside(PathBuf),
+    /// A pseudo-file of the system (`/proc`, `/sys`, `/dev`).
+    System(PathBuf),
+    /// In a `.git` directory of the tree: Git's own files (`cml ci` stores the token in
+    /// `.git/config`).
+    GitFile(PathBuf),
+    NotAFile,
+}
+
+impl Refused {
+    fn describe(&self, root: &Path) -> String {
+        match self {
+            Refused::Missing => "a file that does not exist".into(),
+            Refused::Outside(real) => format!(
+                "{}, which is outside the repository's working tree {}",
+                real.display(),
+                root.display()
+            ),
+            Refused::System(real) => format!("{}, a file of the system", real.display()),
+            Refused::GitFile(real) => format!("{}, one of Git's own files", real.display()),
+            Refused::NotAFile => "something that is not a regular file".into(),
+        }
+    }
+}
+
+/// Directories whose files are the system's, not the repository's, wherever the tree is.
+const SYSTEM_DIRS: &[&str] = &["/proc", "/sys", "/dev"];
+
+/// Whether the file at canonical path `real` may be published from the tree at `root`.
+fn allowed(real: &Path, root: &Path) -> Result<(), Refused> {
+    let refused = |make: fn(PathBuf) -> Refused| Err(make(real.to_path_buf()));
+    if SYSTEM_DIRS.iter().any(|d| real.starts_with(d)) {
+        return refused(Refused::System);
+    }
+    let Ok(relative) = real.strip_prefix(root) else {
+        return refused(Refused::Outside);
+    };
+    if relative.components().any(|c| c.as_os_str() == ".git") {
+        return refused(Refused::GitFile);
+    }
+    Ok(())
+}
+
+/// The contents of `path` if it may be published: after following symlinks, a regular file
+/// below `root` (canonical), not in a `.git` directory and not in [`SYSTEM_DIRS`].
+///
+/// The file is checked by its real path, then opened without following a symlink in its last
+/// component and checked again through the open descriptor (type, and on Linux the path the
+/// kernel reports for it), so swapping a symlink in between the check and the read publishes
+/// nothing.
+fn publishable(path: &Path, root: &Path) -> Result<Vec<u8>, Refused> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let real = std::fs::canonicalize(path).map_err(|_| Refused::Missing)?;
+    allowed(&real, root)?;
+    if !std::fs::metadata(&real)
+        .map_err(|_| Refused::Missing)?
+        .is_file()
+    {
+        return Err(Refused::NotAFile);
+    }
+    // O_NONBLOCK: opening a FIFO swapped in meanwhile must not wait for a writer.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&real)
+        .map_err(|_| Refused::Missing)?;
+    if !file.metadata().map_err(|_| Refused::Missing)?.is_file() {
+        return Err(Refused::NotAFile);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .map_err(|_| Refused::Missing)?;
+        allowed(&opened, root)?;
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|_| Refused::Missing)?;
+    Ok(bytes)
 }
 
 /// `--watch`: updates the comment each time the file changes, until SIGINT or SIGTERM.

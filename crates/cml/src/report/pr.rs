@@ -2,11 +2,14 @@
 //! a new branch, push it with the token, and open a pull (merge) request, or print the one
 //! already open for that branch.
 //!
-//! Guarantees: nothing is committed, pushed or opened when no changed file matches, when the
-//! merge method is not available on the forge, or when the remote or target branch cannot be
-//! found. The branch starts at the commit under test and is `TARGET-cml-pr-SHORTSHA` (CML's name), so running again for the same
-//! commit reuses it and its pull request instead of opening another. The checkout is left on
-//! the new branch, as CML leaves it.
+//! Guarantees: the commit holds the changed files matching GLOBS and nothing else (file names
+//! are passed to Git literally, and files staged before are left out); the token is sent only
+//! to the forge's host. Nothing is committed, pushed or opened when no changed file matches,
+//! when the merge method is not available on the forge, when the remote or target branch
+//! cannot be found, or when the remote points at a host other than the forge's. The branch
+//! starts at the commit under test and is `TARGET-cml-pr-SHORTSHA` (CML's name), so running
+//! again for the same commit reuses it and its pull request instead of opening another. The
+//! checkout is left on the new branch, as CML leaves it.
 
 use super::git::{changed_paths, glob_match};
 use super::{head_commit, Git};
@@ -33,7 +36,7 @@ pub async fn run(s: ReportSettings, args: PrArgs) -> Result<i32, Failure> {
     };
     let git = Git::new();
     let remote = args.remote.clone().unwrap_or_else(|| "origin".into());
-    let remote_url = super::remote_url(&remote)?;
+    let checked = super::check_remote(&s, &remote)?;
     let status = git
         .run_raw(&["status", "--porcelain=v1", "-z", "--untracked-files=all"])
         .map_err(Failure::error)?;
@@ -81,7 +84,7 @@ pub async fn run(s: ReportSettings, args: PrArgs) -> Result<i32, Failure> {
             .supports_merge(m)
             .map_err(|e| Failure::usage(e.into()))?;
     }
-    let authed = super::authed_git(forge.as_ref(), &remote_url).await?;
+    let authed = super::remote_git(forge.as_ref(), &checked).await?;
 
     let heads = authed
         .run(&[
@@ -109,12 +112,15 @@ pub async fn run(s: ReportSettings, args: PrArgs) -> Result<i32, Failure> {
         }
         git.run(&["checkout", "-B", &source, &sha])
             .map_err(Failure::error)?;
+        // Exactly these files (paths are literal: see `Git`), and only them: `--only` leaves
+        // out whatever else was staged before.
         let mut add = vec!["add", "--all", "--"];
         add.extend(paths.iter().map(|p| p.as_str()));
         git.run(&add).map_err(Failure::error)?;
         let identity = identity(&git, &args);
         let mut commit: Vec<&str> = identity.iter().map(String::as_str).collect();
-        commit.extend(["commit", "-m", &message]);
+        commit.extend(["commit", "-m", &message, "--only", "--"]);
+        commit.extend(paths.iter().map(|p| p.as_str()));
         git.run(&commit).map_err(Failure::error)?;
         authed
             .run(&[
