@@ -192,6 +192,36 @@ pub enum ForgeError {
         sha: String,
         cause: ApiError,
     },
+    #[error("{id:?} is not a run of {scope}: expected {expected}\nhint: pass --id, or run inside the CI job whose run you mean")]
+    BadWorkflowId {
+        scope: String,
+        id: String,
+        expected: &'static str,
+    },
+    #[error("reading run {id} of {scope} failed: {cause}")]
+    ReadWorkflow {
+        scope: String,
+        id: String,
+        cause: ApiError,
+    },
+    #[error("cancelling run {id} of {scope} failed: {cause}")]
+    CancelWorkflow {
+        scope: String,
+        id: String,
+        cause: ApiError,
+    },
+    #[error("run {id} of {scope} was still running {waited_secs} s after it was cancelled\nhint: re-run it once it has stopped")]
+    WorkflowStillRunning {
+        scope: String,
+        id: String,
+        waited_secs: u64,
+    },
+    #[error("re-running run {id} of {scope} failed: {cause}")]
+    RerunWorkflow {
+        scope: String,
+        id: String,
+        cause: ApiError,
+    },
     #[error("{scope} has no {what}\nhint: {hint}")]
     Unsupported {
         scope: String,
@@ -234,7 +264,10 @@ impl ForgeError {
             | ForgeError::CreatePullRequest { cause, .. }
             | ForgeError::AutoMerge { cause, .. }
             | ForgeError::Upload { cause, .. }
-            | ForgeError::CreateCheck { cause, .. } => Some(cause),
+            | ForgeError::CreateCheck { cause, .. }
+            | ForgeError::ReadWorkflow { cause, .. }
+            | ForgeError::CancelWorkflow { cause, .. }
+            | ForgeError::RerunWorkflow { cause, .. } => Some(cause),
             _ => None,
         }
     }

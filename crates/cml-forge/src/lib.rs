@@ -15,9 +15,11 @@ pub mod github;
 pub mod gitlab;
 mod http;
 pub mod report;
+pub mod workflow;
 
 pub use error::{ApiError, ForgeError};
 pub use http::RetryPolicy;
+pub use workflow::Workflows;
 pub use report::{
     AutoMerged, CheckRun, Comment, MergeMethod, NewPullRequest, PullRequest, Reports, Upload,
 };

@@ -295,6 +295,37 @@ fn responses_conform_to_the_spec() {
         &http,
     );
 
+    // A queued run is cancelled, then re-run as a whole (`cml workflow rerun`).
+    let c = sim.queue_job("o/r", "to cancel", &["nomatch"], "true");
+    check(
+        "POST",
+        &format!("/repos/o/r/actions/runs/{}/cancel", c.run_id),
+        None,
+        DEFAULT_PAT,
+        &http,
+    );
+    let cancelled = check(
+        "GET",
+        &format!("/repos/o/r/actions/runs/{}", c.run_id),
+        None,
+        DEFAULT_PAT,
+        &http,
+    );
+    assert_eq!(
+        (
+            cancelled["status"].as_str(),
+            cancelled["conclusion"].as_str()
+        ),
+        (Some("completed"), Some("cancelled"))
+    );
+    check(
+        "POST",
+        &format!("/repos/o/r/actions/runs/{}/rerun", c.run_id),
+        None,
+        DEFAULT_PAT,
+        &http,
+    );
+
     // Report routes: comments, pull requests, checks, the Git data API.
     seen.extend(exercise_report_routes(&url));
 

@@ -85,6 +85,69 @@ pub enum Command {
     },
     /// Prepare the Git checkout: identity, token-authenticated remote, full history
     Ci(CiArgs),
+    /// Repository commands (`cml repo prepare` is `cml ci`)
+    Repo {
+        #[command(subcommand)]
+        sub: RepoCommand,
+    },
+    /// Workflow runs and pipelines
+    Workflow {
+        #[command(subcommand)]
+        sub: WorkflowCommand,
+    },
+    /// Old name of `cml workflow rerun`
+    #[command(hide = true)]
+    RerunWorkflow(WorkflowRerunArgs),
+    /// TensorBoard.dev links (the service was shut down on 1 January 2024)
+    Tensorboard {
+        #[command(subcommand)]
+        sub: TensorboardCommand,
+    },
+    /// Old name of `cml tensorboard connect`
+    #[command(hide = true)]
+    TensorboardDev(TensorboardArgs),
+    /// Any other `cml NAME ARGS...` runs the program `cml-NAME` found on PATH with ARGS
+    #[command(external_subcommand)]
+    External(Vec<String>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Prepare the Git checkout (the same as `cml ci`)
+    Prepare(CiArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Re-run a workflow run (GitHub: cancelled first if it has not completed), or a pipeline (GitLab: cancelled first if active, then retried; Bitbucket: a new pipeline on the same target)
+    Rerun(WorkflowRerunArgs),
+}
+
+/// `cml workflow rerun` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct WorkflowRerunArgs {
+    /// Run to re-run: a GitHub workflow run id, a GitLab pipeline id, a Bitbucket pipeline {uuid} [env: CML_WORKFLOW_ID, CML_RERUN_WORKFLOW_ID] [default: this CI run: GITHUB_RUN_ID, CI_PIPELINE_ID, BITBUCKET_PIPELINE_UUID]
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TensorboardCommand {
+    /// Upload logs to TensorBoard.dev and print a link (the service no longer exists: exits 1)
+    Connect(TensorboardArgs),
+}
+
+/// `cml tensorboard connect` options, accepted as CML accepts them; the command only says that
+/// the service is gone.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TensorboardArgs {
+    /// CML's options (--credentials, --logdir, --name, --description, --md, --title, --file)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "OPTIONS"
+    )]
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use cml_core::{Driver, RepoUrl};
 use cml_forge::bitbucket::BitbucketClient;
 use cml_forge::github::{AppAuth, GithubAuth, GithubClient};
 use cml_forge::gitlab::GitlabClient;
-use cml_forge::{Forge, Reports, RetryPolicy};
+use cml_forge::{Forge, Reports, RetryPolicy, Workflows};
 
 /// One forge's client.
 pub enum Client {
@@ -64,6 +64,15 @@ impl Client {
                 Some(label) => c.with_runtime_label(label),
                 None => c,
             }),
+        }
+    }
+
+    /// The workflow view (`cml workflow rerun`).
+    pub fn into_workflows(self) -> Box<dyn Workflows> {
+        match self {
+            Client::Github(c) => Box::new(c),
+            Client::Gitlab(c) => Box::new(c),
+            Client::Bitbucket(c) => Box::new(c),
         }
     }
 

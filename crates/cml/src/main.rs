@@ -8,9 +8,13 @@ mod progress;
 mod report;
 mod runner;
 mod settings;
+mod workflow;
 
 use clap::Parser;
-use cli::{AssetCommand, CheckCommand, Cli, Command, CommentCommand, PrCommand, RunnerCommand};
+use cli::{
+    AssetCommand, CheckCommand, Cli, Command, CommentCommand, PrCommand, RepoCommand,
+    RunnerCommand, TensorboardCommand, WorkflowCommand,
+};
 use exit::Failure;
 use settings::ProcessEnv;
 use std::io::IsTerminal;
@@ -95,10 +99,25 @@ fn run(cli: Cli) -> Result<i32, Failure> {
             let s = report_settings()?;
             runtime()?.block_on(report::pr::run(s, args))
         }
-        Command::Ci(args) => {
+        Command::Ci(args)
+        | Command::Repo {
+            sub: RepoCommand::Prepare(args),
+        } => {
             let s = report_settings()?;
             runtime()?.block_on(report::ci::run(s, args))
         }
+        Command::Workflow {
+            sub: WorkflowCommand::Rerun(args),
+        }
+        | Command::RerunWorkflow(args) => {
+            let s = report_settings()?;
+            runtime()?.block_on(workflow::run(s, args, &ProcessEnv))
+        }
+        Command::Tensorboard {
+            sub: TensorboardCommand::Connect(_),
+        }
+        | Command::TensorboardDev(_) => workflow::tensorboard(),
+        Command::External(argv) => Err(workflow::external(&argv)),
         Command::Runner {
             sub: Some(RunnerCommand::Cleanup(args)),
             ..

@@ -936,7 +936,12 @@ fn ci_configures_identity_and_the_token_for_plain_git() {
                 "AUTHORIZATION: basic stale",
             ],
         );
-        let r = s.run(&["ci", "--user-name=Bot", "--user-email=bot@example.com"]);
+        // `cml repo prepare` is CML's newer name of `cml ci`.
+        let command: &[&str] = match kind {
+            Kind::Gitlab => &["repo", "prepare"],
+            _ => &["ci"],
+        };
+        let r = s.run(&[command, &["--user-name=Bot", "--user-email=bot@example.com"]].concat());
         assert_eq!(r.code, 0, "{kind:?}: {}", r.stderr);
         s.assert_no_secret(&r);
         assert_eq!(git(&s.work, &["config", "user.name"]), "Bot");

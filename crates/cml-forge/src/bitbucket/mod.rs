@@ -19,6 +19,7 @@
 //!   the deletion: a step given to the runner in between is not seen).
 
 mod report;
+mod workflow;
 
 use async_trait::async_trait;
 use base64::Engine;

@@ -4,6 +4,7 @@
 mod auth;
 mod report;
 mod types;
+mod workflow;
 
 pub use auth::{AppAuth, GithubAuth};
 pub use types::{Job, Run, ROUTES};

@@ -14,6 +14,7 @@
 //! - The token and every minted runner token are secrets: never in `Debug`, errors or logs.
 
 mod report;
+mod workflow;
 
 use async_trait::async_trait;
 use cml_core::repo::RepoUrl;

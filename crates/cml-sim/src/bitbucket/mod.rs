@@ -182,6 +182,16 @@ impl SimServer {
             .map(|s| s.any())
     }
 
+    /// The `{uuid}` of the pipeline step `id` belongs to.
+    pub fn bitbucket_pipeline_of(&self, id: &str) -> Option<String> {
+        self.shared
+            .bitbucket()
+            .steps
+            .iter()
+            .find(|s| s.uuid == id)
+            .map(|s| s.pipeline_uuid.clone())
+    }
+
     pub fn bitbucket_issued_secrets(&self) -> Vec<String> {
         self.shared.bitbucket().issued.clone()
     }

@@ -4,6 +4,10 @@
 //! `run_attempt + 1`) in the same run, and the run reports its latest attempt.
 
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// How long a cancelled run in progress takes to read `completed`.
+const CANCEL_DELAY: Duration = Duration::from_millis(1500);
 
 use super::objects;
 use super::state::{Job, Scope, State};
@@ -14,6 +18,7 @@ pub fn handle(sh: &Shared, req: &Req, scope: &Scope, rest: &[&str]) -> Resp {
     let repo = scope.key();
     let id = |s: &str| s.parse::<u64>().ok();
     let mut st = sh.lock();
+    st.settle_cancellations();
     match (req.method.as_str(), rest) {
         ("GET", ["jobs", j]) => match id(j)
             .and_then(|j| st.jobs.get(&j))
@@ -72,6 +77,30 @@ pub fn handle(sh: &Shared, req: &Req, scope: &Scope, rest: &[&str]) -> Resp {
                 200,
                 json!({"total_count": 1, "jobs": [objects::job(sh, &j)]}),
             ),
+            None => Resp::not_found(),
+        },
+        // A queued run is cancelled at once, one in progress a moment later (its runner may
+        // still report the job first).
+        ("POST", ["runs", r, "cancel"]) => match id(r).and_then(|r| latest(&st, r, &repo)) {
+            Some(j) if j.status == "completed" => {
+                Resp::error(409, "Cannot cancel a workflow run that is completed.")
+            }
+            Some(j) => {
+                let delay = if j.status == "queued" {
+                    Duration::ZERO
+                } else {
+                    CANCEL_DELAY
+                };
+                if let Some(job) = st.jobs.get_mut(&j.id) {
+                    job.cancel_at = Some(Instant::now() + delay);
+                }
+                st.settle_cancellations();
+                Resp::json(202, json!({}))
+            }
+            None => Resp::not_found(),
+        },
+        ("POST", ["runs", r, "rerun"]) => match id(r).and_then(|r| latest(&st, r, &repo)) {
+            Some(j) => rerun(&mut st, &j),
             None => Resp::not_found(),
         },
         ("POST", ["runs", r, "rerun-failed-jobs"]) => match id(r)

@@ -54,6 +54,8 @@ pub const GITHUB_ROUTES: &[(&str, &str)] = &[
         "POST",
         "/repos/{owner}/{repo}/actions/runs/{run_id}/rerun-failed-jobs",
     ),
+    ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel"),
+    ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/rerun"),
     ("GET", "/repos/{owner}/{repo}/installation"),
     ("GET", "/orgs/{org}/installation"),
     ("POST", "/app/installations/{installation_id}/access_tokens"),

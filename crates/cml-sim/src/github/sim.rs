@@ -174,13 +174,16 @@ fn agent_call(sh: &Shared, action: &str, body: &Value) -> Resp {
             let ephemeral = r.ephemeral;
             let job_id = body.get("job_id").and_then(Value::as_u64).unwrap_or(0);
             if let Some(j) = st.jobs.get_mut(&job_id) {
+                let cancelled = j.cancel_at.is_some();
                 j.status = "completed".into();
-                j.conclusion = Some(
+                j.conclusion = Some(if cancelled {
+                    "cancelled".to_string()
+                } else {
                     body.get("conclusion")
                         .and_then(Value::as_str)
                         .unwrap_or("failure")
-                        .to_string(),
-                );
+                        .to_string()
+                });
                 j.completed_at = Some(SystemTime::now());
                 j.output = body
                     .get("output")

@@ -100,6 +100,9 @@ pub struct Job {
     pub run_attempt: u64,
     pub head_sha: String,
     pub output: String,
+    /// A cancelled run in progress: it reads `completed`/`cancelled` from this instant on (as
+    /// on GitHub, a cancellation takes a moment), or when its runner reports it first.
+    pub cancel_at: Option<Instant>,
 }
 
 /// One request as seen by the server.
@@ -227,9 +230,25 @@ impl State {
                 run_attempt: 1,
                 head_sha: crate::util::random_hex(40),
                 output: String::new(),
+                cancel_at: None,
             },
         );
         (id, run_id)
+    }
+
+    /// Completes the cancelled jobs whose cancellation has taken effect.
+    pub fn settle_cancellations(&mut self) {
+        let now = Instant::now();
+        for j in self.jobs.values_mut() {
+            if j.status != "completed" && j.cancel_at.is_some_and(|t| t <= now) {
+                j.status = "completed".into();
+                j.conclusion = Some("cancelled".into());
+                j.completed_at = Some(SystemTime::now());
+                if let Some(r) = j.runner_id.and_then(|id| self.runners.get_mut(&id)) {
+                    r.busy = false;
+                }
+            }
+        }
     }
 
     /// Hand the oldest matching queued job to runner `id` (online, idle); returns the job id.

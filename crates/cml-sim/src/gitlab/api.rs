@@ -132,6 +132,8 @@ fn api(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
         ("GET", ["projects", _, "jobs", id]) => get_job(sh, id),
         ("POST", ["projects", _, "jobs", id, "retry"]) => retry_job(sh, id),
         ("POST", ["projects", _, "pipelines", id, "retry"]) => retry_pipeline(sh, id),
+        ("GET", ["projects", _, "pipelines", id]) => get_pipeline(sh, id),
+        ("POST", ["projects", _, "pipelines", id, "cancel"]) => cancel_pipeline(sh, id),
         _ => error(404, "404 Not Found"),
     }
 }
@@ -359,6 +361,68 @@ fn retry_job(sh: &Shared, id: &str) -> Resp {
     st.retries.push((j.id, new));
     drop(st);
     get_job(sh, &new.to_string()).with_status(201)
+}
+
+/// A pipeline's status, from the newest attempt of each of its jobs (as GitLab derives it).
+fn pipeline_status(st: &super::state::State, pid: u64) -> Option<&'static str> {
+    let mut newest: std::collections::BTreeMap<&str, &super::state::Job> = Default::default();
+    for j in st.jobs.values().filter(|j| j.pipeline_id == pid) {
+        match newest.get(j.name.as_str()) {
+            Some(n) if n.id > j.id => {}
+            _ => {
+                newest.insert(&j.name, j);
+            }
+        }
+    }
+    let has = |s: &str| newest.values().any(|j| j.status == s);
+    Some(match () {
+        _ if newest.is_empty() => return None,
+        _ if has("running") => "running",
+        _ if has("pending") => "pending",
+        _ if has("failed") => "failed",
+        _ if has("canceled") => "canceled",
+        _ => "success",
+    })
+}
+
+fn pipeline_json(st: &super::state::State, pid: u64) -> Option<Value> {
+    let status = pipeline_status(st, pid)?;
+    let project_id = st.jobs.values().find(|j| j.pipeline_id == pid)?.project_id;
+    Some(json!({
+        "id": pid,
+        "iid": pid,
+        "project_id": project_id,
+        "status": status,
+        "ref": "main",
+        "sha": format!("{pid:040x}"),
+        "source": "push",
+    }))
+}
+
+fn get_pipeline(sh: &Shared, id: &str) -> Resp {
+    let st = sh.gitlab();
+    match id.parse::<u64>().ok().and_then(|pid| pipeline_json(&st, pid)) {
+        Some(p) => Resp::json(200, p),
+        None => error(404, "404 Not found"),
+    }
+}
+
+/// Cancels every pending or running job of the pipeline (a runner's later update of a
+/// cancelled job does not change it back, as on GitLab).
+fn cancel_pipeline(sh: &Shared, id: &str) -> Resp {
+    let Some(pid) = id.parse::<u64>().ok() else {
+        return error(404, "404 Not found");
+    };
+    let mut st = sh.gitlab();
+    for j in st.jobs.values_mut().filter(|j| j.pipeline_id == pid) {
+        if matches!(j.status.as_str(), "pending" | "running") {
+            j.status = "canceled".into();
+        }
+    }
+    match pipeline_json(&st, pid) {
+        Some(p) => Resp::json(200, p),
+        None => error(404, "404 Not found"),
+    }
 }
 
 fn retry_pipeline(sh: &Shared, id: &str) -> Resp {

@@ -164,6 +164,23 @@ impl SimServer {
         self.shared.gitlab().issued.clone()
     }
 
+    /// The pipeline job `id` belongs to.
+    pub fn gitlab_pipeline_of(&self, id: &str) -> Option<u64> {
+        let id: u64 = id.parse().ok()?;
+        self.shared.gitlab().jobs.get(&id).map(|j| j.pipeline_id)
+    }
+
+    /// Every job of pipeline `pipeline`, oldest first, with its status.
+    pub fn gitlab_pipeline_jobs(&self, pipeline: u64) -> Vec<(u64, String)> {
+        self.shared
+            .gitlab()
+            .jobs
+            .values()
+            .filter(|j| j.pipeline_id == pipeline)
+            .map(|j| (j.id, j.status.clone()))
+            .collect()
+    }
+
     /// Retries requested through the API: (job id, new job id).
     pub fn gitlab_retries(&self) -> Vec<(u64, u64)> {
         self.shared.gitlab().retries.clone()
