@@ -10,8 +10,13 @@ fn tag(k: &str, v: &str) -> aws_sdk_ec2::types::Tag {
     aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()
 }
 
-/// Starts an instance, tagged with our owner tag when `owner` is given.
-fn instance(ec2: &Ec2, owner: Option<&str>) -> String {
+/// Starts an instance, tagged with our owner tag when `owner` is given, made for `repo`.
+fn instance(ec2: &Ec2, owner: Option<&str>, repo: &str) -> String {
+    instance_in(ec2, owner, repo, None)
+}
+
+/// [`instance`] in the security group `group`, if given.
+fn instance_in(ec2: &Ec2, owner: Option<&str>, repo: &str, group: Option<&str>) -> String {
     let mut req = ec2
         .client
         .run_instances()
@@ -19,11 +24,15 @@ fn instance(ec2: &Ec2, owner: Option<&str>) -> String {
         .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
         .min_count(1)
         .max_count(1);
+    if let Some(g) = group {
+        req = req.security_group_ids(g);
+    }
     if let Some(o) = owner {
         req = req.tag_specifications(
             aws_sdk_ec2::types::TagSpecification::builder()
                 .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
                 .tags(tag("cml:id", o))
+                .tags(tag("cml:repo", repo))
                 .build(),
         );
     }
@@ -69,7 +78,8 @@ fn leaked_resources_are_listed_then_deleted_and_the_rest_left_alone() {
     // A runner that is online, with its machine: kept.
     let mut alive = w.runner("alive", &["--idle-timeout=never"]);
     alive.wait_status("ready", SECS(20));
-    let alive_machine = instance(&ec2, Some("alive"));
+    let repo = w.repo_url();
+    let alive_machine = instance(&ec2, Some("alive"), &repo);
     // A runner whose supervisor died: registered, offline, with cml's default name.
     let mut dead = w.runner("cml-0deadbeef0", &["--idle-timeout=never"]);
     dead.wait_status("ready", SECS(20));
@@ -81,7 +91,7 @@ fn leaked_resources_are_listed_then_deleted_and_the_rest_left_alone() {
             .any(|r| r.name == "cml-0deadbeef0" && r.status == "offline")
     });
     // Leaked on purpose: a machine without a runner, a key pair without a machine.
-    let leaked = instance(&ec2, Some("leaked-1"));
+    let leaked = instance(&ec2, Some("leaked-1"), &repo);
     ec2.rt
         .block_on(
             ec2.client
@@ -91,6 +101,7 @@ fn leaked_resources_are_listed_then_deleted_and_the_rest_left_alone() {
                     aws_sdk_ec2::types::TagSpecification::builder()
                         .resource_type(aws_sdk_ec2::types::ResourceType::KeyPair)
                         .tags(tag("cml:id", "leaked-2"))
+                        .tags(tag("cml:repo", &repo))
                         .build(),
                 )
                 .send(),
@@ -107,6 +118,7 @@ fn leaked_resources_are_listed_then_deleted_and_the_rest_left_alone() {
                     aws_sdk_ec2::types::TagSpecification::builder()
                         .resource_type(aws_sdk_ec2::types::ResourceType::Volume)
                         .tags(tag("cml:id", "leaked-3"))
+                        .tags(tag("cml:repo", &repo))
                         .build(),
                 )
                 .send(),
@@ -116,7 +128,7 @@ fn leaked_resources_are_listed_then_deleted_and_the_rest_left_alone() {
         .unwrap()
         .to_string();
     // Not ours: never touched.
-    let foreign = instance(&ec2, None);
+    let foreign = instance(&ec2, None, &repo);
 
     // 1. The table only (young machines are given time to register by default).
     let mut r = cleanup(&w, &moto, &["--older-than=0"]);
@@ -181,7 +193,7 @@ fn leaked_resources_are_listed_then_deleted_and_the_rest_left_alone() {
     assert!(r.output().contains("0 orphaned"), "{}", r.output());
 
     // By default a machine younger than 20 minutes may still be registering: kept.
-    let young = instance(&ec2, Some("young"));
+    let young = instance(&ec2, Some("young"), &repo);
     let mut r = cleanup(&w, &moto, &["--delete"]);
     assert_eq!(r.wait_exit(SECS(60)), 0, "{}", r.output());
     assert_eq!(state(&ec2, &young), "running");
