@@ -1072,7 +1072,7 @@ async fn one_failed_deletion_does_not_stop_the_others() {
     assert!(e.contains("key pair cml-fb"), "{e}");
     assert!(e.contains("UnauthorizedOperation"), "{e}");
     assert!(!e.contains(&b.id), "a={} b={}: {e}", a.id, b.id);
-    assert_eq!(live_instances(&ec2).await, [a.id.clone()]);
+    assert_eq!(live_instances(&ec2).await, vec![a.id.clone()]);
     assert_eq!(key_pairs(&ec2).await, ["cml-fb"]);
     proxy.clear_faults();
     aws.destroy(&created).await.unwrap();
