@@ -40,6 +40,22 @@ pub enum CloudError {
     },
     #[error("deleting {resource} failed: {reason}\nhint: delete it by hand; everything cml creates carries the tag cml:id")]
     Destroy { resource: String, reason: String },
+    #[error("teardown in {region} did not finish{why}; what may be left:\n{left}\nhint: run `cml runner cleanup --cloud=aws --cloud-region={region}` (with --delete to remove it), or delete it by hand: everything cml creates carries the tag cml:id")]
+    Incomplete {
+        region: String,
+        /// Why it stopped (`: ...`), or empty.
+        why: String,
+        /// One line per resource, indented.
+        left: String,
+    },
+    #[error("the machine's startup script is {bytes} bytes, over EC2's limit of {limit} bytes for user-data{cause}\nhint: {hint}; nothing was created")]
+    UserDataTooLarge {
+        bytes: usize,
+        limit: usize,
+        /// What makes it big (`: ...`), or empty.
+        cause: String,
+        hint: String,
+    },
     #[error("reading instance metadata {path} failed: {reason}\nhint: this check only works on a cloud machine")]
     Metadata { path: String, reason: String },
     #[error("listing resources tagged cml:id in {region} failed: {reason}")]

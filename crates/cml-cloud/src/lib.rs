@@ -1,12 +1,14 @@
 //! Cloud providers behind one trait: the machines that host runners.
 //!
 //! Teardown contract (the reason for [`Created`]): a provider records every resource in the
-//! caller's [`Created`] list *as soon as the cloud has created it*, before doing anything
-//! else. Whatever happens next — an error, a timeout, the launcher's task being dropped on
-//! SIGINT — the caller can hand that list to [`Provider::destroy`], which deletes exactly
-//! those resources, in a safe order, and is idempotent (a resource already gone counts as
-//! deleted). Every resource also carries the owner tag [`OWNER_TAG`], so anything missed can
-//! be found again with [`Provider::list_owned`].
+//! caller's [`Created`] ledger *as soon as the cloud has created it*, and every launch request
+//! *before sending it* (by the [`LAUNCH_TAG`] value everything it creates carries). Whatever
+//! happens next — an error, a timeout, an answer that never arrives, the launcher's task
+//! being dropped on SIGINT — the caller can hand the ledger to [`Provider::destroy`], which
+//! deletes those resources and whatever the recorded launch requests created, and is
+//! idempotent (a resource already gone counts as deleted). Every resource also carries the
+//! owner tag [`OWNER_TAG`], so anything missed can be found again with
+//! [`Provider::list_owned`].
 
 pub mod error;
 pub mod interruption;
@@ -17,13 +19,20 @@ pub mod spec;
 pub mod aws;
 
 pub use error::CloudError;
-pub use spec::{Created, Machine, MachineSpec, OwnedResource, Resource};
+pub use spec::{Created, Left, Machine, MachineSpec, OwnedResource, Resource};
 
 use async_trait::async_trait;
 use std::time::Duration;
 
 /// The tag every resource we create carries; its value is the runner name.
 pub const OWNER_TAG: &str = "cml:id";
+
+/// The tag naming the repository or organization URL a resource was made for.
+pub const SCOPE_TAG: &str = "cml:repo";
+
+/// The tag a launch request puts on everything it creates; its value is unique to that
+/// launch, so teardown finds what a request created even when its answer never arrived.
+pub const LAUNCH_TAG: &str = "cml:launch";
 
 /// A cloud that can host runner machines.
 #[async_trait]
@@ -43,11 +52,21 @@ pub trait Provider: Send + Sync {
         timeout: Duration,
     ) -> Result<Machine, CloudError>;
 
-    /// Deletes every resource in `created` (instances first, then spot requests, key pairs,
-    /// and per-runner security groups). Idempotent; copes with a creation that never finished.
+    /// Deletes every resource in `created` and whatever its recorded launch requests created
+    /// (looked up by [`LAUNCH_TAG`], also when their answer never arrived).
+    ///
+    /// Guarantees: every deletion that depends on nothing (terminating instances, cancelling
+    /// spot requests, deleting key pairs and volumes) is issued at once, concurrently; only
+    /// then does it wait, and only for what needs terminated instances (per-runner security
+    /// groups). A failed deletion does not stop the others. The whole call is bounded in
+    /// time (the provider's teardown timeout); on return `created` holds exactly what may
+    /// still exist, and the error, if any, lists it with ids. An instance whose termination
+    /// the cloud accepted counts as deleted. Idempotent; copes with a creation that never
+    /// finished.
     async fn destroy(&self, created: &Created) -> Result<(), CloudError>;
 
-    /// Every resource carrying [`OWNER_TAG`] in this provider's region.
+    /// Every resource carrying [`OWNER_TAG`] in this provider's region, with its
+    /// [`SCOPE_TAG`] and, for security groups, the instances using them.
     async fn list_owned(&self) -> Result<Vec<OwnedResource>, CloudError>;
 
     /// The machine's console output, when the cloud keeps one (for timeout errors).

@@ -47,29 +47,177 @@ pub enum Resource {
     Volume(String),
 }
 
-/// The resources created so far, shared between a provider and its caller.
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Resource::Instance(id) => write!(f, "instance {id}"),
+            Resource::SpotRequest(id) => write!(f, "spot request {id}"),
+            Resource::KeyPair(name) => write!(f, "key pair {name}"),
+            Resource::SecurityGroup(id) => write!(f, "security group {id}"),
+            Resource::Volume(id) => write!(f, "volume {id}"),
+        }
+    }
+}
+
+/// The teardown ledger of one launch (or one cleanup): what exists and is not yet known to
+/// be gone, shared between a provider and its caller.
+///
+/// A provider records each resource the moment the cloud has created it, and each launch
+/// request *before* sending it (by the tag value every resource it makes carries), so a
+/// request whose answer never arrived is still found. [`crate::Provider::destroy`] removes
+/// what it has deleted, marks what is being deleted (an instance that is terminating), and
+/// leaves the rest: after it, [`Created::left`] is exactly what may still exist.
 #[derive(Debug, Clone, Default)]
-pub struct Created(Arc<Mutex<Vec<Resource>>>);
+pub struct Created(Arc<Mutex<Ledger>>);
+
+#[derive(Debug, Default)]
+struct Ledger {
+    entries: Vec<Entry>,
+    launches: Vec<Launch>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    resource: Resource,
+    requested: bool,
+    failure: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Launch {
+    tag: String,
+    answered: bool,
+}
+
+/// A resource not known to be gone, as [`Created::left`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Left {
+    pub resource: Resource,
+    /// Its deletion was accepted by the cloud and is under way (a terminating instance).
+    pub deleting: bool,
+    /// Why deleting it failed, when it did.
+    pub failure: Option<String>,
+}
+
+impl std::fmt::Display for Left {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.resource)?;
+        match (&self.failure, self.deleting) {
+            (Some(why), _) => write!(f, " (deleting it failed: {why})"),
+            (None, true) => write!(f, " (deletion under way, not confirmed)"),
+            (None, false) => write!(f, " (not deleted)"),
+        }
+    }
+}
 
 impl Created {
     pub fn new() -> Created {
         Created::default()
     }
 
+    fn with<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> T {
+        // A panic elsewhere cannot make the ledger unreadable: teardown needs it most then.
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    /// Records a resource that exists (once).
     pub fn push(&self, r: Resource) {
-        if let Ok(mut v) = self.0.lock() {
-            if !v.contains(&r) {
-                v.push(r);
+        self.with(|l| {
+            if !l.entries.iter().any(|e| e.resource == r) {
+                l.entries.push(Entry {
+                    resource: r,
+                    requested: false,
+                    failure: None,
+                });
             }
-        }
+        })
     }
 
+    /// Every resource not known to be gone, in the order recorded.
     pub fn list(&self) -> Vec<Resource> {
-        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+        self.with(|l| l.entries.iter().map(|e| e.resource.clone()).collect())
     }
 
+    /// True when no resource is recorded and no launch request may have made one.
     pub fn is_empty(&self) -> bool {
-        self.list().is_empty()
+        self.with(|l| l.entries.is_empty() && l.launches.is_empty())
+    }
+
+    /// Records that a launch request tagging what it creates with `tag` is about to be sent;
+    /// until [`Created::launch_answered`], it may have created resources nobody recorded.
+    pub fn launch_sent(&self, tag: &str) {
+        self.with(|l| match l.launches.iter_mut().find(|x| x.tag == tag) {
+            Some(x) => x.answered = false,
+            None => l.launches.push(Launch {
+                tag: tag.to_string(),
+                answered: false,
+            }),
+        })
+    }
+
+    /// Records that the cloud answered the launch request tagged `tag` (with what it made,
+    /// already recorded, or with an error meaning it made nothing).
+    pub fn launch_answered(&self, tag: &str) {
+        self.with(|l| {
+            if let Some(x) = l.launches.iter_mut().find(|x| x.tag == tag) {
+                x.answered = true;
+            }
+        })
+    }
+
+    /// The launch tags whose resources teardown must look up: (tag, answered).
+    pub fn launches(&self) -> Vec<(String, bool)> {
+        self.with(|l| {
+            l.launches
+                .iter()
+                .map(|x| (x.tag.clone(), x.answered))
+                .collect()
+        })
+    }
+
+    /// Forgets a launch once everything it made has been looked up and recorded.
+    pub fn launch_resolved(&self, tag: &str) {
+        self.with(|l| l.launches.retain(|x| x.tag != tag))
+    }
+
+    /// Records that `r` is gone.
+    pub fn remove(&self, r: &Resource) {
+        self.with(|l| l.entries.retain(|e| &e.resource != r))
+    }
+
+    /// Records that the cloud accepted the deletion of `r`, which is under way.
+    pub fn deleting(&self, r: &Resource) {
+        self.with(|l| {
+            if let Some(e) = l.entries.iter_mut().find(|e| &e.resource == r) {
+                e.requested = true;
+                e.failure = None;
+            }
+        })
+    }
+
+    /// Records why deleting `r` failed.
+    pub fn failed(&self, r: &Resource, why: &str) {
+        self.with(|l| {
+            if let Some(e) = l.entries.iter_mut().find(|e| &e.resource == r) {
+                e.failure = Some(why.to_string());
+            }
+        })
+    }
+
+    /// What may still exist, with what is known of its deletion. Launch requests not yet
+    /// looked up are not resources and are not listed: see [`Created::launches`].
+    pub fn left(&self) -> Vec<Left> {
+        self.with(|l| {
+            l.entries
+                .iter()
+                .map(|e| Left {
+                    resource: e.resource.clone(),
+                    deleting: e.requested,
+                    failure: e.failure.clone(),
+                })
+                .collect()
+        })
     }
 }
 
@@ -92,8 +240,12 @@ pub struct OwnedResource {
     pub resource: Resource,
     /// The owner tag's value (the runner name).
     pub owner: String,
+    /// The repository or organization URL it was made for (the `cml:repo` tag), if tagged.
+    pub scope: Option<String>,
     /// Cloud state (`running`, `terminated`, `open`, ...), when it has one.
     pub state: Option<String>,
     /// Time since the cloud created it, when the cloud says.
     pub age: Option<std::time::Duration>,
+    /// Security groups: the instances (anyone's, tagged or not) using it, when asked.
+    pub used_by: Option<Vec<String>>,
 }

@@ -5,9 +5,10 @@
 use aws_sdk_ec2::config::Credentials;
 use aws_sdk_ec2::types::Filter;
 use base64::Engine;
-use cml_cloud::aws::{AwsProvider, SHARED_SECURITY_GROUP};
+use cml_cloud::aws::{AwsProvider, ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, SHARED_SECURITY_GROUP};
 use cml_cloud::{CloudError, Created, MachineSpec, Provider, Resource};
 use cml_core::cloud::{Cloud, CloudSpec};
+use cml_sim::ec2proxy::{Ec2FaultProxy, Fault};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -194,6 +195,7 @@ impl Moto {
             .unwrap()
             .with_poll_interval(Duration::from_millis(50))
             .with_destroy_timeout(Duration::from_secs(10))
+            .with_launch_settle(Duration::from_secs(2))
     }
 
     async fn sdk_config(&self) -> aws_config::SdkConfig {
@@ -771,17 +773,15 @@ async fn destroy_copes_with_a_creation_that_never_finished() {
     assert!(created
         .list()
         .contains(&Resource::KeyPair("cml-dropped".into())));
+    // Whatever the dropped call launched is found by its launch tag and removed too.
     aws.destroy(&created).await.unwrap();
     assert!(key_pairs(&ec2).await.is_empty());
-    // Whatever the dropped call launched is found by its tag and removed too.
-    let leftovers = Created::new();
-    for o in aws.list_owned().await.unwrap() {
-        if o.owner == "dropped" {
-            leftovers.push(o.resource);
-        }
-    }
-    aws.destroy(&leftovers).await.unwrap();
     assert!(live_instances(&ec2).await.is_empty());
+    assert!(
+        created.left().iter().all(|l| l.deleting),
+        "{:?}",
+        created.left()
+    );
 }
 
 #[tokio::test]
@@ -827,6 +827,12 @@ async fn new_reads_the_standard_environment_and_debug_hides_credentials() {
     assert_eq!(aws.region(), "us-east-1");
     let owned = aws.list_owned().await.unwrap();
     assert!(owned.is_empty(), "{owned:?}");
+    let timeouts = aws.client().config().timeout_config().unwrap();
+    assert!(timeouts
+        .connect_timeout()
+        .is_some_and(|t| t <= CONNECT_TIMEOUT));
+    assert_eq!(timeouts.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+    assert!(timeouts.operation_timeout().is_some());
     let debug = format!("{aws:?}");
     assert!(
         !debug.contains("very-secret-test-value") && !debug.contains("AKIDTESTVALUE1234"),
@@ -859,6 +865,7 @@ async fn provider_via(endpoint: &str, region: &str) -> AwsProvider {
         .unwrap()
         .with_poll_interval(Duration::from_millis(50))
         .with_destroy_timeout(Duration::from_secs(10))
+        .with_launch_settle(Duration::from_secs(2))
 }
 
 #[tokio::test]
@@ -906,4 +913,169 @@ async fn spot_without_capacity_tries_the_other_zones_then_on_demand_when_allowed
     assert_eq!(i.instance_lifecycle(), None, "an on-demand instance");
     assert!(!m.spot);
     aws.destroy(&created).await.unwrap();
+}
+
+/// Waits (bounded) until `f` holds.
+async fn until(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_launch_whose_answer_never_arrives_leaves_nothing_after_teardown() {
+    let moto = Moto::start();
+    let region = "us-east-1";
+    let ec2 = moto.ec2(region).await;
+    let proxy = Ec2FaultProxy::start(&moto.endpoint(), &[]).unwrap();
+    let aws = provider_via(&proxy.url(), region).await;
+
+    // 1. Every answer to RunInstances is lost after EC2 carried it out: the SDK retries,
+    // then gives up. The machines it made are found by their launch tag.
+    proxy.inject("RunInstances", None, Fault::DropAnswer, None);
+    let created = Created::new();
+    let e = aws
+        .create(&spec("lost", region), &created)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, CloudError::Launch { .. }), "{e}");
+    let launched = live_instances(&ec2).await;
+    assert!(!launched.is_empty(), "the requests reached EC2");
+    assert_eq!(
+        created.list(),
+        [Resource::KeyPair("cml-lost".into())],
+        "no answer named an instance"
+    );
+    aws.destroy(&created).await.unwrap();
+    assert!(
+        live_instances(&ec2).await.is_empty(),
+        "{launched:?} were left"
+    );
+    assert!(key_pairs(&ec2).await.is_empty());
+    let left = created.left();
+    assert_eq!(left.len(), launched.len(), "{left:?}");
+    assert!(
+        left.iter().all(|l| l.deleting),
+        "only terminating instances: {left:?}"
+    );
+    assert!(created.launches().is_empty(), "the launch was looked up");
+
+    // 2. The answer is delayed and the launch is given up while it is on its way (the
+    // launcher's task dropped on a signal).
+    proxy.clear_faults();
+    proxy.inject(
+        "RunInstances",
+        None,
+        Fault::DelayAnswer(Duration::from_secs(60)),
+        None,
+    );
+    let created = Created::new();
+    {
+        let s = spec("slow", region);
+        let fut = aws.create(&s, &created);
+        tokio::pin!(fut);
+        let ec2 = &ec2;
+        tokio::select! {
+            r = &mut fut => panic!("the delayed launch ended: {:?}", r.map(|m| m.id)),
+            _ = until("the instance in EC2", Duration::from_secs(20), async || {
+                !live_instances(ec2).await.is_empty()
+            }) => {}
+        }
+    }
+    assert!(
+        !created
+            .list()
+            .iter()
+            .any(|r| matches!(r, Resource::Instance(_))),
+        "{:?}",
+        created.list()
+    );
+    aws.destroy(&created).await.unwrap();
+    assert!(live_instances(&ec2).await.is_empty());
+    assert!(key_pairs(&ec2).await.is_empty());
+}
+
+#[tokio::test]
+async fn teardown_issues_every_deletion_first_and_gives_up_on_a_hung_endpoint_naming_what_is_left()
+{
+    let moto = Moto::start();
+    let region = "us-east-1";
+    let ec2 = moto.ec2(region).await;
+    let proxy = Ec2FaultProxy::start(&moto.endpoint(), &[]).unwrap();
+    let aws = provider_via(&proxy.url(), region)
+        .await
+        .with_destroy_timeout(Duration::from_secs(2));
+    let created = Created::new();
+    let m = aws.create(&spec("hung", region), &created).await.unwrap();
+
+    // TerminateInstances never answers: the key pair is deleted all the same, and the
+    // teardown returns within its bound, naming the instance.
+    proxy.inject("TerminateInstances", None, Fault::Hang, None);
+    let started = Instant::now();
+    let e = aws.destroy(&created).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "teardown took {took:?}");
+    assert!(matches!(e, CloudError::Incomplete { .. }), "{e}");
+    let text = e.to_string();
+    assert!(text.contains(&format!("instance {}", m.id)), "{text}");
+    assert!(text.contains("within 2 s"), "{text}");
+    assert!(text.contains("cml runner cleanup"), "{text}");
+    assert!(!text.contains("key pair"), "{text}");
+    assert!(
+        key_pairs(&ec2).await.is_empty(),
+        "deleted while terminate hung"
+    );
+    let terminate = proxy.arrivals("TerminateInstances")[0];
+    let delete_key = proxy.arrivals("DeleteKeyPair")[0];
+    assert!(
+        delete_key.saturating_duration_since(terminate) < Duration::from_secs(1),
+        "both issued at once"
+    );
+    assert_eq!(
+        created.list(),
+        [Resource::Instance(m.id.clone())],
+        "the ledger holds what is left"
+    );
+
+    // Once the endpoint answers again, the same ledger finishes the job.
+    proxy.clear_faults();
+    aws.destroy(&created).await.unwrap();
+    assert!(live_instances(&ec2).await.is_empty());
+}
+
+#[tokio::test]
+async fn one_failed_deletion_does_not_stop_the_others() {
+    let moto = Moto::start();
+    let region = "us-east-1";
+    let ec2 = moto.ec2(region).await;
+    let proxy = Ec2FaultProxy::start(&moto.endpoint(), &[]).unwrap();
+    let aws = provider_via(&proxy.url(), region).await;
+    let created = Created::new();
+    let a = aws.create(&spec("fa", region), &created).await.unwrap();
+    let b = aws.create(&spec("fb", region), &created).await.unwrap();
+    proxy.inject(
+        "TerminateInstances",
+        Some(&a.id),
+        Fault::Error("UnauthorizedOperation".into()),
+        None,
+    );
+    proxy.inject(
+        "DeleteKeyPair",
+        Some("cml-fb"),
+        Fault::Error("UnauthorizedOperation".into()),
+        None,
+    );
+    let e = aws.destroy(&created).await.unwrap_err().to_string();
+    assert!(e.contains(&format!("instance {}", a.id)), "{e}");
+    assert!(e.contains("key pair cml-fb"), "{e}");
+    assert!(e.contains("UnauthorizedOperation"), "{e}");
+    assert!(!e.contains(&b.id), "a={} b={}: {e}", a.id, b.id);
+    assert_eq!(live_instances(&ec2).await, vec![a.id.clone()]);
+    assert_eq!(key_pairs(&ec2).await, ["cml-fb"]);
+    proxy.clear_faults();
+    aws.destroy(&created).await.unwrap();
+    assert!(live_instances(&ec2).await.is_empty());
+    assert!(key_pairs(&ec2).await.is_empty());
 }

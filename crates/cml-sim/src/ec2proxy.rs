@@ -1,17 +1,57 @@
-//! A proxy in front of an EC2 endpoint (moto in the tests) that refuses spot launches for
-//! capacity, as EC2 does when a zone has no spot capacity: `RunInstances` with
-//! `InstanceMarketOptions.MarketType=spot` outside the zones given as having capacity gets
-//! EC2's `InsufficientInstanceCapacity` error code. Everything else is passed through. (EC2
-//! sends that code with a server-error status, which SDKs retry a few times; the proxy sends
-//! it as a client error so tests spend no time in retries: the code is what callers act on.)
+//! A proxy in front of an EC2 endpoint (moto in the tests) that plays EC2's failures:
+//!
+//! - it refuses spot launches for capacity, as EC2 does when a zone has no spot capacity:
+//!   `RunInstances` with `InstanceMarketOptions.MarketType=spot` outside the zones given as
+//!   having capacity gets EC2's `InsufficientInstanceCapacity` error code. (EC2 sends that
+//!   code with a server-error status, which SDKs retry a few times; the proxy sends it as a
+//!   client error so tests spend no time in retries: the code is what callers act on.)
+//! - [`Ec2FaultProxy::inject`] adds a [`Fault`] for one action: an answer lost after the
+//!   request was carried out (the connection is cut), an answer delayed, a request that is
+//!   never answered (a hung endpoint), or an error code instead of the answer.
+//!
+//! Everything else is passed through. Every request is logged with its arrival time.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
+
+/// What the proxy does to a request matching an injected rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Forwards the request (EC2 carries it out), then cuts the connection instead of
+    /// answering: the caller never learns what was done.
+    DropAnswer,
+    /// Forwards the request, then answers only after this long.
+    DelayAnswer(Duration),
+    /// Never forwards nor answers: a hung endpoint.
+    Hang,
+    /// Answers this EC2 error code with HTTP 400 instead of forwarding.
+    Error(String),
+}
+
+struct Rule {
+    action: String,
+    /// Applies only to requests whose decoded form contains this text.
+    matching: Option<String>,
+    fault: Fault,
+    /// How many more requests it applies to (`None`: all).
+    left: Option<usize>,
+}
+
+/// One request that reached the proxy.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at: Instant,
+    pub action: String,
+    /// The fault applied to it, if any.
+    pub fault: Option<Fault>,
+}
 
 struct State {
     upstream: String,
@@ -20,6 +60,8 @@ struct State {
     http: reqwest::Client,
     /// The zones (or `-` for none) of refused spot launches, in order.
     refused: Mutex<Vec<String>>,
+    rules: Mutex<Vec<Rule>>,
+    seen: Mutex<Vec<Seen>>,
 }
 
 /// A running proxy. Dropping it stops it.
@@ -45,6 +87,8 @@ impl Ec2FaultProxy {
             spot_zones: spot_zones.iter().map(|s| s.to_string()).collect(),
             http,
             refused: Mutex::new(Vec::new()),
+            rules: Mutex::new(Vec::new()),
+            seen: Mutex::new(Vec::new()),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -76,6 +120,45 @@ impl Ec2FaultProxy {
     /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+
+    /// Applies `fault` to the next `times` requests (all, with `None`) of `action` (an EC2
+    /// action name such as `RunInstances`) whose decoded form contains `matching`, if given.
+    /// Rules are tried in the order injected; the first that applies is used.
+    pub fn inject(&self, action: &str, matching: Option<&str>, fault: Fault, times: Option<usize>) {
+        if let Ok(mut rules) = self.state.rules.lock() {
+            rules.push(Rule {
+                action: action.to_string(),
+                matching: matching.map(String::from),
+                fault,
+                left: times,
+            });
+        }
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        if let Ok(mut rules) = self.state.rules.lock() {
+            rules.clear();
+        }
+    }
+
+    /// Every request so far, in order of arrival.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state
+            .seen
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// The arrival times of the requests of `action` so far.
+    pub fn arrivals(&self, action: &str) -> Vec<Instant> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.action == action)
+            .map(|s| s.at)
+            .collect()
     }
 
     /// The zones of the spot launches refused so far (`-`: no zone given).
@@ -114,7 +197,41 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let text = String::from_utf8_lossy(&body);
-    if form_value(&text, "Action").as_deref() == Some("RunInstances")
+    let action = form_value(&text, "Action").unwrap_or_default();
+    let fault = st.rules.lock().ok().and_then(|mut rules| {
+        let decoded = crate::util::percent_decode(&text);
+        let rule = rules.iter_mut().find(|r| {
+            r.action == action
+                && r.left != Some(0)
+                && r.matching
+                    .as_ref()
+                    .is_none_or(|m| decoded.contains(m.as_str()))
+        })?;
+        if let Some(n) = rule.left.as_mut() {
+            *n -= 1;
+        }
+        Some(rule.fault.clone())
+    });
+    if let Ok(mut seen) = st.seen.lock() {
+        seen.push(Seen {
+            at: Instant::now(),
+            action: action.clone(),
+            fault: fault.clone(),
+        });
+    }
+    match &fault {
+        Some(Fault::Hang) => std::future::pending::<()>().await,
+        Some(Fault::Error(code)) => {
+            let xml = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>Injected by the test proxy for {action}.</Message></Error></Errors><RequestID>sim-fault</RequestID></Response>"
+            );
+            let mut resp = Response::new(Body::from(xml));
+            *resp.status_mut() = StatusCode::BAD_REQUEST;
+            return resp;
+        }
+        _ => {}
+    }
+    if action == "RunInstances"
         && form_value(&text, "InstanceMarketOptions.MarketType").as_deref() == Some("spot")
     {
         let zone = form_value(&text, "Placement.AvailabilityZone");
@@ -142,7 +259,14 @@ async fn handle(
             req = req.header(k, v);
         }
     }
-    match req.send().await {
+    let answer = req.send().await;
+    match &fault {
+        Some(Fault::DelayAnswer(d)) => tokio::time::sleep(*d).await,
+        // The request was carried out; the answer is lost with the connection.
+        Some(Fault::DropAnswer) => return Response::new(Body::new(CutConnection)),
+        _ => {}
+    }
+    match answer {
         Ok(up) => {
             let status = up.status();
             let hs = up.headers().clone();
@@ -161,5 +285,22 @@ async fn handle(
             *resp.status_mut() = StatusCode::BAD_GATEWAY;
             resp
         }
+    }
+}
+
+/// A body that fails at once, so the server cuts the connection: the caller gets no answer.
+struct CutConnection;
+
+impl axum::body::HttpBody for CutConnection {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(Some(Err(std::io::Error::other(
+            "answer dropped by the test proxy",
+        ))))
     }
 }

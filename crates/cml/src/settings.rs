@@ -32,6 +32,8 @@ pub mod vars {
     pub const GITHUB_APP_PEM: &str = "CML_GITHUB_APP_PEM";
     /// Seconds between the launcher's checks of a booting cloud runner (default 5).
     pub const CLOUD_POLL_INTERVAL: &str = "CML_CLOUD_POLL_INTERVAL";
+    /// Seconds the launcher's teardown may take before it reports what is left (default 60).
+    pub const CLOUD_TEARDOWN_TIMEOUT: &str = "CML_CLOUD_TEARDOWN_TIMEOUT";
     /// Releases API the GitHub agent is downloaded from (a mirror, or the simulator).
     pub const GITHUB_RUNNER_RELEASES_URL: &str = "CML_GITHUB_RUNNER_RELEASES_URL";
     /// Where gitlab-runner binaries are downloaded from (GitLab's bucket layout:
@@ -181,6 +183,8 @@ pub struct RunnerSettings {
     pub cloud_cml_url: String,
     pub cloud_cml_sha256: Option<String>,
     pub cloud_poll_interval: Duration,
+    /// How long the launcher's teardown may take (`CML_CLOUD_TEARDOWN_TIMEOUT`).
+    pub cloud_teardown_timeout: Duration,
     pub self_terminate: bool,
     /// `--cloud-ssh-private`, checked to look like a PEM key.
     pub cloud_ssh_private: Option<Secret>,
@@ -395,6 +399,28 @@ pub fn resolve_runner(
         "CML_CLOUD_POLL_INTERVAL",
         5,
     )?;
+    // Zero would poll the cloud and the forge in a tight loop; hours would miss the timeout.
+    if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&cloud_poll_interval) {
+        return Err(SettingsError::Value {
+            option: "CML_CLOUD_POLL_INTERVAL",
+            value: format!("{}", cloud_poll_interval.as_secs_f64()),
+            reason: "expected 0.1 to 300 seconds",
+        });
+    }
+    let cloud_teardown_timeout = seconds(
+        None,
+        env,
+        vars::CLOUD_TEARDOWN_TIMEOUT,
+        "CML_CLOUD_TEARDOWN_TIMEOUT",
+        60,
+    )?;
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&cloud_teardown_timeout) {
+        return Err(SettingsError::Value {
+            option: "CML_CLOUD_TEARDOWN_TIMEOUT",
+            value: format!("{}", cloud_teardown_timeout.as_secs_f64()),
+            reason: "expected 1 to 3600 seconds",
+        });
+    }
     let cloud_cml_sha256 = pick(
         args.cloud_cml_sha256.clone(),
         env,
@@ -497,6 +523,7 @@ pub fn resolve_runner(
         .unwrap_or_else(|| DEFAULT_CML_URL.to_string()),
         cloud_cml_sha256,
         cloud_poll_interval,
+        cloud_teardown_timeout,
         self_terminate: flag(args.self_terminate, env, &["CML_RUNNER_SELF_TERMINATE"]),
         cloud_ssh_private: pick(
             args.cloud_ssh_private.clone(),
@@ -516,6 +543,9 @@ pub struct CleanupSettings {
     pub older_than: Duration,
     /// The forge to match machines with, when a repository and a token are known.
     pub forge: Option<RunnerSettings>,
+    /// The repository or organization cleaned (`--repo`, else the git origin), if known:
+    /// resources made for any other are not judged.
+    pub repo: Option<RepoUrl>,
 }
 
 /// Resolves `cml runner cleanup`'s settings. Without a repository or a token the forge is
@@ -541,16 +571,29 @@ pub fn resolve_cleanup(
         "older-than",
         1200,
     )?;
-    let forge = match resolve_runner(global, &runner_args, env, git_origin) {
+    let origin = git_origin();
+    let forge = match resolve_runner(global, &runner_args, env, || origin.clone()) {
         Ok(s) => Some(s),
         Err(SettingsError::NoRepo | SettingsError::NoToken { .. }) => None,
         Err(e) => return Err(e),
+    };
+    let repo = match &forge {
+        Some(f) => Some(f.repo.clone()),
+        None => pick(
+            global.repo.clone(),
+            env,
+            &["CML_RUNNER_REPO", "CML_REPO", "RUNNER_REPO"],
+        )
+        .or(origin)
+        .map(|r| RepoUrl::parse(&r))
+        .transpose()?,
     };
     Ok(CleanupSettings {
         cloud,
         delete: args.delete,
         older_than,
         forge,
+        repo,
     })
 }
 

@@ -394,3 +394,159 @@ fn spot_interruption(no_retry: bool) {
 fn service_log(root: &Path) -> String {
     std::fs::read_to_string(root.join("cml.service.log")).unwrap_or_default()
 }
+
+/// [`launcher`] talking to EC2 through a fault proxy in front of moto.
+fn launcher_via(
+    w: &World,
+    moto: &Moto,
+    proxy: &cml_sim::ec2proxy::Ec2FaultProxy,
+    name: &str,
+    extra: &[&str],
+) -> std::process::Command {
+    let mut cmd = launcher(w, moto, name, extra);
+    cmd.env("AWS_ENDPOINT_URL", proxy.url());
+    cmd
+}
+
+#[test]
+fn sigint_inside_run_instances_leaves_nothing_and_terminate_follows_at_once() {
+    use cml_sim::ec2proxy::{Ec2FaultProxy, Fault};
+    let w = World::new();
+    let moto = Moto::start();
+    let ec2 = moto.ec2();
+    let proxy = Ec2FaultProxy::start(&moto.url, &[]).unwrap();
+    // EC2 makes the machine, but its answer is held back: the launcher never learns its id.
+    proxy.inject("RunInstances", None, Fault::DelayAnswer(SECS(120)), None);
+    let mut r = Running::spawn(launcher_via(&w, &moto, &proxy, "aws-inflight", &[]));
+    let instance = wait_for("the instance in EC2", SECS(60), || {
+        ec2.live_instances().into_iter().next()
+    });
+    assert_eq!(proxy.arrivals("RunInstances").len(), 1);
+    let signalled = Instant::now();
+    r.signal(libc::SIGINT);
+    assert_eq!(r.wait_exit(SECS(60)), 130, "{}", r.output());
+    let took = proxy.arrivals("TerminateInstances")[0].saturating_duration_since(signalled);
+    eprintln!("TerminateInstances reached EC2 {took:?} after SIGINT (answer never received)");
+    assert!(took < SECS(3), "terminate issued {took:?} after the signal");
+    assert!(
+        ec2.live_instances().is_empty(),
+        "{} was left: {:?}\n{}",
+        instance.id,
+        ec2.live_instances(),
+        r.output()
+    );
+    assert!(ec2.key_pairs().is_empty(), "{:?}", ec2.key_pairs());
+    assert!(r.output().contains(&instance.id), "{}", r.output());
+}
+
+#[test]
+fn sighup_and_sigquit_tear_down_like_sigterm_and_terminate_follows_at_once() {
+    use cml_sim::ec2proxy::Ec2FaultProxy;
+    for sig in [libc::SIGHUP, libc::SIGQUIT] {
+        let w = World::new();
+        let moto = Moto::start();
+        let ec2 = moto.ec2();
+        let proxy = Ec2FaultProxy::start(&moto.url, &[]).unwrap();
+        let mut r = Running::spawn(launcher_via(&w, &moto, &proxy, "aws-hup", &[]));
+        wait_for("phase registering", SECS(60), || {
+            r.poll_records();
+            r.seen
+                .iter()
+                .any(|v| v["phase"] == "registering")
+                .then_some(())
+        });
+        let signalled = Instant::now();
+        r.signal(sig);
+        assert_eq!(r.wait_exit(SECS(60)), 128 + sig, "{sig}: {}", r.output());
+        let took = proxy.arrivals("TerminateInstances")[0].saturating_duration_since(signalled);
+        eprintln!("signal {sig}: TerminateInstances reached EC2 {took:?} after it");
+        assert!(took < SECS(2), "terminate issued {took:?} after the signal");
+        assert!(
+            ec2.live_instances().is_empty(),
+            "{sig}: {:?}",
+            ec2.live_instances()
+        );
+        assert!(ec2.key_pairs().is_empty());
+        assert!(
+            r.output()
+                .contains("everything this launch created was destroyed"),
+            "{}",
+            r.output()
+        );
+    }
+}
+
+#[test]
+fn a_hung_ec2_endpoint_cannot_hang_the_teardown_which_names_what_is_left() {
+    use cml_sim::ec2proxy::{Ec2FaultProxy, Fault};
+    let w = World::new();
+    let moto = Moto::start();
+    let ec2 = moto.ec2();
+    let proxy = Ec2FaultProxy::start(&moto.url, &[]).unwrap();
+    let mut cmd = launcher_via(&w, &moto, &proxy, "aws-hung", &[]);
+    cmd.env("CML_CLOUD_TEARDOWN_TIMEOUT", "3");
+    let mut r = Running::spawn(cmd);
+    wait_for("phase registering", SECS(60), || {
+        r.poll_records();
+        r.seen
+            .iter()
+            .any(|v| v["phase"] == "registering")
+            .then_some(())
+    });
+    let instance = ec2.live_instances().remove(0);
+    proxy.inject("TerminateInstances", None, Fault::Hang, None);
+    let signalled = Instant::now();
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait_exit(SECS(30)), 143, "{}", r.output());
+    assert!(
+        signalled.elapsed() < SECS(10),
+        "teardown took {:?}",
+        signalled.elapsed()
+    );
+    let out = r.output();
+    assert!(out.contains("did not finish"), "{out}");
+    assert!(
+        out.contains(&format!("instance {}", instance.id)),
+        "names what is left: {out}"
+    );
+    assert!(out.contains("cml runner cleanup"), "{out}");
+    assert!(ec2.key_pairs().is_empty(), "the key pair went all the same");
+    assert!(w.sim.runners().is_empty());
+}
+
+#[test]
+fn limits_are_checked_before_anything_is_created() {
+    use base64::Engine;
+    let w = World::new();
+    let moto = Moto::start();
+    let ec2 = moto.ec2();
+    for interval in ["0", "100000"] {
+        let mut cmd = launcher(&w, &moto, "aws-limits", &[]);
+        cmd.env("CML_CLOUD_POLL_INTERVAL", interval);
+        let mut r = Running::spawn(cmd);
+        assert_eq!(r.wait_exit(SECS(30)), 2, "{interval}: {}", r.output());
+        assert!(
+            r.output().contains("CML_CLOUD_POLL_INTERVAL"),
+            "{}",
+            r.output()
+        );
+        assert!(r.output().contains("0.1 to 300 seconds"), "{}", r.output());
+    }
+    let script = format!("#!/bin/sh\n# {}\n", "x".repeat(17_000));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&script);
+    let flag = format!("--cloud-startup-script={encoded}");
+    let mut r = Running::spawn(launcher(&w, &moto, "aws-limits", &[&flag]));
+    assert_eq!(r.wait_exit(SECS(30)), 2, "{}", r.output());
+    let out = r.output();
+    assert!(out.contains("over EC2's limit of 16384 bytes"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "--cloud-startup-script makes {} bytes",
+            script.len()
+        )),
+        "{out}"
+    );
+    assert!(ec2.instances().is_empty());
+    assert!(ec2.key_pairs().is_empty());
+    assert_eq!(w.sim.registration_tokens_issued(), 0);
+}

@@ -13,7 +13,8 @@ pub mod image;
 pub mod sshkey;
 
 use crate::{
-    CloudError, Created, Machine, MachineSpec, OwnedResource, Provider, Resource, OWNER_TAG,
+    CloudError, Created, Machine, MachineSpec, OwnedResource, Provider, Resource, LAUNCH_TAG,
+    OWNER_TAG, SCOPE_TAG,
 };
 use async_trait::async_trait;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -33,7 +34,18 @@ use std::time::{Duration, Instant};
 pub const SHARED_SECURITY_GROUP: &str = "cml-runners";
 
 /// The owner tag value of resources shared between runners.
-pub const SHARED_OWNER: &str = "shared";
+pub const SHARED_OWNER: &str = cml_core::orphans::SHARED_OWNER;
+
+/// EC2's limit on user-data: 16 KB in raw form, before base64 encoding (EC2 user guide,
+/// "Work with instance user data"; the base64 text sent is at most 21,848 bytes).
+pub const USER_DATA_LIMIT: usize = 16 * 1024;
+
+/// How long one connection attempt to EC2 may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one attempt of one EC2 call may take (sending, and reading the whole answer).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one EC2 call may take with the SDK's retries.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 
 const SPOT_ERRORS: &[&str] = &[
     "InsufficientInstanceCapacity",
@@ -49,6 +61,7 @@ pub struct AwsProvider {
     zone: Option<String>,
     poll_interval: Duration,
     destroy_timeout: Duration,
+    launch_settle: Duration,
 }
 
 impl std::fmt::Debug for AwsProvider {
@@ -113,8 +126,19 @@ impl AwsProvider {
                 reason: "no credentials provider found".into(),
             });
         }
+        // A hung endpoint must not hang a launch or its teardown: every call is bounded,
+        // unless the caller's configuration sets its own bounds.
+        let ours = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT);
+        let timeouts = match config.timeout_config() {
+            Some(given) => given.to_builder().take_unset_from(ours).build(),
+            None => ours.build(),
+        };
         let conf = aws_sdk_ec2::config::Builder::from(config)
             .region(aws_config::Region::new(r.clone()))
+            .timeout_config(timeouts)
             .build();
         Ok(AwsProvider {
             client: aws_sdk_ec2::Client::from_conf(conf),
@@ -122,6 +146,7 @@ impl AwsProvider {
             zone,
             poll_interval: Duration::from_secs(2),
             destroy_timeout: Duration::from_secs(300),
+            launch_settle: Duration::from_secs(10),
         })
     }
 
@@ -131,9 +156,17 @@ impl AwsProvider {
         self
     }
 
-    /// Sets how long `destroy` waits for instances to terminate (default 5 min).
+    /// Sets how long `destroy` may take as a whole (default 5 min); what is not deleted by
+    /// then is reported as left.
     pub fn with_destroy_timeout(mut self, timeout: Duration) -> AwsProvider {
         self.destroy_timeout = timeout;
+        self
+    }
+
+    /// Sets how long teardown keeps looking for what a launch request whose answer never
+    /// arrived created (default 10 s: EC2 may take a few seconds to list a new instance).
+    pub fn with_launch_settle(mut self, settle: Duration) -> AwsProvider {
+        self.launch_settle = settle;
         self
     }
 
@@ -327,12 +360,14 @@ impl AwsProvider {
             key_name,
             security_group,
             self.zone.as_deref(),
+            &launch_id(&spec.name),
             0,
         )
     }
 
-    /// [`AwsProvider::run_instances_request`] placed in `zone` (if any); `attempt` makes the
-    /// client token differ from the earlier attempts' (whose parameters differed).
+    /// [`AwsProvider::run_instances_request`] placed in `zone` (if any), tagging what it
+    /// creates with [`LAUNCH_TAG`] = `launch`; `attempt` makes the client token differ from
+    /// the earlier attempts' (whose parameters differed).
     #[allow(clippy::too_many_arguments)]
     fn run_instances_in(
         &self,
@@ -342,6 +377,7 @@ impl AwsProvider {
         key_name: &str,
         security_group: &str,
         zone: Option<&str>,
+        launch: &str,
         attempt: u32,
     ) -> RunInstancesFluentBuilder {
         let c = &spec.cloud;
@@ -350,6 +386,8 @@ impl AwsProvider {
         if !tags.iter().any(|(k, _)| k == "Name") {
             tags.push(("Name".into(), name));
         }
+        tags.retain(|(k, _)| k != LAUNCH_TAG);
+        tags.push((LAUNCH_TAG.into(), launch.into()));
         let mut req = self
             .client
             .run_instances()
@@ -370,12 +408,8 @@ impl AwsProvider {
             .user_data(base64::engine::general_purpose::STANDARD.encode(&spec.user_data))
             .tag_specifications(tag_spec(ResourceType::Instance, &tags))
             .tag_specifications(tag_spec(ResourceType::Volume, &tags))
-            // One token per launch: the SDK's retries cannot start a second machine.
-            .client_token(if attempt == 0 {
-                client_token(&spec.name)
-            } else {
-                client_token(&format!("{}#{attempt}", spec.name))
-            });
+            // One token per attempt: the SDK's retries cannot start a second machine.
+            .client_token(format!("{launch}.{attempt}"));
         if let Some(device) = root_device_name {
             req = req.block_device_mappings(
                 BlockDeviceMapping::builder()
@@ -427,12 +461,17 @@ impl AwsProvider {
     /// Sends RunInstances. A spot launch refused for capacity or price is tried again in the
     /// region's other zones (unless a subnet or a zone pins it), then, with
     /// `--cloud-spot-fallback`, on demand; each change is logged with its reason.
+    ///
+    /// Each request is recorded in `created` before it is sent, and marked answered once an
+    /// answer says what it made (the caller records that) or that it made nothing.
     async fn launch_with_fallback(
         &self,
         spec: &MachineSpec,
         image: &ResolvedImage,
         key_name: &str,
         security_group: &str,
+        created: &Created,
+        launch: &str,
     ) -> Result<
         (
             aws_sdk_ec2::operation::run_instances::RunInstancesOutput,
@@ -442,16 +481,26 @@ impl AwsProvider {
     > {
         let c = &spec.cloud;
         let send = |spec: &MachineSpec, zone: Option<&str>, attempt: u32| {
-            self.run_instances_in(
+            let req = self.run_instances_in(
                 spec,
                 &image.id,
                 image.root_device_name.as_deref(),
                 key_name,
                 security_group,
                 zone,
+                launch,
                 attempt,
-            )
-            .send()
+            );
+            created.launch_sent(launch);
+            async move {
+                let res = req.send().await;
+                if let Err(e) = &res {
+                    if refused(e) {
+                        created.launch_answered(launch);
+                    }
+                }
+                res
+            }
         };
         let launch_err = |reason: String| CloudError::Launch {
             machine_type: c.machine_type.clone(),
@@ -564,10 +613,39 @@ impl AwsProvider {
         }
     }
 
-    async fn terminate_instances(&self, ids: &[String]) -> Result<(), CloudError> {
-        let mut first = None;
-        let mut pending = Vec::new();
+    /// Asks EC2 to terminate `ids` (one call; one call per instance when that fails, so one
+    /// bad instance does not keep the others running), recording each outcome in `created`.
+    async fn terminate(&self, created: &Created, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        let batch = self
+            .client
+            .terminate_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await;
+        let e = match batch {
+            Ok(_) => {
+                for id in ids {
+                    created.deleting(&Resource::Instance(id.clone()));
+                }
+                return;
+            }
+            Err(e) => e,
+        };
+        if let [id] = ids {
+            let r = Resource::Instance(id.clone());
+            if is_gone(e.code()) {
+                created.remove(&r);
+            } else {
+                self.failed(created, &r, sdk_reason(&e));
+            }
+            return;
+        }
+        tracing::debug!(reason = %sdk_reason(&e), "terminating the instances together failed; one by one");
         for id in ids {
+            let r = Resource::Instance(id.clone());
             match self
                 .client
                 .terminate_instances()
@@ -575,50 +653,22 @@ impl AwsProvider {
                 .send()
                 .await
             {
-                Ok(_) => pending.push(id.clone()),
-                Err(e) if is_gone(e.code()) => {}
-                Err(e) => {
-                    first.get_or_insert(CloudError::Destroy {
-                        resource: format!("instance {id}"),
-                        reason: sdk_reason(&e),
-                    });
-                }
+                Ok(_) => created.deleting(&r),
+                Err(e) if is_gone(e.code()) => created.remove(&r),
+                Err(e) => self.failed(created, &r, sdk_reason(&e)),
             }
         }
-        let deadline = Instant::now() + self.destroy_timeout;
-        while !pending.is_empty() {
-            let mut still = Vec::new();
-            for id in &pending {
-                match self.describe_instance(id).await {
-                    Ok(Some(i)) if state_name(&i) != "terminated" => still.push(id.clone()),
-                    Ok(_) => {}
-                    Err(reason) => {
-                        tracing::debug!(instance = %id, %reason, "describing a terminating instance failed");
-                        still.push(id.clone());
-                    }
-                }
-            }
-            pending = still;
-            if pending.is_empty() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                // Termination was accepted: the cloud finishes it on its own.
-                tracing::warn!(instances = ?pending, "instances still terminating; not waiting longer");
-                break;
-            }
-            tokio::time::sleep(self.poll_interval).await;
-        }
-        first.map_or(Ok(()), Err)
+    }
+
+    fn failed(&self, created: &Created, r: &Resource, reason: String) {
+        tracing::warn!(resource = %r, %reason, "teardown step failed; continuing");
+        created.failed(r, &reason);
     }
 
     /// Cancels a spot request unless it is already gone, cancelled or closed (cancelling
     /// an unknown request is an error on AWS, and a server error on some emulators).
-    async fn cancel_spot_request(&self, id: &str) -> Result<(), CloudError> {
-        let fail = |reason: String| CloudError::Destroy {
-            resource: format!("spot request {id}"),
-            reason,
-        };
+    async fn cancel_spot_request(&self, created: &Created, id: &str) {
+        let r = Resource::SpotRequest(id.to_string());
         let described = self
             .client
             .describe_spot_instance_requests()
@@ -637,10 +687,10 @@ impl AwsProvider {
                     )
                 }),
             Err(e) if is_gone(e.code()) => false,
-            Err(e) => return Err(fail(sdk_reason(&e))),
+            Err(e) => return self.failed(created, &r, sdk_reason(&e)),
         };
         if !open {
-            return Ok(());
+            return created.remove(&r);
         }
         match self
             .client
@@ -649,13 +699,32 @@ impl AwsProvider {
             .send()
             .await
         {
-            Ok(_) => Ok(()),
-            Err(e) if is_gone(e.code()) => Ok(()),
-            Err(e) => Err(fail(sdk_reason(&e))),
+            Ok(_) => created.remove(&r),
+            Err(e) if is_gone(e.code()) => created.remove(&r),
+            Err(e) => self.failed(created, &r, sdk_reason(&e)),
         }
     }
 
-    async fn delete_security_group(&self, id: &str) -> Result<(), CloudError> {
+    async fn delete_key_pair(&self, created: &Created, name: &str) {
+        let r = Resource::KeyPair(name.to_string());
+        match self.client.delete_key_pair().key_name(name).send().await {
+            Ok(_) => created.remove(&r),
+            Err(e) if is_gone(e.code()) => created.remove(&r),
+            Err(e) => self.failed(created, &r, sdk_reason(&e)),
+        }
+    }
+
+    async fn delete_volume(&self, created: &Created, id: &str) {
+        let r = Resource::Volume(id.to_string());
+        match self.client.delete_volume().volume_id(id).send().await {
+            Ok(_) => created.remove(&r),
+            Err(e) if is_gone(e.code()) => created.remove(&r),
+            Err(e) => self.failed(created, &r, sdk_reason(&e)),
+        }
+    }
+
+    async fn delete_security_group(&self, created: &Created, id: &str) {
+        let r = Resource::SecurityGroup(id.to_string());
         let attempts = 10;
         for attempt in 1..=attempts {
             match self
@@ -665,22 +734,244 @@ impl AwsProvider {
                 .send()
                 .await
             {
-                Ok(_) => return Ok(()),
-                Err(e) if is_gone(e.code()) => return Ok(()),
+                Ok(_) => return created.remove(&r),
+                Err(e) if is_gone(e.code()) => return created.remove(&r),
                 // Instances using it are still shutting down.
                 Err(e) if e.code() == Some("DependencyViolation") && attempt < attempts => {
                     tokio::time::sleep(self.poll_interval).await;
                 }
-                Err(e) => {
-                    return Err(CloudError::Destroy {
-                        resource: format!("security group {id}"),
-                        reason: sdk_reason(&e),
-                    })
-                }
+                Err(e) => return self.failed(created, &r, sdk_reason(&e)),
             }
         }
-        Ok(())
     }
+
+    /// Finds what the launch request tagged `launch` created, records it and deletes it.
+    /// A request that was answered is looked up once (for a spot request its answer may not
+    /// have named); one whose answer never arrived is looked up until something shows or
+    /// the settle time has passed, as EC2 may list a new instance only seconds later.
+    async fn reap_launch(&self, created: &Created, launch: &str, answered: bool) {
+        // Half the teardown budget at most: an answer is wanted before the deadline.
+        let settle = Instant::now()
+            + if answered {
+                Duration::ZERO
+            } else {
+                self.launch_settle.min(self.destroy_timeout / 2)
+            };
+        loop {
+            match self.launched_by(launch).await {
+                Ok((instances, requests)) => {
+                    let found = !instances.is_empty() || !requests.is_empty();
+                    if found {
+                        tracing::info!(
+                            launch,
+                            ?instances,
+                            ?requests,
+                            "found what the launch request created"
+                        );
+                    }
+                    for id in &instances {
+                        created.push(Resource::Instance(id.clone()));
+                    }
+                    for id in &requests {
+                        created.push(Resource::SpotRequest(id.clone()));
+                    }
+                    if found || Instant::now() >= settle {
+                        created.launch_resolved(launch);
+                        let cancels = async {
+                            for id in &requests {
+                                self.cancel_spot_request(created, id).await;
+                            }
+                        };
+                        tokio::join!(self.terminate(created, &instances), cancels);
+                        return;
+                    }
+                }
+                Err(reason) => {
+                    tracing::warn!(launch, %reason, "looking up what a launch request created failed");
+                    if Instant::now() >= settle {
+                        // Left in the ledger: reported as unknown.
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(self.poll_interval.min(Duration::from_secs(1))).await;
+        }
+    }
+
+    /// The instances (not terminated) and open spot requests tagged [`LAUNCH_TAG`] = `launch`.
+    async fn launched_by(&self, launch: &str) -> Result<(Vec<String>, Vec<String>), String> {
+        let tag = format!("tag:{LAUNCH_TAG}");
+        let mut instances = Vec::new();
+        let mut pages = self
+            .client
+            .describe_instances()
+            .filters(filter(&tag, [launch]))
+            .filters(filter(
+                "instance-state-name",
+                ["pending", "running", "stopping", "stopped"],
+            ))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_reason(&e))?;
+            instances.extend(
+                page.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .filter_map(|i| i.instance_id().map(String::from)),
+            );
+        }
+        let out = self
+            .client
+            .describe_spot_instance_requests()
+            .filters(filter(&tag, [launch]))
+            .filters(filter("state", ["open", "active"]))
+            .send()
+            .await
+            .map_err(|e| sdk_reason(&e))?;
+        let requests = out
+            .spot_instance_requests()
+            .iter()
+            .filter_map(|r| r.spot_instance_request_id().map(String::from))
+            .collect();
+        Ok((instances, requests))
+    }
+
+    /// Waits until the instances being terminated are gone (needed before deleting a
+    /// security group they use); bounded by the caller.
+    async fn wait_terminated(&self, created: &Created) {
+        loop {
+            let terminating: Vec<String> = created
+                .left()
+                .into_iter()
+                .filter(|l| l.deleting)
+                .filter_map(|l| match l.resource {
+                    Resource::Instance(id) => Some(id),
+                    _ => None,
+                })
+                .collect();
+            if terminating.is_empty() {
+                return;
+            }
+            for id in &terminating {
+                match self.describe_instance(id).await {
+                    Ok(Some(i)) if state_name(&i) != "terminated" => {}
+                    Ok(_) => created.remove(&Resource::Instance(id.clone())),
+                    Err(reason) => {
+                        tracing::debug!(instance = %id, %reason, "describing a terminating instance failed");
+                    }
+                }
+            }
+            tokio::time::sleep(self.poll_interval).await;
+        }
+    }
+
+    /// The teardown itself, unbounded (see [`Provider::destroy`]).
+    async fn destroy_all(&self, created: &Created) {
+        let list = created.list();
+        let of = |f: fn(&Resource) -> Option<&String>| -> Vec<String> {
+            list.iter().filter_map(f).cloned().collect()
+        };
+        let instances = of(|r| match r {
+            Resource::Instance(id) => Some(id),
+            _ => None,
+        });
+        let requests = of(|r| match r {
+            Resource::SpotRequest(id) => Some(id),
+            _ => None,
+        });
+        let keys = of(|r| match r {
+            Resource::KeyPair(name) => Some(name),
+            _ => None,
+        });
+        let volumes = of(|r| match r {
+            Resource::Volume(id) => Some(id),
+            _ => None,
+        });
+        let launches = created.launches();
+        // 1. Every deletion that depends on nothing, at once.
+        let cancels = async {
+            for id in &requests {
+                self.cancel_spot_request(created, id).await;
+            }
+        };
+        let key_pairs = async {
+            for name in &keys {
+                self.delete_key_pair(created, name).await;
+            }
+        };
+        let disks = async {
+            for id in &volumes {
+                self.delete_volume(created, id).await;
+            }
+        };
+        let lookups = async {
+            for (launch, answered) in &launches {
+                self.reap_launch(created, launch, *answered).await;
+            }
+        };
+        tokio::join!(
+            self.terminate(created, &instances),
+            cancels,
+            key_pairs,
+            disks,
+            lookups
+        );
+        // 2. Security groups, once the instances using them are gone.
+        let groups = of(|r| match r {
+            Resource::SecurityGroup(id) => Some(id),
+            _ => None,
+        });
+        if !groups.is_empty() {
+            self.wait_terminated(created).await;
+            for id in &groups {
+                self.delete_security_group(created, id).await;
+            }
+        }
+    }
+}
+
+/// The error for what teardown left, or `Ok` when nothing but terminating instances is.
+fn teardown_outcome(
+    region: &str,
+    created: &Created,
+    timeout: Option<Duration>,
+) -> Result<(), CloudError> {
+    let left = created.left();
+    let unknown: Vec<String> = created
+        .launches()
+        .into_iter()
+        .map(|(tag, _)| {
+            format!(
+                "  - whatever the launch request tagged {LAUNCH_TAG}={tag} created (not looked up)"
+            )
+        })
+        .collect();
+    let terminating: Vec<&crate::Left> = left.iter().filter(|l| l.deleting).collect();
+    if !terminating.is_empty() {
+        tracing::info!(
+            instances = ?terminating.iter().map(|l| l.resource.to_string()).collect::<Vec<_>>(),
+            "termination accepted; EC2 finishes it on its own"
+        );
+    }
+    if unknown.is_empty() && left.iter().all(|l| l.deleting && l.failure.is_none()) {
+        return Ok(());
+    }
+    // Instances whose termination was accepted are going: logged above, not listed.
+    let mut lines: Vec<String> = left
+        .iter()
+        .filter(|l| !l.deleting || l.failure.is_some())
+        .map(|l| format!("  - {l}"))
+        .collect();
+    lines.extend(unknown);
+    Err(CloudError::Incomplete {
+        region: region.to_string(),
+        why: match timeout {
+            Some(t) => format!(" within {} s", t.as_secs_f64().ceil() as u64),
+            None => String::new(),
+        },
+        left: lines.join("\n"),
+    })
 }
 
 struct ResolvedImage {
@@ -712,46 +1003,79 @@ fn tag_spec(kind: ResourceType, tags: &[(String, String)]) -> TagSpecification {
 }
 
 fn owner_of(tags: &[Tag]) -> Option<String> {
+    tag_of(tags, OWNER_TAG)
+}
+
+fn tag_of(tags: &[Tag], key: &str) -> Option<String> {
     tags.iter()
-        .find(|t| t.key() == Some(OWNER_TAG))
+        .find(|t| t.key() == Some(key))
         .map(|t| t.value().unwrap_or_default().to_string())
 }
 
-fn client_token(name: &str) -> String {
+/// A value unique to one launch of runner `name`: its [`LAUNCH_TAG`] value and the stem of
+/// its client tokens (at most 60 characters, so `stem.N` fits EC2's 64).
+fn launch_id(name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    let mut token = format!("cml-{name}-{nanos:x}");
-    token.retain(|c| c.is_ascii_graphic());
-    if token.len() > 64 {
-        token = token[token.len() - 64..].to_string();
+    let unique = format!(
+        "-{:x}-{nanos:x}-{:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut stem = format!("cml-{name}");
+    stem.retain(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    stem.truncate(60usize.saturating_sub(unique.len()));
+    stem + &unique
+}
+
+/// True when EC2 answered a request with a refusal (a 4xx error): it created nothing. Any
+/// other failure (a timeout, a dropped connection, a server error) leaves it unknown.
+fn refused<E>(e: &aws_sdk_ec2::error::SdkError<E>) -> bool {
+    matches!(e, aws_sdk_ec2::error::SdkError::ServiceError(se) if se.raw().status().is_client_error())
+}
+
+/// Checks the user-data against EC2's limit before anything is created.
+pub fn check_user_data(spec: &MachineSpec) -> Result<(), CloudError> {
+    let bytes = spec.user_data.len();
+    if bytes <= USER_DATA_LIMIT {
+        return Ok(());
     }
-    token
+    let user = spec
+        .cloud
+        .startup_script
+        .as_ref()
+        .map_or(0, |s| s.len())
+        .min(bytes);
+    let (cause, hint) = if user > 0 {
+        (
+            format!(
+                ": --cloud-startup-script makes {user} bytes of it, cml's own part {} bytes",
+                bytes - user
+            ),
+            "shorten --cloud-startup-script, for example by having it download the longer part",
+        )
+    } else {
+        (
+            String::new(),
+            "pass fewer or shorter runner options and forwarded variables (labels, --docker-volumes, --cloud-metadata)",
+        )
+    };
+    Err(CloudError::UserDataTooLarge {
+        bytes,
+        limit: USER_DATA_LIMIT,
+        cause,
+        hint: hint.to_string(),
+    })
 }
 
 /// True for error codes meaning the resource does not exist (any more). Malformed ids
 /// cannot name an existing resource either (and some emulators answer NotFound for them).
 fn is_gone(code: Option<&str>) -> bool {
     code.is_some_and(|c| c.ends_with("NotFound") || c.ends_with(".Malformed"))
-}
-
-/// The outcome of deleting `resource`: a resource already gone counts as deleted.
-fn deleted<T, E>(
-    res: Result<T, aws_sdk_ec2::error::SdkError<E>>,
-    resource: impl FnOnce() -> String,
-) -> Result<(), CloudError>
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match res {
-        Ok(_) => Ok(()),
-        Err(e) if is_gone(e.code()) => Ok(()),
-        Err(e) => Err(CloudError::Destroy {
-            resource: resource(),
-            reason: sdk_reason(&e),
-        }),
-    }
 }
 
 /// The AWS error code and message; without a code, the HTTP status (a body without an
@@ -781,8 +1105,10 @@ impl Provider for AwsProvider {
     }
 
     async fn create(&self, spec: &MachineSpec, created: &Created) -> Result<Machine, CloudError> {
+        check_user_data(spec)?;
         let c = &spec.cloud;
         let key_name = format!("cml-{}", spec.name);
+        let launch = launch_id(&spec.name);
         // Everything that can fail without creating anything comes first.
         let public_key = match &spec.ssh_private_key {
             Some(private) => Some(sshkey::public_key_openssh(private.expose())?),
@@ -825,7 +1151,7 @@ impl Provider for AwsProvider {
         created.push(Resource::KeyPair(key_name.clone()));
 
         let (out, spot) = self
-            .launch_with_fallback(spec, &image, &key_name, &security_group)
+            .launch_with_fallback(spec, &image, &key_name, &security_group, created, &launch)
             .await?;
         let launch_fail = |reason: String| CloudError::Launch {
             machine_type: c.machine_type.clone(),
@@ -837,16 +1163,18 @@ impl Provider for AwsProvider {
             if let Some(id) = i.instance_id() {
                 created.push(Resource::Instance(id.to_string()));
             }
+            if let Some(request) = i.spot_instance_request_id() {
+                created.push(Resource::SpotRequest(request.to_string()));
+            }
         }
+        created.launch_answered(&launch);
         let instance = out
             .instances()
             .first()
             .cloned()
             .ok_or_else(|| launch_fail("the answer names no instance".into()))?;
         let id = instance.instance_id().unwrap_or_default().to_string();
-        if let Some(request) = instance.spot_instance_request_id() {
-            created.push(Resource::SpotRequest(request.to_string()));
-        } else if spot {
+        if instance.spot_instance_request_id().is_none() && spot {
             // Not always in the RunInstances answer: ask again, briefly.
             for attempt in 0..3 {
                 if attempt > 0 {
@@ -935,47 +1263,14 @@ impl Provider for AwsProvider {
     }
 
     async fn destroy(&self, created: &Created) -> Result<(), CloudError> {
-        let list = created.list();
-        let mut first: Option<CloudError> = None;
-        let mut keep = |r: Result<(), CloudError>| {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "teardown step failed; continuing");
-                first.get_or_insert(e);
-            }
-        };
-        let instances: Vec<String> = list
-            .iter()
-            .filter_map(|r| match r {
-                Resource::Instance(id) => Some(id.clone()),
-                _ => None,
-            })
-            .collect();
-        if !instances.is_empty() {
-            keep(self.terminate_instances(&instances).await);
-        }
-        for r in &list {
-            if let Resource::SpotRequest(id) = r {
-                keep(self.cancel_spot_request(id).await);
-            }
-        }
-        for r in &list {
-            if let Resource::KeyPair(name) = r {
-                let res = self.client.delete_key_pair().key_name(name).send().await;
-                keep(deleted(res, || format!("key pair {name}")));
-            }
-        }
-        for r in &list {
-            if let Resource::SecurityGroup(id) = r {
-                keep(self.delete_security_group(id).await);
-            }
-        }
-        for r in &list {
-            if let Resource::Volume(id) = r {
-                let res = self.client.delete_volume().volume_id(id).send().await;
-                keep(deleted(res, || format!("volume {id}")));
-            }
-        }
-        first.map_or(Ok(()), Err)
+        let timed_out = tokio::time::timeout(self.destroy_timeout, self.destroy_all(created))
+            .await
+            .is_err();
+        teardown_outcome(
+            &self.region,
+            created,
+            timed_out.then_some(self.destroy_timeout),
+        )
     }
 
     async fn list_owned(&self) -> Result<Vec<OwnedResource>, CloudError> {
@@ -1008,8 +1303,10 @@ impl Provider for AwsProvider {
                 found.push(OwnedResource {
                     resource: Resource::Instance(id.to_string()),
                     owner,
+                    scope: tag_of(i.tags(), SCOPE_TAG),
                     state: Some(state),
                     age: i.launch_time().and_then(age_of),
+                    used_by: None,
                 });
             }
         }
@@ -1031,8 +1328,10 @@ impl Provider for AwsProvider {
                 found.push(OwnedResource {
                     resource: Resource::SpotRequest(id.to_string()),
                     owner,
+                    scope: tag_of(r.tags(), SCOPE_TAG),
                     state: r.state().map(|s| s.as_str().to_string()),
                     age: r.create_time().and_then(age_of),
+                    used_by: None,
                 });
             }
         }
@@ -1051,11 +1350,14 @@ impl Provider for AwsProvider {
             found.push(OwnedResource {
                 resource: Resource::KeyPair(name.to_string()),
                 owner,
+                scope: tag_of(k.tags(), SCOPE_TAG),
                 state: None,
                 age: k.create_time().and_then(age_of),
+                used_by: None,
             });
         }
 
+        let mut groups = Vec::new();
         let mut pages = self
             .client
             .describe_security_groups()
@@ -1068,13 +1370,59 @@ impl Provider for AwsProvider {
                 let (Some(id), Some(owner)) = (g.group_id(), owner_of(g.tags())) else {
                     continue;
                 };
-                found.push(OwnedResource {
+                groups.push(OwnedResource {
                     resource: Resource::SecurityGroup(id.to_string()),
                     owner,
+                    scope: tag_of(g.tags(), SCOPE_TAG),
                     state: None,
                     age: None,
+                    used_by: None,
                 });
             }
+        }
+        // Which instances (anyone's, tagged or not) use each group.
+        if !groups.is_empty() {
+            let ids: Vec<String> = groups
+                .iter()
+                .filter_map(|g| match &g.resource {
+                    Resource::SecurityGroup(id) => Some(id.clone()),
+                    _ => None,
+                })
+                .collect();
+            let mut users: std::collections::HashMap<String, Vec<String>> =
+                ids.iter().map(|id| (id.clone(), Vec::new())).collect();
+            let mut pages = self
+                .client
+                .describe_instances()
+                .filters(
+                    Filter::builder()
+                        .name("instance.group-id")
+                        .set_values(Some(ids))
+                        .build(),
+                )
+                .filters(filter(
+                    "instance-state-name",
+                    ["pending", "running", "shutting-down", "stopping", "stopped"],
+                ))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| fail(sdk_reason(&e)))?;
+                for i in page.reservations().iter().flat_map(|r| r.instances()) {
+                    let Some(id) = i.instance_id() else { continue };
+                    for g in i.security_groups() {
+                        if let Some(list) = g.group_id().and_then(|g| users.get_mut(g)) {
+                            list.push(id.to_string());
+                        }
+                    }
+                }
+            }
+            for g in &mut groups {
+                if let Resource::SecurityGroup(id) = &g.resource {
+                    g.used_by = users.remove(id);
+                }
+            }
+            found.extend(groups);
         }
 
         let mut pages = self
@@ -1092,8 +1440,10 @@ impl Provider for AwsProvider {
                 found.push(OwnedResource {
                     resource: Resource::Volume(id.to_string()),
                     owner,
+                    scope: tag_of(v.tags(), SCOPE_TAG),
                     state: v.state().map(|s| s.as_str().to_string()),
                     age: v.create_time().and_then(age_of),
+                    used_by: None,
                 });
             }
         }
@@ -1182,6 +1532,7 @@ mod tests {
             zone: Some("us-east-1a".into()),
             poll_interval: Duration::from_millis(10),
             destroy_timeout: Duration::from_secs(1),
+            launch_settle: Duration::from_secs(1),
         }
     }
 
@@ -1282,10 +1633,29 @@ mod tests {
     }
 
     #[test]
-    fn client_tokens_are_bounded_and_unique() {
-        let a = client_token(&"x".repeat(100));
-        assert!(a.len() <= 64);
-        std::thread::sleep(Duration::from_millis(1));
-        assert_ne!(client_token("r"), client_token("r2"));
+    fn launch_ids_are_bounded_and_unique() {
+        let a = launch_id(&"x".repeat(100));
+        assert!(format!("{a}.99").len() <= 64, "{a}");
+        assert_ne!(launch_id("r"), launch_id("r"));
+    }
+
+    #[test]
+    fn user_data_over_the_limit_is_refused_naming_the_startup_script() {
+        let mut s = spec(false, None);
+        s.user_data = "x".repeat(USER_DATA_LIMIT);
+        check_user_data(&s).unwrap();
+        let script = "y".repeat(10_000);
+        s.cloud.startup_script = Some(script.clone());
+        s.user_data = format!("{}{script}", "x".repeat(USER_DATA_LIMIT - 9_999));
+        let e = check_user_data(&s).unwrap_err().to_string();
+        assert!(e.contains("16385 bytes"), "{e}");
+        assert!(
+            e.contains("--cloud-startup-script makes 10000 bytes"),
+            "{e}"
+        );
+        assert!(
+            e.contains("hint:") && e.contains("nothing was created"),
+            "{e}"
+        );
     }
 }

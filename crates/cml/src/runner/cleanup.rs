@@ -4,15 +4,17 @@
 //! `--delete`.
 //!
 //! Contract: without `--delete` nothing is changed. With it, only resources judged orphaned
-//! are deleted — never an untagged resource, a machine whose runner is online, or a busy
-//! runner — and running it again finds nothing more to delete (idempotent).
+//! are deleted — never an untagged resource, a resource made for another repository or
+//! organization than `--repo`, a machine whose runner is online, or a busy runner — and
+//! running it again finds nothing more to delete (idempotent). Every deletion is attempted
+//! even when some fail; then the failures are reported and the exit code is 1.
 
 use crate::exit::{ExitCode, Failure};
 use crate::logging;
 use crate::settings::CleanupSettings;
 use cml_cloud::aws::AwsProvider;
 use cml_cloud::{Created, OwnedResource, Provider, Resource};
-use cml_core::orphans::{analyze, Finding, Kind, Owned};
+use cml_core::orphans::{analyze, Finding, Judge, Kind, Owned};
 use cml_core::RunnerInfo;
 use cml_forge::Forge;
 
@@ -39,6 +41,13 @@ pub async fn run(s: CleanupSettings) -> Result<ExitCode, Failure> {
             None
         }
     };
+    match &s.repo {
+        Some(repo) => tracing::info!(
+            repo = %repo,
+            "judging what was made for {repo}; resources of any other repository or organization are not judged"
+        ),
+        None => tracing::warn!("no repository: resources of every repository are judged, but only by the rules needing no forge (no running machine is deleted)\nhint: pass --repo to judge one repository's resources fully"),
+    }
     let runners: Option<Vec<RunnerInfo>> = match &forge {
         Some(f) => {
             logging::add_secrets(f.secrets());
@@ -46,9 +55,16 @@ pub async fn run(s: CleanupSettings) -> Result<ExitCode, Failure> {
         }
         None => None,
     };
-    let findings = analyze(&owned, runners.as_deref(), s.older_than);
+    let findings = analyze(
+        &owned,
+        &Judge {
+            scope: s.repo.as_ref(),
+            runners: runners.as_deref(),
+            grace: s.older_than,
+        },
+    );
     print_table(&findings);
-    let orphans: Vec<&Finding> = findings.iter().filter(|f| f.orphan).collect();
+    let orphans: Vec<&Finding> = findings.iter().filter(|f| f.is_orphan()).collect();
     tracing::info!(
         orphans = orphans.len(),
         region = %s.cloud.region,
@@ -68,33 +84,44 @@ pub async fn run(s: CleanupSettings) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::Success);
     }
 
+    // Every deletion is attempted, cloud and forge at once; failures are reported together.
     let created = Created::new();
     for f in &orphans {
         if let Some(r) = resource(f) {
             created.push(r);
         }
     }
-    if !created.is_empty() {
-        provider
-            .destroy(&created)
-            .await
-            .map_err(|e| Failure::error(e.into()))?;
-        tracing::info!("deleted {} cloud resource(s)", created.list().len());
-    }
-    let mut failed = Vec::new();
-    if let Some(forge) = &forge {
-        for f in orphans.iter().filter(|f| f.kind == Kind::Runner) {
-            match forge.delete_runner(&f.id, &f.owner).await {
-                Ok(d) => tracing::info!("runner {}: {d:?}", f.owner),
-                Err(e) => failed.push(format!("{e}")),
+    let cloud = async {
+        if created.is_empty() {
+            return Ok(0);
+        }
+        let asked = created.list().len();
+        provider.destroy(&created).await?;
+        Ok::<usize, cml_cloud::CloudError>(asked)
+    };
+    let runners = async {
+        let mut failed = Vec::new();
+        if let Some(forge) = &forge {
+            for f in orphans.iter().filter(|f| f.kind == Kind::Runner) {
+                match forge.delete_runner(&f.id, &f.owner).await {
+                    Ok(d) => tracing::info!("runner {}: {d:?}", f.owner),
+                    Err(e) => failed.push(format!("{e}")),
+                }
             }
         }
+        failed
+    };
+    let (cloud, mut failed) = tokio::join!(cloud, runners);
+    match cloud {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("deleted {n} cloud resource(s)"),
+        Err(e) => failed.insert(0, format!("{e}")),
     }
     if failed.is_empty() {
         Ok(ExitCode::Success)
     } else {
         Err(Failure::error(anyhow::anyhow!(
-            "some runners could not be removed:\n{}",
+            "some deletions failed (all were attempted):\n{}",
             failed.join("\n")
         )))
     }
@@ -112,8 +139,10 @@ fn owned(r: OwnedResource) -> Owned {
         kind,
         id,
         owner: r.owner,
+        scope: r.scope,
         state: r.state,
         age: r.age,
+        used_by: r.used_by,
     }
 }
 
@@ -140,7 +169,7 @@ fn print_table(findings: &[Finding]) {
     ]];
     for f in findings {
         rows.push([
-            if f.orphan { "orphan" } else { "keep" }.into(),
+            f.verdict.as_str().into(),
             f.kind.as_str().into(),
             f.id.clone(),
             f.owner.clone(),

@@ -4,8 +4,15 @@
 //! Teardown contract: from the first resource the cloud creates until the runner is online,
 //! any failure, timeout or signal destroys everything this launch created (instance, spot
 //! request, key pair) and removes the runner from the forge if it had registered, then
-//! exits non-zero. Resources are recorded the moment they exist (see `cml_cloud::Created`),
-//! so even a launch interrupted inside a cloud call leaves nothing behind.
+//! exits non-zero. Resources are recorded the moment they exist, and launch requests before
+//! they are sent (see `cml_cloud::Created`), so even a launch interrupted inside a cloud
+//! call, or whose answer never arrived, leaves nothing behind.
+//!
+//! Teardown issues every deletion at once (instances, spot requests, key pairs, the forge's
+//! runner) and only then waits, so the work that matters is done within a second or so of
+//! the first signal, well before a CI system's SIGKILL. It is bounded in time
+//! (`CML_CLOUD_TEARDOWN_TIMEOUT`), and a further signal cuts its waiting short; either way
+//! it names, with ids, whatever may be left.
 
 use super::signals::Signals;
 use crate::exit::{ExitCode, Failure};
@@ -17,7 +24,11 @@ use cml_core::cloud::{resource_tags, CloudSpec};
 use cml_core::startup::{StartupScript, MACHINE_WORKDIR};
 use cml_core::{IdleTimeout, Secret};
 use cml_forge::Forge;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long teardown goes on after a further signal (GitHub Actions sends SIGKILL 2.5 s
+/// after its SIGTERM).
+const AFTER_SECOND_SIGNAL: Duration = Duration::from_secs(2);
 
 /// How a launch failed after resources may exist.
 enum LaunchError {
@@ -33,12 +44,6 @@ pub async fn launch(
     forge: &dyn Forge,
     signals: &mut Signals,
 ) -> Result<ExitCode, Failure> {
-    let provider = tokio::select! {
-        p = AwsProvider::new(&spec.region) => p
-            .map_err(|e| Failure::error(e.into()))?
-            .with_poll_interval(s.cloud_poll_interval),
-        sig = signals.recv() => return Ok(ExitCode::from_signal(sig)),
-    };
     let machine_spec = MachineSpec {
         name: s.name.clone(),
         cloud: spec.clone(),
@@ -51,6 +56,15 @@ pub async fn launch(
         ),
         ssh_private_key: s.cloud_ssh_private.clone(),
     };
+    // Limits are checked before anything exists.
+    cml_cloud::aws::check_user_data(&machine_spec).map_err(|e| Failure::usage(e.into()))?;
+    let provider = tokio::select! {
+        p = AwsProvider::new(&spec.region) => p
+            .map_err(|e| Failure::error(e.into()))?
+            .with_poll_interval(s.cloud_poll_interval)
+            .with_destroy_timeout(s.cloud_teardown_timeout),
+        sig = signals.recv() => return Ok(ExitCode::from_signal(sig)),
+    };
     let created = Created::new();
     let progress = Progress::start();
     let outcome = tokio::select! {
@@ -61,7 +75,7 @@ pub async fn launch(
         Ok(machine) => machine,
         Err(e) => {
             progress.finish();
-            return Err(teardown(s, &provider, &created, forge, e).await);
+            return Err(teardown(s, &provider, &created, forge, e, signals).await);
         }
     };
     progress.finish();
@@ -114,6 +128,12 @@ async fn create_and_register(
     if let Err(e) = provider.destroy(&keys).await {
         tracing::warn!("{e}");
     }
+    let still = keys.list();
+    for r in created.list() {
+        if matches!(r, Resource::KeyPair(_)) && !still.contains(&r) {
+            created.remove(&r);
+        }
+    }
     progress.phase("registering");
     loop {
         match forge.runners().await {
@@ -143,42 +163,135 @@ async fn create_and_register(
 }
 
 /// Destroys what was created and removes a half-registered runner; returns the failure to
-/// report. Interrupting this is not possible: signals are only listened to elsewhere.
+/// report. Every deletion is issued at once; the whole is bounded by the teardown timeout,
+/// and a further signal ends it [`AFTER_SECOND_SIGNAL`] later. Whatever may be left is
+/// named with its id.
 async fn teardown(
     s: &RunnerSettings,
     provider: &AwsProvider,
     created: &Created,
     forge: &dyn Forge,
     error: LaunchError,
+    signals: &mut Signals,
 ) -> Failure {
+    let started = Instant::now();
     let (failure, console) = match error {
         LaunchError::Failed(e) => (Failure::error(e), None),
         LaunchError::TimedOut(e, console) => (Failure::error(e), console),
         LaunchError::Signal(sig) => (
             Failure {
                 code: ExitCode::from_signal(sig).code(),
-                error: anyhow::anyhow!("stopped by signal {sig}; everything created was destroyed"),
+                error: anyhow::anyhow!("stopped by signal {sig}"),
             },
             None,
         ),
     };
+    if !created.is_empty() {
+        tracing::info!(
+            "destroying what this launch created: {}",
+            describe(&created.list())
+        );
+    }
+    let cloud = async {
+        if created.is_empty() {
+            Ok(())
+        } else {
+            provider.destroy(created).await
+        }
+    };
+    let both = async { tokio::join!(cloud, remove_runner(s, forge)) };
+    tokio::pin!(both);
+    // Bounded as a whole: the provider bounds its own part; the forge's calls are bounded
+    // by this.
+    let limit = tokio::time::sleep(s.cloud_teardown_timeout + Duration::from_secs(1));
+    tokio::pin!(limit);
+    let outcome = tokio::select! {
+        r = &mut both => Some(r),
+        () = &mut limit => None,
+        sig = signals.recv() => {
+            tracing::warn!("signal {sig} during teardown: stopping in {} s", AFTER_SECOND_SIGNAL.as_secs());
+            tokio::select! {
+                r = &mut both => Some(r),
+                () = &mut limit => None,
+                () = tokio::time::sleep(AFTER_SECOND_SIGNAL) => None,
+            }
+        }
+    };
+    let complete = match outcome {
+        Some((cloud, runner)) => {
+            if let Err(e) = &cloud {
+                tracing::error!("{e}");
+            }
+            cloud.is_ok() && runner
+        }
+        None => {
+            let left = left_over(created);
+            if !left.is_empty() {
+                tracing::error!(
+                    "teardown stopped after {} s; what may be left:\n{}\nhint: run `cml runner cleanup --cloud=aws --cloud-region={}` (with --delete to remove it); everything cml creates carries the tag cml:id",
+                    started.elapsed().as_secs(),
+                    left.join("\n"),
+                    provider.region()
+                );
+            }
+            false
+        }
+    };
     if let Some(console) = console {
         tracing::error!("console output of the machine:\n{console}");
     }
-    if !created.is_empty() {
-        tracing::info!("destroying what this launch created: {:?}", created.list());
-        if let Err(e) = provider.destroy(created).await {
-            tracing::error!("{e}");
-        }
-    }
-    if let Ok(runners) = forge.runners().await {
-        for r in runners.iter().filter(|r| r.name == s.name) {
-            if let Err(e) = forge.delete_runner(&r.id, &r.name).await {
-                tracing::error!("{e}");
-            }
-        }
-    }
+    let mut failure = failure;
+    failure.error = if complete {
+        failure
+            .error
+            .context("everything this launch created was destroyed")
+    } else {
+        failure
+            .error
+            .context("teardown did not finish: what may be left is listed above")
+    };
     failure
+}
+
+/// Removes this launch's runner from the forge if it registered; false when that failed.
+async fn remove_runner(s: &RunnerSettings, forge: &dyn Forge) -> bool {
+    let runners = match forge.runners().await {
+        Ok(runners) => runners,
+        Err(e) => {
+            tracing::error!("{e}");
+            return false;
+        }
+    };
+    let mut ok = true;
+    for r in runners.iter().filter(|r| r.name == s.name) {
+        if let Err(e) = forge.delete_runner(&r.id, &r.name).await {
+            tracing::error!("{e}");
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// `instance i-1, key pair cml-x`.
+fn describe(list: &[Resource]) -> String {
+    let names: Vec<String> = list.iter().map(Resource::to_string).collect();
+    names.join(", ")
+}
+
+/// What may still exist after an interrupted teardown, one indented line each.
+fn left_over(created: &Created) -> Vec<String> {
+    let mut lines: Vec<String> = created
+        .left()
+        .into_iter()
+        .map(|l| format!("  - {l}"))
+        .collect();
+    lines.extend(created.launches().into_iter().map(|(tag, _)| {
+        format!(
+            "  - whatever the launch request tagged {}={tag} created",
+            cml_cloud::LAUNCH_TAG
+        )
+    }));
+    lines
 }
 
 /// The machine's startup script: the same runner options, run by `cml` under systemd.
