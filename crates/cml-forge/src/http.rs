@@ -4,6 +4,11 @@
 //! `x-ratelimit-remaining: 0`), plus requests that got no answer at all. The wait is the
 //! server's (`retry-after`, `x-ratelimit-reset`) or an exponential backoff; a wait longer
 //! than [`RetryPolicy::max_wait`] is not taken: the call fails at once saying how long.
+//!
+//! A request that is not idempotent ([`Http::send_once`]: creating a runner, starting a
+//! pipeline) is only retried when the forge said it did not process it (429, a rate-limit
+//! 403). A 5xx or a lost answer may come after the forge did the work, so sending it again
+//! could do it twice: the caller gets that outcome and looks up whether the work was done.
 
 use crate::ApiError;
 use reqwest::header::HeaderMap;
@@ -125,9 +130,29 @@ impl Http {
         Ok(Http { client, retry })
     }
 
-    /// Sends the request `build` makes (called again for each attempt).
+    /// Sends the request `build` makes (called again for each attempt), retrying every
+    /// transient failure: for requests that do the same when sent twice.
     pub async fn send(
         &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, ApiError> {
+        self.send_as(Repeat::Safe, build).await
+    }
+
+    /// Sends a request that must not be done twice. Retried only after an answer saying the
+    /// request was not processed (429, a rate-limit 403). A 5xx is returned as the final
+    /// answer and a lost answer as [`ApiError::Transport`]: the request may have taken effect
+    /// ([`ApiError::may_have_taken_effect`]), which the caller finds out.
+    pub async fn send_once(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, ApiError> {
+        self.send_as(Repeat::Once, build).await
+    }
+
+    async fn send_as(
+        &self,
+        repeat: Repeat,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Answer, ApiError> {
         let mut attempt = 0u32;
@@ -144,7 +169,7 @@ impl Http {
             let (wait, last) = match outcome {
                 Err(e) => {
                     let last = format!("{url}: {}", without_url(&e));
-                    if attempt >= self.retry.max_attempts.min(3) {
+                    if repeat == Repeat::Once || attempt >= self.retry.max_attempts.min(3) {
                         return Err(ApiError::Transport {
                             url,
                             message: without_url(&e),
@@ -161,6 +186,9 @@ impl Http {
                         headers,
                         body,
                     };
+                    if repeat == Repeat::Once && is_server_error(answer.status) {
+                        return Ok(answer);
+                    }
                     match self.retry_wait(&answer, attempt) {
                         None => return Ok(answer),
                         Some(Err(e)) => return Err(e),
@@ -194,7 +222,7 @@ impl Http {
             .map(|reset| reset.saturating_sub(now_unix()) + 1);
         let rate_limited =
             a.status == 429 || (a.status == 403 && (retry_after.is_some() || exhausted));
-        let server_error = matches!(a.status, 500 | 502 | 503 | 504);
+        let server_error = is_server_error(a.status);
         if !rate_limited && !server_error {
             return None;
         }
@@ -212,10 +240,25 @@ impl Http {
         Some(Ok(wait))
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    /// The wait before attempt `attempt + 1`: the base delay doubled each time, capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u32 << (attempt.saturating_sub(1)).min(16);
         (self.retry.base_delay * factor).min(self.retry.max_delay)
     }
+}
+
+/// Whether a request may be sent again when its answer is lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Repeat {
+    /// Sending it twice does what sending it once does.
+    Safe,
+    /// Sending it twice does it twice.
+    Once,
+}
+
+/// The statuses of a failing server (retried for idempotent requests).
+fn is_server_error(status: u16) -> bool {
+    matches!(status, 500 | 502 | 503 | 504)
 }
 
 fn origin(u: &reqwest::Url) -> String {
