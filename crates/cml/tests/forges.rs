@@ -421,9 +421,18 @@ fn race_a_job(w: &World, first: bool, name: &str, labels: &[&str], command: &str
     }
 }
 
+/// [`World::runner`] whose idle end is `cml`'s own deadline: the simulated gitlab-runner
+/// does not leave by itself at `--wait-timeout` (which would otherwise come at about the same
+/// moment and end the runner with no deregistration attempt while the agent runs).
+fn runner_ending_at_its_deadline(w: &World, name: &str, extra: &[&str]) -> Running {
+    let mut cmd = w.runner_command(name, extra);
+    cmd.env("CML_SIM_AGENT_IGNORE_WAIT_TIMEOUT", "1");
+    Running::spawn(cmd)
+}
+
 fn a_job_handed_over_as_the_idle_deregistration_starts_is_kept_and_run(kind: Kind) {
     let w = World::of(kind);
-    let mut r = w.runner("lc-race", &["--labels=t", "--idle-timeout=2"]);
+    let mut r = runner_ending_at_its_deadline(&w, "lc-race", &["--labels=t", "--idle-timeout=2"]);
     r.wait_status("ready", SECS(20));
     let late = race_a_job(&w, true, "late", &["t"], "sleep 1");
     // The idle deadline comes, and the forge hands the runner the job as it is paused: the
@@ -457,7 +466,7 @@ fn a_job_handed_over_as_the_idle_deregistration_starts_is_kept_and_run(kind: Kin
 
 fn a_job_handed_over_after_the_last_check_is_not_orphaned(kind: Kind) {
     let w = World::of(kind);
-    let mut r = w.runner("lc-late", &["--labels=t", "--idle-timeout=2"]);
+    let mut r = runner_ending_at_its_deadline(&w, "lc-late", &["--labels=t", "--idle-timeout=2"]);
     r.wait_status("ready", SECS(20));
     let late = race_a_job(&w, false, "late", &["t"], "true");
     assert_eq!(r.wait_exit(SECS(30)), 0, "{}", r.output());
@@ -547,7 +556,7 @@ fn a_failed_idle_deregistration_keeps_the_agent_and_tries_again(kind: Kind) {
             .path_contains(delete)
             .times(5),
     );
-    let mut r = w.runner("lc-flaky", &["--labels=t", "--idle-timeout=4"]);
+    let mut r = runner_ending_at_its_deadline(&w, "lc-flaky", &["--labels=t", "--idle-timeout=4"]);
     r.wait_status("ready", SECS(20));
     let start = std::time::Instant::now();
     while !r.output().contains("deregistered again in") {

@@ -30,7 +30,6 @@ pub struct Ended {
 /// that is what guarantees a job is never killed by the idle timer, even one assigned at the
 /// last moment. When deregistering fails, the runner may still be handed jobs, so the agent
 /// is kept and deregistration is tried again at a later deadline (growing, bounded waits).
-
 pub async fn supervise(
     s: &RunnerSettings,
     mut agent: AgentProcess,
