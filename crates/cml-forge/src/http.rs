@@ -318,3 +318,61 @@ pub(crate) fn percent_encode(s: &str, keep: &[u8]) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A server on 127.0.0.1 that reads each request and closes the connection without an
+    /// answer (a lost answer); returns its URL and how many requests reached it.
+    fn answer_losing_server() -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/runners", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(10) {
+                let Ok(mut stream) = stream else { return };
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                counter.fetch_add(1, Ordering::SeqCst);
+                // Dropped: the connection closes with no answer.
+            }
+        });
+        (url, seen)
+    }
+
+    fn quick() -> Http {
+        Http::new(RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_that_must_not_be_done_twice_is_not_resent_after_a_lost_answer() {
+        let (url, seen) = answer_losing_server();
+        let e = quick()
+            .send_once(|c| c.post(&url).body("create"))
+            .await
+            .err()
+            .expect("no answer");
+        assert!(matches!(e, ApiError::Transport { .. }), "{e}");
+        assert!(e.may_have_taken_effect());
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "sent once");
+
+        // An idempotent request is sent again (bounded).
+        let (url, seen) = answer_losing_server();
+        let e = quick()
+            .send(|c| c.get(&url))
+            .await
+            .err()
+            .expect("no answer");
+        assert!(matches!(e, ApiError::Transport { .. }), "{e}");
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+    }
+}
