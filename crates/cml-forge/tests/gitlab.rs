@@ -375,3 +375,29 @@ fn a_job_retry_whose_answer_is_lost_retries_the_job_once() {
         assert_eq!(sim.gitlab_retries().len(), 1, "retried exactly once");
     });
 }
+
+#[test]
+fn gitlab_before_14_8_is_paused_through_active() {
+    let sim = sim_with(|c| c.gitlab.without_paused = true);
+    rt().block_on(async {
+        let c = connect(&sim, "group/app", DEFAULT_GITLAB_TOKEN)
+            .await
+            .unwrap();
+        let (id, _) = register(&c, "old", "t").await;
+        let job = sim.gitlab_race(
+            cml_sim::gitlab::Race::AfterJobsCheck,
+            "group/app",
+            "late",
+            &["t"],
+            "true",
+        );
+        assert_eq!(c.delete_runner(&id, "old").await.unwrap(), Deleted::Removed);
+        // `paused` was ignored, `active=false` took: the job was not handed over.
+        assert_eq!(
+            sim.gitlab_job(&job).unwrap().state,
+            cml_sim::JobState::Queued
+        );
+        let puts = sim.requests().iter().filter(|q| q.method == "PUT").count();
+        assert_eq!(puts, 2, "`paused`, then `active`");
+    });
+}

@@ -177,13 +177,15 @@ fn runner_json(r: &Runner, sh: &Shared, detail: bool) -> Value {
         "id": r.id,
         "description": r.description,
         "active": !r.paused,
-        "paused": r.paused,
         "is_shared": false,
         "runner_type": "project_type",
         "name": "gitlab-runner",
         "online": status == "online",
         "status": status,
     });
+    if !sh.cfg.gitlab.without_paused {
+        v["paused"] = json!(r.paused);
+    }
     if detail {
         v["tag_list"] = json!(r.tags);
         v["run_untagged"] = json!(r.run_untagged);
@@ -290,7 +292,9 @@ fn get_runner(sh: &Shared, id: &str) -> Resp {
 /// `PUT /runners/:id`: `paused` (or the older `active`; GitLab refuses both at once).
 fn update_runner(sh: &Shared, req: &Req, id: &str) -> Resp {
     let flag = |name| param(req, name).map(|v| v == "true");
-    let paused = match (flag("paused"), flag("active")) {
+    // Before 14.8 GitLab knew no `paused`: an unknown parameter is ignored.
+    let paused_param = flag("paused").filter(|_| !sh.cfg.gitlab.without_paused);
+    let paused = match (paused_param, flag("active")) {
         (Some(_), Some(_)) => return error(400, "active, paused are mutually exclusive"),
         (Some(p), None) => Some(p),
         (None, Some(a)) => Some(!a),

@@ -36,6 +36,8 @@ pub struct Config {
     pub legacy_projects: Vec<String>,
     /// Serve gitlab-runner binaries that do not match `release.sha256`.
     pub tamper_download: bool,
+    /// Play GitLab before 14.8: runners have `active` only; a `paused` parameter is ignored.
+    pub without_paused: bool,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             path_prefix: String::new(),
             legacy_projects: Vec::new(),
             tamper_download: false,
+            without_paused: false,
         }
     }
 }
