@@ -8,8 +8,12 @@
 //! - A signal stops the runner whatever it is doing.
 //! - An agent that exits without having been asked to is an error, unless it exits after its
 //!   single job (an ephemeral agent leaves by itself).
+//! - When the runner could not be deregistered at the idle deadline (the forge failed), the
+//!   runner stays idle and the next attempt is at the instant the caller names.
 //!
-//! Time is passed in by the caller; nothing here reads a clock.
+//! Time is passed in by the caller; nothing here reads a clock. Durations come from callers
+//! too and may be as large as `Duration::MAX`: every instant is computed with checked
+//! arithmetic, and a deadline too far to represent is no deadline (it never comes).
 
 use crate::{AgentEvent, IdleTimeout};
 use std::time::{Duration, Instant};
@@ -79,6 +83,9 @@ pub struct Policy {
     jobs_finished: u32,
     /// When the running job started (from the agent's job line).
     job_started: Option<Instant>,
+    /// While idle after a failed deregistration: when to try again (instead of the idle
+    /// timeout counted from `Phase::Idle::since`).
+    idle_retry_at: Option<Instant>,
 }
 
 impl Policy {
@@ -89,6 +96,7 @@ impl Policy {
             phase: Phase::Starting,
             jobs_finished: 0,
             job_started: None,
+            idle_retry_at: None,
         }
     }
 
@@ -100,20 +108,22 @@ impl Policy {
         self.jobs_finished
     }
 
-    /// The instant at which the idle timeout expires, when it is running.
-    /// `None` while starting, busy, stopping, or when the timeout is `never`.
+    /// The instant at which the idle timeout expires (or, after a failed deregistration, the
+    /// next attempt is due), when it is running. `None` while starting, busy, stopping, when
+    /// the timeout is `never`, or when the instant is too far to represent.
     pub fn idle_deadline(&self) -> Option<Instant> {
         match (&self.phase, self.idle_timeout.as_duration()) {
-            (Phase::Idle { since }, Some(d)) => Some(*since + d),
+            (Phase::Idle { since }, Some(d)) => self.idle_retry_at.or_else(|| since.checked_add(d)),
             _ => None,
         }
     }
 
     /// When the running job reaches `limit` (a job time limit less its margin); `None` when no
-    /// job is running (as far as its start was seen) or there is no limit.
+    /// job is running (as far as its start was seen), there is no limit, or the instant is too
+    /// far to represent.
     pub fn job_deadline(&self, limit: Option<Duration>) -> Option<Instant> {
         match (&self.phase, self.job_started, limit) {
-            (Phase::Busy { .. }, Some(at), Some(l)) => Some(at + l),
+            (Phase::Busy { .. }, Some(at), Some(l)) => at.checked_add(l),
             _ => None,
         }
     }
@@ -141,11 +151,13 @@ impl Policy {
                     job: Some(job.clone()),
                 };
                 self.job_started = Some(now);
+                self.idle_retry_at = None;
                 Decision::Continue
             }
             AgentEvent::JobFinished { .. } => {
-                self.jobs_finished += 1;
+                self.jobs_finished = self.jobs_finished.saturating_add(1);
                 self.job_started = None;
+                self.idle_retry_at = None;
                 if self.single {
                     return self.stop(StopReason::SingleJobDone);
                 }
@@ -170,6 +182,19 @@ impl Policy {
     pub fn on_busy_at_deadline(&mut self) {
         if let Phase::Stopping(StopReason::IdleTimeout(_)) = self.phase {
             self.phase = Phase::Busy { job: None };
+            self.idle_retry_at = None;
+        }
+    }
+
+    /// The idle timeout expired but deregistering the runner failed (the forge did not
+    /// answer, or failed): the runner may still be handed a job, so it is not stopped. It is
+    /// idle again from `now`, and the next attempt is due `retry_in` later (the caller bounds
+    /// and grows it). Does nothing unless the last decision was an idle-timeout stop.
+    pub fn on_deregistration_failed(&mut self, now: Instant, retry_in: Duration) {
+        if let Phase::Stopping(StopReason::IdleTimeout(_)) = self.phase {
+            self.phase = Phase::Idle { since: now };
+            // Too far to represent: the next attempt is at the ordinary idle deadline.
+            self.idle_retry_at = now.checked_add(retry_in);
         }
     }
 
@@ -410,5 +435,171 @@ mod tests {
             Decision::Stop(StopReason::JobTimeLimit)
         );
         assert_eq!(StopReason::JobTimeLimit.code(), "job_time_limit");
+    }
+    #[test]
+    fn a_failed_deregistration_keeps_the_runner_idle_and_retries_at_the_given_instant() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(IdleTimeout::After(secs(10)), false);
+        p.on_agent_event(&AgentEvent::Ready, t0);
+        assert!(matches!(
+            p.on_tick(t0 + secs(10)),
+            Decision::Stop(StopReason::IdleTimeout(_))
+        ));
+        p.on_deregistration_failed(t0 + secs(11), secs(4));
+        assert!(matches!(p.phase(), Phase::Idle { .. }));
+        assert_eq!(p.idle_deadline(), Some(t0 + secs(15)));
+        assert_eq!(p.on_tick(t0 + secs(14)), Decision::Continue);
+        // A job taken meanwhile suspends the timer; its end restarts the full timeout.
+        p.on_agent_event(&started(), t0 + secs(12));
+        assert_eq!(p.idle_deadline(), None);
+        assert_eq!(p.on_tick(t0 + secs(100)), Decision::Continue);
+        p.on_agent_event(&finished(), t0 + secs(100));
+        assert_eq!(p.idle_deadline(), Some(t0 + secs(110)));
+        // Outside an idle-timeout stop it changes nothing.
+        let mut q = Policy::new(IdleTimeout::After(secs(10)), false);
+        q.on_agent_event(&AgentEvent::Ready, t0);
+        q.on_signal(15);
+        q.on_deregistration_failed(t0, secs(1));
+        assert_eq!(q.phase(), &Phase::Stopping(StopReason::Signal(15)));
+    }
+
+    #[test]
+    fn durations_too_long_for_the_clock_mean_no_deadline_not_a_panic() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(IdleTimeout::After(Duration::MAX), false);
+        p.on_agent_event(&AgentEvent::Ready, t0);
+        assert_eq!(p.idle_deadline(), None);
+        assert_eq!(p.on_tick(t0 + secs(1 << 30)), Decision::Continue);
+        p.on_agent_event(&started(), t0);
+        assert_eq!(p.job_deadline(Some(Duration::MAX)), None);
+        p.on_agent_event(&finished(), t0);
+        assert!(matches!(p.phase(), Phase::Idle { .. }));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One input to the policy, as the supervisor gives them.
+        #[derive(Debug, Clone)]
+        enum Input {
+            Ready,
+            JobStarted,
+            JobFinished,
+            /// The clock advances by this many milliseconds, then the policy is ticked.
+            Tick(u64),
+            /// After an idle-timeout stop: the forge refused to delete (busy).
+            BusyAtDeadline,
+            /// After an idle-timeout stop: deleting failed; retry in this many milliseconds.
+            DeregistrationFailed(u64),
+            /// The agent ended its own idle wait (gitlab-runner `--wait-timeout`).
+            AgentIdleExit,
+        }
+
+        fn input() -> impl Strategy<Value = Input> {
+            prop_oneof![
+                Just(Input::Ready),
+                Just(Input::JobStarted),
+                Just(Input::JobFinished),
+                // Small steps, steps around the timeouts, and steps too long for the clock.
+                (0u64..5_000).prop_map(Input::Tick),
+                (0u64..u64::MAX).prop_map(Input::Tick),
+                Just(Input::BusyAtDeadline),
+                (0u64..5_000).prop_map(Input::DeregistrationFailed),
+                any::<u64>().prop_map(Input::DeregistrationFailed),
+                Just(Input::AgentIdleExit),
+            ]
+        }
+
+        fn idle_timeout() -> impl Strategy<Value = IdleTimeout> {
+            prop_oneof![
+                Just(IdleTimeout::Never),
+                (0u64..3_000).prop_map(|ms| IdleTimeout::After(Duration::from_millis(ms))),
+                any::<u64>().prop_map(|s| IdleTimeout::After(Duration::from_secs(s))),
+                Just(IdleTimeout::After(Duration::MAX)),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Whatever the agent says and however the clock moves, the policy never decides
+            /// an idle-timeout stop while a job runs (as far as the agent's lines or the
+            /// forge's "busy" tell), never offers an idle deadline during a job, and never
+            /// panics on its time arithmetic.
+            #[test]
+            fn a_busy_runner_is_never_stopped_for_idleness(
+                timeout in idle_timeout(),
+                single in any::<bool>(),
+                inputs in proptest::collection::vec(input(), 0..60),
+            ) {
+                let mut now = Instant::now();
+                let mut p = Policy::new(timeout, single);
+                // The model: is a job running, and has the policy stopped (and why)?
+                let mut busy = false;
+                let mut stopped: Option<StopReason> = None;
+                for input in inputs {
+                    let decision = match input {
+                        Input::Ready => p.on_agent_event(&AgentEvent::Ready, now),
+                        Input::JobStarted => {
+                            let d = p.on_agent_event(&started(), now);
+                            if stopped.is_none() {
+                                busy = true;
+                            }
+                            d
+                        }
+                        Input::JobFinished => {
+                            let d = p.on_agent_event(&finished(), now);
+                            if stopped.is_none() {
+                                busy = false;
+                            }
+                            d
+                        }
+                        Input::Tick(ms) => {
+                            // The supervisor's clock cannot pass what `Instant` holds.
+                            if let Some(later) = now.checked_add(Duration::from_millis(ms)) {
+                                now = later;
+                            }
+                            p.on_tick(now)
+                        }
+                        Input::BusyAtDeadline => {
+                            if matches!(stopped, Some(StopReason::IdleTimeout(_))) {
+                                // The forge saw the job the agent has not printed yet.
+                                p.on_busy_at_deadline();
+                                busy = true;
+                                stopped = None;
+                            }
+                            Decision::Continue
+                        }
+                        Input::DeregistrationFailed(ms) => {
+                            if matches!(stopped, Some(StopReason::IdleTimeout(_))) {
+                                p.on_deregistration_failed(now, Duration::from_millis(ms));
+                                stopped = None;
+                            }
+                            Decision::Continue
+                        }
+                        Input::AgentIdleExit => p.on_agent_idle_exit(),
+                    };
+                    if busy {
+                        prop_assert_eq!(p.idle_deadline(), None, "an idle deadline during a job");
+                    }
+                    if let Decision::Stop(reason) = &decision {
+                        if let Some(first) = &stopped {
+                            prop_assert_eq!(first, reason, "the first stop reason wins");
+                        } else {
+                            prop_assert!(
+                                !(busy && matches!(reason, StopReason::IdleTimeout(_))),
+                                "a busy runner was stopped for idleness"
+                            );
+                            stopped = Some(reason.clone());
+                        }
+                    }
+                    if stopped.is_some() {
+                        prop_assert!(matches!(p.phase(), Phase::Stopping(_)));
+                        prop_assert_eq!(p.idle_deadline(), None);
+                    }
+                }
+            }
+        }
     }
 }

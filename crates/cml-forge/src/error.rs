@@ -43,6 +43,17 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// True when a request that failed this way may still have been carried out by the forge:
+    /// no answer came, the forge failed (5xx: possibly after doing the work), or the answer
+    /// was unreadable. A request that must not be done twice is then looked up, not resent.
+    pub fn may_have_taken_effect(&self) -> bool {
+        match self {
+            ApiError::Transport { .. } | ApiError::Decode(_) => true,
+            ApiError::Status { status, .. } => (500..600).contains(status),
+            _ => false,
+        }
+    }
+
     /// The error for an answer the forge refused: 401 is [`ApiError::Unauthorized`], 403 (and
     /// the statuses in `forbidden`) [`ApiError::Forbidden`], both naming the token's source
     /// and the hint; anything else [`ApiError::Status`].
@@ -128,6 +139,27 @@ pub enum ForgeError {
     #[error("registering runner {name} in {scope} failed: {cause}")]
     CreateRunner {
         scope: String,
+        name: String,
+        cause: ApiError,
+    },
+    #[error("registering runner {name} in {scope} got no usable answer ({first}), and finding out whether the runner was created failed: {cause}\nhint: if {scope} lists a runner named {name}, remove it in its runner settings")]
+    UnconfirmedRunner {
+        scope: String,
+        name: String,
+        first: ApiError,
+        cause: ApiError,
+    },
+    #[error("stopping runner {name} (id {id}) of {scope} from taking new jobs failed: {cause}")]
+    PauseRunner {
+        scope: String,
+        id: String,
+        name: String,
+        cause: ApiError,
+    },
+    #[error("letting runner {name} (id {id}) of {scope} take jobs again failed: {cause}\nhint: it takes no new job until it is deleted; resume it in the runner settings of {scope} if it is to stay")]
+    ResumeRunner {
+        scope: String,
+        id: String,
         name: String,
         cause: ApiError,
     },
@@ -255,6 +287,9 @@ impl ForgeError {
             | ForgeError::AppInstallation { cause, .. }
             | ForgeError::AppToken { cause, .. }
             | ForgeError::CreateRunner { cause, .. }
+            | ForgeError::UnconfirmedRunner { cause, .. }
+            | ForgeError::PauseRunner { cause, .. }
+            | ForgeError::ResumeRunner { cause, .. }
             | ForgeError::ReadProject { cause, .. }
             | ForgeError::RunnerJobs { cause, .. }
             | ForgeError::ListComments { cause, .. }

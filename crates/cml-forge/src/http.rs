@@ -4,6 +4,11 @@
 //! `x-ratelimit-remaining: 0`), plus requests that got no answer at all. The wait is the
 //! server's (`retry-after`, `x-ratelimit-reset`) or an exponential backoff; a wait longer
 //! than [`RetryPolicy::max_wait`] is not taken: the call fails at once saying how long.
+//!
+//! A request that is not idempotent ([`Http::send_once`]: creating a runner, starting a
+//! pipeline) is only retried when the forge said it did not process it (429, a rate-limit
+//! 403). A 5xx or a lost answer may come after the forge did the work, so sending it again
+//! could do it twice: the caller gets that outcome and looks up whether the work was done.
 
 use crate::ApiError;
 use reqwest::header::HeaderMap;
@@ -125,9 +130,29 @@ impl Http {
         Ok(Http { client, retry })
     }
 
-    /// Sends the request `build` makes (called again for each attempt).
+    /// Sends the request `build` makes (called again for each attempt), retrying every
+    /// transient failure: for requests that do the same when sent twice.
     pub async fn send(
         &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, ApiError> {
+        self.send_as(Repeat::Safe, build).await
+    }
+
+    /// Sends a request that must not be done twice. Retried only after an answer saying the
+    /// request was not processed (429, a rate-limit 403). A 5xx is returned as the final
+    /// answer and a lost answer as [`ApiError::Transport`]: the request may have taken effect
+    /// ([`ApiError::may_have_taken_effect`]), which the caller finds out.
+    pub async fn send_once(
+        &self,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Answer, ApiError> {
+        self.send_as(Repeat::Once, build).await
+    }
+
+    async fn send_as(
+        &self,
+        repeat: Repeat,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Answer, ApiError> {
         let mut attempt = 0u32;
@@ -144,7 +169,7 @@ impl Http {
             let (wait, last) = match outcome {
                 Err(e) => {
                     let last = format!("{url}: {}", without_url(&e));
-                    if attempt >= self.retry.max_attempts.min(3) {
+                    if repeat == Repeat::Once || attempt >= self.retry.max_attempts.min(3) {
                         return Err(ApiError::Transport {
                             url,
                             message: without_url(&e),
@@ -161,6 +186,9 @@ impl Http {
                         headers,
                         body,
                     };
+                    if repeat == Repeat::Once && is_server_error(answer.status) {
+                        return Ok(answer);
+                    }
                     match self.retry_wait(&answer, attempt) {
                         None => return Ok(answer),
                         Some(Err(e)) => return Err(e),
@@ -194,7 +222,7 @@ impl Http {
             .map(|reset| reset.saturating_sub(now_unix()) + 1);
         let rate_limited =
             a.status == 429 || (a.status == 403 && (retry_after.is_some() || exhausted));
-        let server_error = matches!(a.status, 500 | 502 | 503 | 504);
+        let server_error = is_server_error(a.status);
         if !rate_limited && !server_error {
             return None;
         }
@@ -212,10 +240,25 @@ impl Http {
         Some(Ok(wait))
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    /// The wait before attempt `attempt + 1`: the base delay doubled each time, capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u32 << (attempt.saturating_sub(1)).min(16);
         (self.retry.base_delay * factor).min(self.retry.max_delay)
     }
+}
+
+/// Whether a request may be sent again when its answer is lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Repeat {
+    /// Sending it twice does what sending it once does.
+    Safe,
+    /// Sending it twice does it twice.
+    Once,
+}
+
+/// The statuses of a failing server (retried for idempotent requests).
+fn is_server_error(status: u16) -> bool {
+    matches!(status, 500 | 502 | 503 | 504)
 }
 
 fn origin(u: &reqwest::Url) -> String {
@@ -274,4 +317,62 @@ pub(crate) fn percent_encode(s: &str, keep: &[u8]) -> String {
             b => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A server on 127.0.0.1 that reads each request and closes the connection without an
+    /// answer (a lost answer); returns its URL and how many requests reached it.
+    fn answer_losing_server() -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/runners", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(10) {
+                let Ok(mut stream) = stream else { return };
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                counter.fetch_add(1, Ordering::SeqCst);
+                // Dropped: the connection closes with no answer.
+            }
+        });
+        (url, seen)
+    }
+
+    fn quick() -> Http {
+        Http::new(RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_that_must_not_be_done_twice_is_not_resent_after_a_lost_answer() {
+        let (url, seen) = answer_losing_server();
+        let e = quick()
+            .send_once(|c| c.post(&url).body("create"))
+            .await
+            .err()
+            .expect("no answer");
+        assert!(matches!(e, ApiError::Transport { .. }), "{e}");
+        assert!(e.may_have_taken_effect());
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "sent once");
+
+        // An idempotent request is sent again (bounded).
+        let (url, seen) = answer_losing_server();
+        let e = quick()
+            .send(|c| c.get(&url))
+            .await
+            .err()
+            .expect("no answer");
+        assert!(matches!(e, ApiError::Transport { .. }), "{e}");
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
+    }
 }

@@ -3,7 +3,10 @@
 //! A [`Forge`] is what the runner lifecycle needs from GitHub, GitLab or Bitbucket: list the
 //! runners of a repository or organization, hand an agent what it needs to register, and
 //! delete a runner. Every call retries transient failures (5xx, rate limits) with a bounded
-//! backoff and fails fast on a rejected token, naming the variable it came from.
+//! backoff and fails fast on a rejected token, naming the variable it came from. Requests that
+//! must not be done twice (creating a runner, starting a pipeline, retrying a job) are retried
+//! only when the forge said it did not process them; after a 5xx or a lost answer the client
+//! looks up whether they took effect before asking again.
 
 // Errors carry the scope, the runner and the forge's message so they can say what failed and
 // how to fix it; they are built on cold paths only, so their size does not matter.
@@ -103,15 +106,29 @@ pub trait Forge: Send + Sync {
     async fn runners(&self) -> Result<Vec<RunnerInfo>, ForgeError>;
     /// Mints what an agent needs to register a runner named `name` with `labels`.
     async fn registration(&self, name: &str, labels: &Labels) -> Result<Registration, ForgeError>;
-    /// Deletes runner `id` (named `name`, for messages).
+    /// Deletes runner `id` (named `name`, for messages) while its agent may still be running:
+    /// a runner that has a job, or is handed one during the call, is not deleted
+    /// ([`Deleted::Busy`]) and keeps its job. Forges that would delete a busy runner (GitLab,
+    /// Bitbucket) first stop it from taking new work, then look for a running job, then
+    /// delete it (or let it take work again when it was busy). On an error the runner may
+    /// still exist and take work: nothing may be concluded from an error.
     async fn delete_runner(&self, id: &str, name: &str) -> Result<Deleted, ForgeError>;
+
+    /// Deletes runner `id` (named `name`) whose agent has stopped: since no agent runs its
+    /// jobs any more, the forge's "busy" is not asked (GitLab lists the job of a killed
+    /// runner as running for up to an hour). A forge that itself refuses to delete a runner
+    /// it still counts busy (GitHub) may answer [`Deleted::Busy`].
+    async fn delete_stopped_runner(&self, id: &str, name: &str) -> Result<Deleted, ForgeError> {
+        self.delete_runner(id, name).await
+    }
     /// The secrets this client holds or has minted so far, for log redaction.
     fn secrets(&self) -> Vec<String>;
 
     /// Re-runs the job runner `runner` was running (named `job` by its agent) when its
     /// machine was taken away, once its run has completed (forges refuse re-runs before),
     /// waiting at most `wait`. Exactly once: when the run was re-run already, nothing more is
-    /// asked. The runner must be deregistered already.
+    /// asked. The runner must be deregistered already. `job` names one job: an empty name
+    /// matches none (nothing is re-run), never "any job of this runner".
     async fn rerun_interrupted(
         &self,
         runner: &str,

@@ -194,3 +194,158 @@ fn two_runners_interrupted_in_one_pipeline_start_one_new_pipeline() {
         );
     });
 }
+
+/// A registered runner: its uuid and the body that authenticates it as its agent.
+async fn register(c: &BitbucketClient, name: &str, labels: &str) -> (String, serde_json::Value) {
+    let Registration::Bitbucket {
+        runner_uuid,
+        oauth_client_id,
+        oauth_client_secret,
+        ..
+    } = c.registration(name, &Labels::parse(labels)).await.unwrap()
+    else {
+        panic!("a Bitbucket registration")
+    };
+    let auth = serde_json::json!({"runner_uuid": runner_uuid, "client_id": oauth_client_id, "client_secret": oauth_client_secret.expose()});
+    (runner_uuid, auth)
+}
+
+#[test]
+fn a_step_given_after_the_state_read_is_not_orphaned_by_the_deletion() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, DEFAULT_BITBUCKET_TOKEN).await.unwrap();
+        let (uuid, _) = register(&c, "racy", "t").await;
+        // The runner's request for a step is processed right after its state was read.
+        let step = sim.bitbucket_race(
+            cml_sim::bitbucket::Race::AfterStateRead,
+            "octo/app",
+            "late",
+            &["t"],
+            "true",
+        );
+        assert_eq!(
+            c.delete_runner(&uuid, "racy").await.unwrap(),
+            Deleted::Removed
+        );
+        // The runner was disabled before its state was read: the step could not be given to
+        // it and waits for another runner, instead of running on a deleted one.
+        let s = sim.bitbucket_job(&step).unwrap();
+        assert_eq!(s.state, cml_sim::JobState::Queued, "{s:?}");
+        assert_eq!(s.runner_name, None);
+    });
+}
+
+#[test]
+fn a_step_given_as_the_runner_is_disabled_keeps_the_runner_and_enables_it_again() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, DEFAULT_BITBUCKET_TOKEN).await.unwrap();
+        let (uuid, auth) = register(&c, "racy", "t").await;
+        let step = sim.bitbucket_race(
+            cml_sim::bitbucket::Race::BeforeDisable,
+            "octo/app",
+            "late",
+            &["t"],
+            "true",
+        );
+        match c.delete_runner(&uuid, "racy").await.unwrap() {
+            Deleted::Busy(m) => assert!(m.contains(&step), "{m}"),
+            other => panic!("deleted a runner that had just been given a step: {other:?}"),
+        }
+        assert!(sim.bitbucket_deletes().is_empty());
+        assert_eq!(sim.bitbucket_runner_disabled(&uuid), Some(false));
+        // Its agent gets the step on its next request.
+        let next: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/_sim/bitbucket/runner/next", sim.url()))
+            .json(&auth)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(next["step_uuid"], step.as_str());
+    });
+}
+
+#[test]
+fn a_failed_deletion_enables_the_runner_again_and_a_stopped_runner_is_deleted_whatever_it_runs() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, DEFAULT_BITBUCKET_TOKEN).await.unwrap();
+        let (uuid, auth) = register(&c, "kept", "t").await;
+        sim.inject_fault(Fault::status(503).method("DELETE").times(5));
+        let e = c.delete_runner(&uuid, "kept").await.unwrap_err();
+        assert!(e.to_string().contains("deleting runner kept"), "{e}");
+        assert_eq!(sim.bitbucket_runner_disabled(&uuid), Some(false));
+        assert!(sim.bitbucket_deletes().is_empty());
+
+        // Its agent takes a step, then is killed: the runner is deleted anyway.
+        sim.bitbucket_queue_job("octo/app", "long", &["t"], "sleep 1");
+        let resp = reqwest::Client::new()
+            .post(format!("{}/_sim/bitbucket/runner/next", sim.url()))
+            .json(&auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(
+            c.delete_stopped_runner(&uuid, "kept").await.unwrap(),
+            Deleted::Removed
+        );
+        assert_eq!(sim.bitbucket_deletes().len(), 1);
+    });
+}
+
+#[test]
+fn lost_answers_create_exactly_one_runner_and_start_exactly_one_pipeline() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, DEFAULT_BITBUCKET_TOKEN).await.unwrap();
+        sim.inject_fault(
+            Fault::status(502)
+                .method("POST")
+                .path_contains("/pipelines-config/runners")
+                .after_serving(),
+        );
+        let (uuid, auth) = register(&c, "once", "t").await;
+        let runners = c.runners().await.unwrap();
+        let named: Vec<_> = runners.iter().filter(|r| r.name == "once").collect();
+        assert_eq!(named.len(), 1, "exactly one runner: {runners:?}");
+        assert_eq!(named[0].id, uuid, "the one whose secret we hold");
+        assert_eq!(sim.bitbucket_registered_names(), ["once", "once"]);
+
+        // A re-run whose answer is lost: the new pipeline is found, not started again.
+        let step = sim.bitbucket_queue_job("octo/app", "train", &["t"], "sleep 1");
+        let http = reqwest::Client::new();
+        let call = |action: &str, extra: serde_json::Value| {
+            let mut body = auth.clone();
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            http.post(format!("{}/_sim/bitbucket/runner/{action}", sim.url()))
+                .json(&body)
+                .send()
+        };
+        call("next", serde_json::json!({})).await.unwrap();
+        call(
+            "result",
+            serde_json::json!({"step_uuid": step, "status": "STOPPED"}),
+        )
+        .await
+        .unwrap();
+        sim.inject_fault(
+            Fault::status(502)
+                .method("POST")
+                .path_contains("/pipelines")
+                .after_serving(),
+        );
+        let rerun = c
+            .rerun_interrupted("once", &step, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(matches!(rerun, cml_forge::Rerun::Requested(_)), "{rerun:?}");
+        assert_eq!(sim.bitbucket_reruns().len(), 1, "exactly one new pipeline");
+    });
+}

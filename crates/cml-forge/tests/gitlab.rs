@@ -149,3 +149,255 @@ fn rejected_tokens_name_their_source_and_server_errors_are_retried() {
         assert_eq!(sim.gitlab_registered_names(), ["y"]);
     });
 }
+
+/// A registered runner and its token.
+async fn register(c: &GitlabClient, name: &str, labels: &str) -> (String, String) {
+    let Registration::Gitlab { id, token, .. } =
+        c.registration(name, &Labels::parse(labels)).await.unwrap()
+    else {
+        panic!("a GitLab registration")
+    };
+    (id, token.expose().to_string())
+}
+
+#[test]
+fn a_job_handed_over_after_the_jobs_check_is_not_orphaned_by_the_deletion() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, "group/app", DEFAULT_GITLAB_TOKEN)
+            .await
+            .unwrap();
+        let (id, _) = register(&c, "racy", "t").await;
+        // The runner's request for a job is processed right after the "running jobs?" answer.
+        let job = sim.gitlab_race(
+            cml_sim::gitlab::Race::AfterJobsCheck,
+            "group/app",
+            "late",
+            &["t"],
+            "true",
+        );
+        assert_eq!(
+            c.delete_runner(&id, "racy").await.unwrap(),
+            Deleted::Removed
+        );
+        // The runner was paused before the check, so the job could not be handed to it: it
+        // is still queued for another runner, not running on a deleted one.
+        let j = sim.gitlab_job(&job).unwrap();
+        assert_eq!(j.state, cml_sim::JobState::Queued, "{j:?}");
+        assert_eq!(j.runner_name, None);
+        assert_eq!(sim.gitlab_deletes().len(), 1);
+    });
+}
+
+#[test]
+fn a_job_handed_over_as_the_runner_is_paused_keeps_the_runner_and_resumes_it() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, "group/app", DEFAULT_GITLAB_TOKEN)
+            .await
+            .unwrap();
+        let (id, _) = register(&c, "racy", "t").await;
+        let job = sim.gitlab_race(
+            cml_sim::gitlab::Race::BeforePause,
+            "group/app",
+            "late",
+            &["t"],
+            "true",
+        );
+        match c.delete_runner(&id, "racy").await.unwrap() {
+            Deleted::Busy(m) => assert!(m.contains(&job), "{m}"),
+            other => panic!("deleted a runner that had just taken a job: {other:?}"),
+        }
+        assert!(sim.gitlab_deletes().is_empty());
+        assert_eq!(
+            sim.gitlab_runner_paused(&id),
+            Some(false),
+            "the kept runner takes jobs again"
+        );
+        assert_eq!(
+            sim.gitlab_job(&job).unwrap().runner_name.as_deref(),
+            Some("racy")
+        );
+        let puts: Vec<String> = sim
+            .requests()
+            .into_iter()
+            .filter(|q| q.method == "PUT")
+            .map(|q| q.path)
+            .collect();
+        assert_eq!(puts.len(), 2, "paused, then resumed: {puts:?}");
+    });
+}
+
+#[test]
+fn a_failure_after_the_pause_resumes_the_runner_and_deletes_nothing() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, "group/app", DEFAULT_GITLAB_TOKEN)
+            .await
+            .unwrap();
+        let (id, _) = register(&c, "kept", "t").await;
+        sim.inject_fault(
+            Fault::status(502)
+                .method("DELETE")
+                .path_contains("/runners/")
+                .times(5),
+        );
+        let e = c.delete_runner(&id, "kept").await.unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("deleting runner kept (id") && msg.contains("502"),
+            "{msg}"
+        );
+        assert!(sim.gitlab_deletes().is_empty());
+        assert_eq!(sim.gitlab_runner_paused(&id), Some(false));
+
+        // A pause that fails says so, and changes nothing.
+        sim.inject_fault(Fault::status(502).method("PUT").times(5));
+        let e = c.delete_runner(&id, "kept").await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("stopping runner kept (id {id}) of GitLab project group/app from taking new jobs failed".replace("{id}", &id).as_str()),
+            "{e}"
+        );
+        assert!(sim.gitlab_deletes().is_empty());
+        assert_eq!(sim.gitlab_runner_paused(&id), Some(false));
+    });
+}
+
+#[test]
+fn a_stopped_runner_is_deleted_even_while_gitlab_lists_its_job_as_running() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, "group/app", DEFAULT_GITLAB_TOKEN)
+            .await
+            .unwrap();
+        let (id, token) = register(&c, "killed", "t").await;
+        sim.gitlab_queue_job("group/app", "long", &["t"], "sleep 1");
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v4/jobs/request", sim.url()))
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        // The agent was killed mid-job: GitLab still lists the job as running.
+        assert!(matches!(
+            c.delete_runner(&id, "killed").await.unwrap(),
+            Deleted::Busy(_)
+        ));
+        assert_eq!(
+            c.delete_stopped_runner(&id, "killed").await.unwrap(),
+            Deleted::Removed
+        );
+        assert_eq!(
+            c.delete_stopped_runner(&id, "killed").await.unwrap(),
+            Deleted::AlreadyGone
+        );
+        assert_eq!(sim.gitlab_deletes().len(), 1);
+    });
+}
+
+#[test]
+fn a_runner_creation_whose_answer_is_lost_leaves_exactly_one_runner() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, "group/app", DEFAULT_GITLAB_TOKEN)
+            .await
+            .unwrap();
+        // GitLab creates the runner, then the answer is lost (a 502 from a proxy).
+        sim.inject_fault(
+            Fault::status(502)
+                .method("POST")
+                .path_contains("/user/runners")
+                .after_serving(),
+        );
+        let (id, token) = register(&c, "once", "a").await;
+        let runners = c.runners().await.unwrap();
+        let named: Vec<_> = runners.iter().filter(|r| r.name == "once").collect();
+        assert_eq!(named.len(), 1, "exactly one runner: {runners:?}");
+        assert_eq!(named[0].id, id, "the one whose token we hold");
+        assert!(c.secrets().contains(&token));
+        // The first one (token unknown) was found by name and deleted, then one created.
+        assert_eq!(sim.gitlab_registered_names(), ["once", "once"]);
+        assert_eq!(sim.gitlab_deletes().len(), 1);
+
+        // A creation refused for a reason of its own (a 4xx) is not looked up nor repeated.
+        sim.inject_fault(
+            Fault::status(400)
+                .method("POST")
+                .path_contains("/user/runners"),
+        );
+        let e = c
+            .registration("bad", &Labels::parse("a"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("registering runner bad"), "{e}");
+        assert_eq!(sim.gitlab_registered_names(), ["once", "once"]);
+    });
+}
+
+#[test]
+fn a_job_retry_whose_answer_is_lost_retries_the_job_once() {
+    let sim = sim_with(|_| {});
+    rt().block_on(async {
+        let c = connect(&sim, "group/app", DEFAULT_GITLAB_TOKEN)
+            .await
+            .unwrap();
+        let (_, token) = register(&c, "spot", "t").await;
+        let job = sim.gitlab_queue_job("group/app", "train", &["t"], "sleep 1");
+        let http = reqwest::Client::new();
+        let taken: serde_json::Value = http
+            .post(format!("{}/api/v4/jobs/request", sim.url()))
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // The machine went away: the job failed.
+        http.put(format!("{}/api/v4/jobs/{job}", sim.url()))
+            .json(&serde_json::json!({"token": taken["token"], "state": "failed"}))
+            .send()
+            .await
+            .unwrap();
+        sim.inject_fault(
+            Fault::status(502)
+                .method("POST")
+                .path_contains("/retry")
+                .after_serving(),
+        );
+        let rerun = c
+            .rerun_interrupted("spot", &job, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(matches!(rerun, cml_forge::Rerun::Requested(_)), "{rerun:?}");
+        assert_eq!(sim.gitlab_retries().len(), 1, "retried exactly once");
+    });
+}
+
+#[test]
+fn gitlab_before_14_8_is_paused_through_active() {
+    let sim = sim_with(|c| c.gitlab.without_paused = true);
+    rt().block_on(async {
+        let c = connect(&sim, "group/app", DEFAULT_GITLAB_TOKEN)
+            .await
+            .unwrap();
+        let (id, _) = register(&c, "old", "t").await;
+        let job = sim.gitlab_race(
+            cml_sim::gitlab::Race::AfterJobsCheck,
+            "group/app",
+            "late",
+            &["t"],
+            "true",
+        );
+        assert_eq!(c.delete_runner(&id, "old").await.unwrap(), Deleted::Removed);
+        // `paused` was ignored, `active=false` took: the job was not handed over.
+        assert_eq!(
+            sim.gitlab_job(&job).unwrap().state,
+            cml_sim::JobState::Queued
+        );
+        let puts = sim.requests().iter().filter(|q| q.method == "PUT").count();
+        assert_eq!(puts, 2, "`paused`, then `active`");
+    });
+}

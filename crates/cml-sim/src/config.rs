@@ -76,6 +76,9 @@ pub struct AppConfig {
 
 /// A queued fault: the next `times` requests matching `method` (if set) and whose path contains
 /// `path_contains` (if set) get `status` with a GitHub-like JSON message instead of an answer.
+/// With `after_serving`, the request is carried out first (it takes effect) and only its
+/// answer is replaced — a lost answer; `status` 0 then keeps the real answer, and `delay_ms`
+/// holds any answer back (the server keeps serving other requests meanwhile).
 /// Agent-internal and admin routes (`/_sim/agent/…`, `/_sim/jobs`, `/_sim/state`) are never faulted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
@@ -92,6 +95,12 @@ pub struct Fault {
     pub ratelimit_reset_in: Option<u64>,
     #[serde(default = "one")]
     pub times: u32,
+    /// Carry the request out, then answer `status` (0: the real answer).
+    #[serde(default)]
+    pub after_serving: bool,
+    /// Milliseconds to wait before answering.
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 fn one() -> u32 {
@@ -131,5 +140,20 @@ impl Fault {
     pub fn times(mut self, n: u32) -> Self {
         self.times = n;
         self
+    }
+    /// Carry the request out first, then answer `status`: the work is done, the answer lost.
+    pub fn after_serving(mut self) -> Self {
+        self.after_serving = true;
+        self
+    }
+    /// Carry the request out and answer it normally, `ms` milliseconds late.
+    pub fn delayed_answer(ms: u64) -> Self {
+        Fault {
+            status: 0,
+            times: 1,
+            after_serving: true,
+            delay_ms: ms,
+            ..Fault::default()
+        }
     }
 }

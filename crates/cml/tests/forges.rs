@@ -363,3 +363,220 @@ fn server_errors_and_rate_limits_are_retried(kind: Kind) {
     assert!(w.runners().is_empty());
     assert_eq!(w.deletes().len(), 1);
 }
+
+/// `mod scenario { fn gitlab(), fn bitbucket() }`: scenarios of the forges that would delete a
+/// runner running a job, where `cml` itself keeps the runner from taking work before deleting.
+macro_rules! gitlab_and_bitbucket {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                use super::*;
+                #[test]
+                fn gitlab() {
+                    super::$scenario(Kind::Gitlab)
+                }
+                #[test]
+                fn bitbucket() {
+                    super::$scenario(Kind::Bitbucket)
+                }
+            }
+        )*
+    };
+}
+
+gitlab_and_bitbucket!(
+    a_job_handed_over_as_the_idle_deregistration_starts_is_kept_and_run,
+    a_job_handed_over_after_the_last_check_is_not_orphaned,
+    sigint_while_the_forge_creates_the_runner_leaves_no_runner,
+    an_agent_killed_mid_job_leaves_no_runner_behind,
+);
+
+each_forge!(a_failed_idle_deregistration_keeps_the_agent_and_tries_again);
+
+/// Arms the simulator to hand the runner a held job as `cml` starts deregistering it: just
+/// before the runner is paused/disabled (`first`), or just after the forge answered that the
+/// runner runs nothing (otherwise). Returns the job's id.
+fn race_a_job(w: &World, first: bool, name: &str, labels: &[&str], command: &str) -> String {
+    let repo = w.kind.repo_path();
+    match w.kind {
+        Kind::Gitlab => {
+            use cml_sim::gitlab::Race;
+            let at = if first {
+                Race::BeforePause
+            } else {
+                Race::AfterJobsCheck
+            };
+            w.sim.gitlab_race(at, repo, name, labels, command)
+        }
+        Kind::Bitbucket => {
+            use cml_sim::bitbucket::Race;
+            let at = if first {
+                Race::BeforeDisable
+            } else {
+                Race::AfterStateRead
+            };
+            w.sim.bitbucket_race(at, repo, name, labels, command)
+        }
+        Kind::Github => unreachable!("GitHub itself refuses to delete a busy runner"),
+    }
+}
+
+/// [`World::runner`] whose idle end is `cml`'s own deadline: the simulated gitlab-runner
+/// does not leave by itself at `--wait-timeout` (which would otherwise come at about the same
+/// moment and end the runner with no deregistration attempt while the agent runs).
+fn runner_ending_at_its_deadline(w: &World, name: &str, extra: &[&str]) -> Running {
+    let mut cmd = w.runner_command(name, extra);
+    cmd.env("CML_SIM_AGENT_IGNORE_WAIT_TIMEOUT", "1");
+    Running::spawn(cmd)
+}
+
+fn a_job_handed_over_as_the_idle_deregistration_starts_is_kept_and_run(kind: Kind) {
+    let w = World::of(kind);
+    let mut r = runner_ending_at_its_deadline(&w, "lc-race", &["--labels=t", "--idle-timeout=2"]);
+    r.wait_status("ready", SECS(20));
+    let late = race_a_job(&w, true, "late", &["t"], "sleep 1");
+    // The idle deadline comes, and the forge hands the runner the job as it is paused: the
+    // runner is kept, resumed, and its agent runs the job.
+    assert_eq!(
+        r.wait_status("job_started", SECS(20))["job"],
+        w.job_label(&late, "late").as_str(),
+        "{}",
+        r.output()
+    );
+    let ended = r.wait_status("job_ended", SECS(20));
+    assert_eq!(ended["success"], true, "{}", r.output());
+    // Resumed: the runner takes the next job too.
+    let next = w.queue_job("next", &["t"], "true");
+    w.wait_for("the next job to be run", SECS(20), |w| {
+        w.job(&next).state == JobState::Succeeded
+    });
+    assert_eq!(r.wait_exit(SECS(30)), 0, "{}", r.output());
+    assert_eq!(
+        r.wait_status("terminated", SECS(1))["reason"],
+        "idle_timeout"
+    );
+    for id in [&late, &next] {
+        let job = w.job(id);
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        assert_eq!(job.runner_name.as_deref(), Some("lc-race"));
+    }
+    assert!(w.runners().is_empty(), "{:?}", w.runners());
+    assert_eq!(w.deletes().len(), 1);
+}
+
+fn a_job_handed_over_after_the_last_check_is_not_orphaned(kind: Kind) {
+    let w = World::of(kind);
+    let mut r = runner_ending_at_its_deadline(&w, "lc-late", &["--labels=t", "--idle-timeout=2"]);
+    r.wait_status("ready", SECS(20));
+    let late = race_a_job(&w, false, "late", &["t"], "true");
+    assert_eq!(r.wait_exit(SECS(30)), 0, "{}", r.output());
+    assert_eq!(
+        r.wait_status("terminated", SECS(1))["reason"],
+        "idle_timeout"
+    );
+    assert!(w.runners().is_empty(), "{:?}", w.runners());
+    // The runner could take no job once paused: the job waits for another runner rather than
+    // being given to a runner that is deleted and an agent that is stopped.
+    let job = w.job(&late);
+    assert_eq!(job.state, JobState::Queued, "{job:?}\n{}", r.output());
+    assert_eq!(job.runner_name, None);
+}
+
+fn sigint_while_the_forge_creates_the_runner_leaves_no_runner(kind: Kind) {
+    let w = World::of(kind);
+    let create = match kind {
+        Kind::Gitlab => "/user/runners",
+        _ => "/pipelines-config/runners",
+    };
+    // The forge creates the runner at once but answers 3 s later.
+    w.sim.inject_fault(
+        Fault::delayed_answer(3000)
+            .method("POST")
+            .path_contains(create),
+    );
+    let mut r = w.runner("lc-sigint", &["--labels=t"]);
+    w.wait_for("the forge to create the runner", SECS(20), |w| {
+        !w.registered_names().is_empty()
+    });
+    r.signal(libc::SIGINT);
+    assert_eq!(r.wait_exit(SECS(30)), 130, "{}", r.output());
+    assert!(w.runners().is_empty(), "runner left: {:?}", w.runners());
+    assert_eq!(w.deletes().len(), 1, "{}", r.output());
+    assert!(!r.statuses().contains(&"ready".to_string()));
+}
+
+/// The pids of `root`'s descendants (not `root`), from /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    harness::process_tree(root)
+        .into_iter()
+        .filter(|p| *p != root)
+        .collect()
+}
+
+fn an_agent_killed_mid_job_leaves_no_runner_behind(kind: Kind) {
+    let w = World::of(kind);
+    let mut r = w.runner("lc-killed", &["--labels=t", "--idle-timeout=never"]);
+    r.wait_status("ready", SECS(20));
+    let job = w.queue_job("long", &["t"], "sleep 60");
+    r.wait_status("job_started", SECS(20));
+    // Kill the agent outright, then what it ran: the forge still counts the job running.
+    let tree = descendants(r.child.id());
+    assert!(!tree.is_empty(), "the agent runs");
+    for pid in &tree {
+        // SAFETY: kill(2) on processes of this test's own child tree; no memory is involved.
+        unsafe {
+            libc::kill(*pid as i32, libc::SIGKILL);
+        }
+    }
+    assert_eq!(r.wait_exit(SECS(30)), 3, "{}", r.output());
+    assert_eq!(
+        r.wait_status("terminated", SECS(1))["reason"],
+        "agent_exited"
+    );
+    assert_eq!(
+        w.job(&job).state,
+        JobState::Running,
+        "the forge still lists the job as running"
+    );
+    assert!(w.runners().is_empty(), "runner left: {:?}", w.runners());
+    assert_eq!(w.deletes().len(), 1);
+}
+
+fn a_failed_idle_deregistration_keeps_the_agent_and_tries_again(kind: Kind) {
+    let w = World::of(kind);
+    let delete = match kind {
+        Kind::Github => "/actions/runners/",
+        Kind::Gitlab => "/api/v4/runners/",
+        Kind::Bitbucket => "/pipelines-config/runners/",
+    };
+    // Every attempt of the first deletion fails (the client's retries included).
+    w.sim.inject_fault(
+        Fault::status(503)
+            .method("DELETE")
+            .path_contains(delete)
+            .times(5),
+    );
+    let mut r = runner_ending_at_its_deadline(&w, "lc-flaky", &["--labels=t", "--idle-timeout=4"]);
+    r.wait_status("ready", SECS(20));
+    w.wait_until("the idle deletion to fail", SECS(30), |sim| {
+        let failed = sim.requests().iter().filter(|q| q.status == 503).count();
+        failed == 5
+    });
+    // The runner may still be handed work, so its agent was kept: it takes a job.
+    let job = w.queue_job("after", &["t"], "true");
+    assert_eq!(r.wait_exit(SECS(40)), 0, "{}", r.output());
+    let job = w.job(&job);
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}\n{}", r.output());
+    assert_eq!(job.runner_name.as_deref(), Some("lc-flaky"));
+    assert_eq!(
+        r.wait_status("terminated", SECS(1))["reason"],
+        "idle_timeout"
+    );
+    assert!(w.runners().is_empty(), "{:?}", w.runners());
+    assert_eq!(w.deletes().len(), 1);
+    assert!(
+        r.output().contains("deregistered again in"),
+        "the failure is logged: {}",
+        r.output()
+    );
+}

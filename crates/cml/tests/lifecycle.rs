@@ -617,3 +617,44 @@ fn a_job_reaching_the_time_limit_is_stopped_and_rerun_once() {
         .collect();
     assert_eq!(attempts, [1, 2], "re-run exactly once");
 }
+
+#[test]
+fn an_interruption_while_idle_reruns_nothing_not_even_an_earlier_failed_job() {
+    let w = World::new();
+    let imds = cml_sim::ImdsServer::start("i-0123456789abcdef0", "us-east-1").unwrap();
+    let (cmd, _machine) = w.machine_runner_command(
+        "lc-idle-spot",
+        &["--idle-timeout=never", "--labels=t"],
+        &imds,
+    );
+    let mut r = Running::spawn(cmd);
+    r.wait_status("ready", SECS(20));
+    // An earlier job of this runner failed; it is over, and the runner is idle again.
+    let failed = w.sim.queue_job("octo/app", "flaky", &["t"], "exit 1");
+    assert_eq!(r.wait_status("job_ended", SECS(20))["success"], false);
+    imds.interrupt_spot();
+    let interrupted = r.wait_status("interrupted", SECS(20));
+    assert_eq!(interrupted["job"], "", "no job was running");
+    assert_eq!(r.wait_exit(SECS(60)), 0, "{}", r.output());
+    assert_eq!(
+        r.wait_status("terminated", SECS(1))["reason"],
+        "interrupted"
+    );
+    let attempts: Vec<u64> = w
+        .sim
+        .jobs()
+        .into_iter()
+        .filter(|j| j.run_id == failed.run_id)
+        .map(|j| j.run_attempt)
+        .collect();
+    assert_eq!(attempts, [1], "nothing was re-run:\n{}", r.output());
+    assert!(
+        !r.output().contains("\"status\":\"rerun\""),
+        "{}",
+        r.output()
+    );
+    assert!(
+        !w.sim.requests().iter().any(|q| q.path.contains("rerun")),
+        "no re-run was asked"
+    );
+}

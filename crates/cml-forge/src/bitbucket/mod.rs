@@ -14,9 +14,17 @@
 //!   otherwise) and busy when its `state.step` is present and not null — the step it runs, as
 //!   Atlassian's runners autoscaler tells busy runners from idle ones. (CML 0.20 counts every
 //!   online runner as busy.)
-//! - Bitbucket deletes a runner even while it runs a step, so [`Forge::delete_runner`] answers
-//!   [`Deleted::Busy`] when the runner's state names a step it is running (read just before
-//!   the deletion: a step given to the runner in between is not seen).
+//! - Bitbucket deletes a runner even while it runs a step, so [`Forge::delete_runner`] first
+//!   disables the runner (`PUT …/runners/{uuid}/state` with `{"status": "DISABLED"}`, the
+//!   toggle of the runners page), so that no step can be given to it any more, then reads
+//!   its state, and deletes it only when the state names no step. A runner running a step is
+//!   enabled again (`"ENABLED"`) and answered [`Deleted::Busy`]; so is one whose deletion
+//!   failed after it was disabled (best effort), since it is kept.
+//! - [`Forge::delete_stopped_runner`] deletes without asking: the runner's agent is gone.
+//! - Creating a runner and starting a pipeline are not repeated blindly: when the answer is
+//!   lost or a 5xx, a runner it may have created is found by name and deleted before creating
+//!   it again (its OAuth secret was only in the lost answer), and a pipeline it may have
+//!   started is looked for on the target before asking again.
 
 mod report;
 mod workflow;
@@ -39,6 +47,8 @@ pub const DEFAULT_API_URL: &str = "https://api.bitbucket.org";
 pub const SELF_HOSTED: &str = "self.hosted";
 
 const FORGE: &str = "Bitbucket";
+/// Runner creations and pipeline starts tried at most when their answers are lost.
+const CREATE_ATTEMPTS: u32 = 3;
 /// How often a pipeline is looked at while waiting for it to complete.
 const RUN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 const HINT: &str = "the token is base64 of `user:app_password`; the app password needs the Repositories: Read and Runners: Write permissions (Pipelines runners), from an administrator of the repository";
@@ -220,18 +230,38 @@ impl BitbucketClient {
         ok: &[u16],
         hint: &'static str,
     ) -> Result<Answer, ApiError> {
+        self.call_as(false, method, url, body.into(), ok, hint)
+            .await
+    }
+
+    /// A POST that must not be done twice (see [`crate::http::Http::send_once`]).
+    async fn post_once(&self, url: &str, body: Value, ok: &[u16]) -> Result<Answer, ApiError> {
+        self.call_as(true, Method::POST, url, Payload::Json(body), ok, HINT)
+            .await
+    }
+
+    async fn call_as(
+        &self,
+        once: bool,
+        method: Method,
+        url: &str,
+        payload: Payload,
+        ok: &[u16],
+        hint: &'static str,
+    ) -> Result<Answer, ApiError> {
         let auth = format!("Basic {}", self.token.expose().trim());
-        let payload = body.into();
-        let a = self
-            .http
-            .send(|c| {
-                payload.apply(
-                    c.request(method.clone(), url)
-                        .header("authorization", &auth)
-                        .header("accept", "application/json"),
-                )
-            })
-            .await?;
+        let build = |c: &reqwest::Client| {
+            payload.apply(
+                c.request(method.clone(), url)
+                    .header("authorization", &auth)
+                    .header("accept", "application/json"),
+            )
+        };
+        let a = if once {
+            self.http.send_once(build).await?
+        } else {
+            self.http.send(build).await?
+        };
         if ok.contains(&a.status) {
             return Ok(a);
         }
@@ -243,6 +273,96 @@ impl BitbucketClient {
             hint,
             &[],
         ))
+    }
+
+    /// Disables (`false`) or enables runner `id`; `false` when it does not exist.
+    async fn set_enabled(&self, id: &str, enabled: bool) -> Result<bool, ApiError> {
+        let url = format!("{}/{id}/state", self.runners_url());
+        let status = if enabled { "ENABLED" } else { "DISABLED" };
+        let a = self
+            .call(
+                Method::PUT,
+                &url,
+                Some(json!({ "status": status })),
+                &[200, 204, 404],
+            )
+            .await?;
+        Ok(a.status != 404)
+    }
+
+    /// Enables runner `id` after a deletion that did not happen; a failure is logged: the
+    /// runner then takes no new step until it is deleted (by the next attempt) or enabled.
+    async fn enable_again(&self, id: &str, name: &str) {
+        if let Err(cause) = self.set_enabled(id, true).await {
+            let e = ForgeError::ResumeRunner {
+                scope: self.scope(),
+                id: id.to_string(),
+                name: name.to_string(),
+                cause,
+            };
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// `DELETE` of runner `id`, whatever it is doing.
+    async fn delete_now(&self, id: &str) -> Result<Deleted, ApiError> {
+        let url = format!("{}/{id}", self.runners_url());
+        let a = self.call(Method::DELETE, &url, None, &[204, 404]).await?;
+        Ok(if a.status == 204 {
+            Deleted::Removed
+        } else {
+            Deleted::AlreadyGone
+        })
+    }
+
+    /// One `POST` creating runner `name` (not repeated: see [`crate::http::Http::send_once`]).
+    async fn create_runner(&self, name: &str, labels: &Labels) -> Result<Registration, ApiError> {
+        let mut all: Vec<String> = vec![SELF_HOSTED.into(), self.runtime_label.into()];
+        for l in labels.as_slice() {
+            if !all.contains(l) {
+                all.push(l.clone());
+            }
+        }
+        let body = json!({"name": name, "labels": all});
+        let created: Created = self
+            .post_once(&self.runners_url(), body, &[200, 201])
+            .await?
+            .json()?;
+        if let Ok(mut m) = self.minted.lock() {
+            m.push(created.oauth_client.secret.clone());
+        }
+        Ok(Registration::Bitbucket {
+            account_uuid: self.account_uuid.clone(),
+            repository_uuid: self.repository_uuid.clone(),
+            runner_uuid: created.uuid,
+            oauth_client_id: created.oauth_client.id,
+            oauth_client_secret: Secret::new(created.oauth_client.secret),
+        })
+    }
+
+    /// Deletes every runner of the repository named `name`: what a creation whose answer was
+    /// lost may have left (its OAuth secret unknown, it can serve no agent). Returns how many.
+    async fn remove_unanswered(&self, name: &str) -> Result<usize, ForgeError> {
+        let mut removed = 0;
+        for r in self.runners().await? {
+            if r.name != name {
+                continue;
+            }
+            self.delete_now(&r.id)
+                .await
+                .map_err(|cause| ForgeError::DeleteRunner {
+                    scope: self.scope(),
+                    id: r.id.clone(),
+                    name: name.to_string(),
+                    cause,
+                })?;
+            tracing::info!(
+                "removed runner {name} ({}), created by a request whose answer was lost",
+                r.id
+            );
+            removed += 1;
+        }
+        Ok(removed)
     }
 }
 
@@ -303,36 +423,43 @@ impl Forge for BitbucketClient {
         Ok(out)
     }
 
+    /// Creates the runner. A creation whose answer is lost or a 5xx is not sent again as it
+    /// is: the runner it may have made is found by name and deleted first.
     async fn registration(&self, name: &str, labels: &Labels) -> Result<Registration, ForgeError> {
         let err = |cause| ForgeError::CreateRunner {
             scope: self.scope(),
             name: name.to_string(),
             cause,
         };
-        let mut all: Vec<String> = vec![SELF_HOSTED.into(), self.runtime_label.into()];
-        for l in labels.as_slice() {
-            if !all.contains(l) {
-                all.push(l.clone());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let first = match self.create_runner(name, labels).await {
+                Ok(registration) => return Ok(registration),
+                Err(e) if e.may_have_taken_effect() => e,
+                Err(e) => return Err(err(e)),
+            };
+            tracing::warn!(
+                "{}; looking for a runner it may have created",
+                err(first.clone())
+            );
+            if let Err(e) = self.remove_unanswered(name).await {
+                return Err(ForgeError::UnconfirmedRunner {
+                    scope: self.scope(),
+                    name: name.to_string(),
+                    first,
+                    cause: e.api().cloned().unwrap_or(ApiError::Decode(e.to_string())),
+                });
             }
+            if attempt >= CREATE_ATTEMPTS {
+                return Err(err(first));
+            }
+            tokio::time::sleep(self.http.backoff(attempt)).await;
         }
-        let body = json!({"name": name, "labels": all});
-        let created: Created = self
-            .call(Method::POST, &self.runners_url(), Some(body), &[200, 201])
-            .await
-            .and_then(|a| a.json())
-            .map_err(err)?;
-        if let Ok(mut m) = self.minted.lock() {
-            m.push(created.oauth_client.secret.clone());
-        }
-        Ok(Registration::Bitbucket {
-            account_uuid: self.account_uuid.clone(),
-            repository_uuid: self.repository_uuid.clone(),
-            runner_uuid: created.uuid,
-            oauth_client_id: created.oauth_client.id,
-            oauth_client_secret: Secret::new(created.oauth_client.secret),
-        })
     }
 
+    /// Disables the runner, reads its state, and deletes it when it runs no step; enables it
+    /// again when it runs one (or when a step after disabling it failed).
     async fn delete_runner(&self, id: &str, name: &str) -> Result<Deleted, ForgeError> {
         let err = |cause| ForgeError::DeleteRunner {
             scope: self.scope(),
@@ -340,30 +467,62 @@ impl Forge for BitbucketClient {
             name: name.to_string(),
             cause,
         };
-        let url = format!("{}/{id}", self.runners_url());
-        let a = self
-            .call(Method::GET, &url, None, &[200, 404])
-            .await
-            .map_err(err)?;
-        if a.status == 404 {
+        let exists =
+            self.set_enabled(id, false)
+                .await
+                .map_err(|cause| ForgeError::PauseRunner {
+                    scope: self.scope(),
+                    id: id.to_string(),
+                    name: name.to_string(),
+                    cause,
+                })?;
+        if !exists {
             return Ok(Deleted::AlreadyGone);
         }
-        let r: ApiRunner = a.json().map_err(err)?;
-        if let Some(step) = r.state.and_then(|s| s.step).filter(|v| !v.is_null()) {
+        let url = format!("{}/{id}", self.runners_url());
+        let state = self
+            .call(Method::GET, &url, None, &[200, 404])
+            .await
+            .and_then(|a| {
+                if a.status == 404 {
+                    Ok(None)
+                } else {
+                    a.json::<ApiRunner>().map(Some)
+                }
+            });
+        let runner = match state {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(Deleted::AlreadyGone),
+            Err(cause) => {
+                self.enable_again(id, name).await;
+                return Err(err(cause));
+            }
+        };
+        if let Some(step) = runner.state.and_then(|s| s.step).filter(|v| !v.is_null()) {
+            self.enable_again(id, name).await;
             return Ok(Deleted::Busy(format!(
                 "the runner is running step {}",
                 step["uuid"].as_str().unwrap_or("?")
             )));
         }
-        let a = self
-            .call(Method::DELETE, &url, None, &[204, 404])
+        match self.delete_now(id).await {
+            Ok(d) => Ok(d),
+            Err(cause) => {
+                self.enable_again(id, name).await;
+                Err(err(cause))
+            }
+        }
+    }
+
+    async fn delete_stopped_runner(&self, id: &str, name: &str) -> Result<Deleted, ForgeError> {
+        self.delete_now(id)
             .await
-            .map_err(err)?;
-        Ok(if a.status == 204 {
-            Deleted::Removed
-        } else {
-            Deleted::AlreadyGone
-        })
+            .map_err(|cause| ForgeError::DeleteRunner {
+                scope: self.scope(),
+                id: id.to_string(),
+                name: name.to_string(),
+                cause,
+            })
     }
 
     /// `job` is the step `{uuid}` the runner printed. Finds its pipeline among the 20 newest,
@@ -430,23 +589,40 @@ impl Forge for BitbucketClient {
                 .map_err(err)?;
         }
         let target = pipeline["target"].clone();
-        let newer = newest().await?;
-        let rerun_already = newer
-            .iter()
-            .take_while(|p| p["uuid"].as_str() != Some(uuid.as_str()))
-            .any(|p| p["target"] == target);
-        if rerun_already {
+        // A pipeline on the same target newer than the interrupted one.
+        let rerun_since = |newer: &[Value]| {
+            newer
+                .iter()
+                .take_while(|p| p["uuid"].as_str() != Some(uuid.as_str()))
+                .any(|p| p["target"] == target)
+        };
+        if rerun_since(&newest().await?) {
             return Ok(Rerun::AlreadyRerun(what));
         }
-        self.call(
-            Method::POST,
-            &format!("{base}/"),
-            Some(json!({"target": target})),
-            &[201],
-        )
-        .await
-        .map_err(err)?;
-        Ok(Rerun::Requested(what))
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let first = match self
+                .post_once(&format!("{base}/"), json!({"target": target}), &[201])
+                .await
+            {
+                Ok(_) => return Ok(Rerun::Requested(what)),
+                Err(e) if e.may_have_taken_effect() => e,
+                Err(e) => return Err(err(e)),
+            };
+            // Starting it again could start two: look whether this one started.
+            tracing::warn!(
+                "{}; looking for the pipeline it may have started",
+                err(first.clone())
+            );
+            if rerun_since(&newest().await?) {
+                return Ok(Rerun::Requested(what));
+            }
+            if attempt >= CREATE_ATTEMPTS {
+                return Err(err(first));
+            }
+            tokio::time::sleep(self.http.backoff(attempt)).await;
+        }
     }
 
     fn secrets(&self) -> Vec<String> {

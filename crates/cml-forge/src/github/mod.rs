@@ -369,20 +369,27 @@ impl GithubClient {
         answer.json().map_err(err)
     }
 
-    /// The run and job runner `runner` ran (named `job`), among the 20 newest runs.
+    /// The run and job runner `runner` ran (named `job`), among the 20 newest runs. An empty
+    /// `job` names no job: nothing is found (never "any job of this runner", which could be an
+    /// older failed one).
     async fn find_interrupted(
         &self,
         runner: &str,
         job: &str,
     ) -> Result<Option<(Run, Job)>, ForgeError> {
+        if job.is_empty() {
+            return Ok(None);
+        }
         let runs: RunList = self.actions_get("runs?per_page=20", runner).await?;
         for run in runs.workflow_runs {
             let jobs: JobList = self
                 .actions_get(&format!("runs/{}/jobs?per_page=100", run.id), runner)
                 .await?;
-            if let Some(j) = jobs.jobs.into_iter().find(|j| {
-                j.runner_name.as_deref() == Some(runner) && (job.is_empty() || j.name == job)
-            }) {
+            if let Some(j) = jobs
+                .jobs
+                .into_iter()
+                .find(|j| j.runner_name.as_deref() == Some(runner) && j.name == job)
+            {
                 return Ok(Some((run, j)));
             }
         }

@@ -8,9 +8,18 @@
 //! - Registration uses the current flow (`POST /user/runners`, a `glrt-` runner token) unless
 //!   the project exposes a non-empty legacy `runners_token`; a project without that field
 //!   takes the current flow.
-//! - GitLab deletes a runner even while it runs a job, so [`Forge::delete_runner`] first asks
-//!   for the runner's running jobs and answers [`Deleted::Busy`] when there is one: that is
-//!   what keeps the idle timer from ever killing a job.
+//! - GitLab deletes a runner even while it runs a job, so [`Forge::delete_runner`] first
+//!   pauses the runner (`PUT /runners/:id` with `paused=true`; `active=false` on GitLab
+//!   before 14.8, which ignores `paused`), so that no job can be handed to it any more, then
+//!   asks for its running jobs, and deletes it only when there is none. A runner that has a
+//!   job is resumed and answered [`Deleted::Busy`]: that is what keeps the idle timer from
+//!   ever killing a job, even one taken at the last moment. After a failure past the pause the
+//!   runner is resumed (best effort), since it is kept.
+//! - [`Forge::delete_stopped_runner`] deletes without asking: the runner's agent is gone.
+//! - Creating a runner is not repeated blindly: when its answer is lost or a 5xx, the runner
+//!   may exist without us knowing its token, so the project's runners are searched for its
+//!   description (the name; no other runner of that name existed, as the launcher checked)
+//!   and any found is deleted before creating it again (bounded).
 //! - The token and every minted runner token are secrets: never in `Debug`, errors or logs.
 
 mod report;
@@ -28,6 +37,8 @@ use crate::http::{Answer, Http, Payload};
 use crate::{ApiError, Deleted, Forge, ForgeError, Registration, RetryPolicy};
 
 const FORGE: &str = "GitLab";
+/// Runner creations tried at most when their answers are lost.
+const CREATE_ATTEMPTS: u32 = 3;
 /// How often a job is looked at while waiting for it to end.
 const RUN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 const HINT: &str = "use a GitLab access token with the `api` scope (runners are created with `create_runner`) of a user with the Owner role on the project, or an administrator";
@@ -185,17 +196,45 @@ impl GitlabClient {
         url: &str,
         body: impl Into<Payload>,
     ) -> Result<Answer, ApiError> {
+        self.send_as(false, method, url, body.into()).await
+    }
+
+    /// Sends a request that must not be done twice (see [`Http::send_once`]).
+    async fn send_as(
+        &self,
+        once: bool,
+        method: Method,
+        url: &str,
+        payload: Payload,
+    ) -> Result<Answer, ApiError> {
         let token = self.token.expose().to_string();
-        let payload = body.into();
-        self.http
-            .send(|c| {
-                payload.apply(
-                    c.request(method.clone(), url)
-                        .header("PRIVATE-TOKEN", &token)
-                        .header("accept", "application/json"),
-                )
-            })
-            .await
+        let build = |c: &reqwest::Client| {
+            payload.apply(
+                c.request(method.clone(), url)
+                    .header("PRIVATE-TOKEN", &token)
+                    .header("accept", "application/json"),
+            )
+        };
+        if once {
+            self.http.send_once(build).await
+        } else {
+            self.http.send(build).await
+        }
+    }
+
+    /// One POST that must not be done twice, with the answers in `ok` accepted.
+    async fn post_once(
+        &self,
+        url: &str,
+        body: impl Into<Payload>,
+        ok: &[u16],
+    ) -> Result<Answer, ApiError> {
+        let answer = self.send_as(true, Method::POST, url, body.into()).await?;
+        if ok.contains(&answer.status) {
+            Ok(answer)
+        } else {
+            Err(self.error(answer))
+        }
     }
 
     async fn call(
@@ -300,6 +339,146 @@ impl GitlabClient {
         }
         Ok(Some(a.json()?))
     }
+
+    /// Pauses (`paused`) or resumes runner `id`; `false` when it does not exist. GitLab 14.8
+    /// and newer take `paused`; older ones ignore it (their answer still says `active`), and
+    /// take `active` instead. The two are never sent together: GitLab refuses that.
+    async fn set_paused(&self, id: &str, paused: bool) -> Result<bool, ApiError> {
+        let url = format!("{}/runners/{id}", self.api);
+        let a = self
+            .call(
+                Method::PUT,
+                &url,
+                Some(json!({ "paused": paused })),
+                &[200, 404],
+            )
+            .await?;
+        if a.status == 404 {
+            return Ok(false);
+        }
+        let v: Value = a.json()?;
+        let applied = match (v["paused"].as_bool(), v["active"].as_bool()) {
+            (Some(p), _) => p == paused,
+            (None, Some(active)) => active != paused,
+            (None, None) => true,
+        };
+        if !applied {
+            let a = self
+                .call(
+                    Method::PUT,
+                    &url,
+                    Some(json!({ "active": !paused })),
+                    &[200, 404],
+                )
+                .await?;
+            return Ok(a.status == 200);
+        }
+        Ok(true)
+    }
+
+    /// Resumes runner `id` after a deletion that did not happen; a failure is logged: the
+    /// runner then takes no new job until it is deleted (by the next attempt) or resumed.
+    async fn resume(&self, id: &str, name: &str) {
+        if let Err(cause) = self.set_paused(id, false).await {
+            let e = ForgeError::ResumeRunner {
+                scope: self.scope(),
+                id: id.to_string(),
+                name: name.to_string(),
+                cause,
+            };
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// One `POST` creating runner `name` (not repeated: see [`Http::send_once`]).
+    async fn create_runner(&self, name: &str, labels: &Labels) -> Result<Registration, ApiError> {
+        let tags: Vec<String> = labels.as_slice().to_vec();
+        let answer = match &self.runners_token {
+            Some(legacy) => {
+                let body = json!({
+                    "token": legacy.expose(),
+                    "description": name,
+                    "tag_list": tags.join(","),
+                    "run_untagged": true,
+                    "locked": true,
+                    "access_level": "not_protected",
+                });
+                let url = format!("{}/runners", self.api);
+                self.post_once(&url, Some(body), &[201]).await
+            }
+            None => {
+                let body = json!({
+                    "runner_type": "project_type",
+                    "project_id": self.project_id,
+                    "description": name,
+                    "tag_list": tags.join(","),
+                    "run_untagged": true,
+                    "locked": true,
+                    "access_level": "not_protected",
+                });
+                let url = format!("{}/user/runners", self.api);
+                self.post_once(&url, Some(body), &[201]).await
+            }
+        }?;
+        let created: CreatedRunner = answer.json()?;
+        self.remember(&created.token);
+        Ok(Registration::Gitlab {
+            url: self.instance.clone(),
+            id: created.id.to_string(),
+            token: Secret::new(created.token),
+        })
+    }
+
+    /// Deletes every runner of the project described `name`: what a creation whose answer was
+    /// lost may have left (its token unknown, it can serve no agent). Returns how many.
+    async fn remove_unanswered(&self, name: &str) -> Result<usize, ApiError> {
+        let mut removed = 0;
+        for r in self.list().await? {
+            if r.description.as_deref() != Some(name) {
+                continue;
+            }
+            let url = format!("{}/runners/{}", self.api, r.id);
+            self.call(Method::DELETE, &url, None, &[204, 404]).await?;
+            tracing::info!(
+                "removed runner {name} (id {}), created by a request whose answer was lost",
+                r.id
+            );
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Whether `job` (as GitLab answered it) has been retried: its pipeline's current jobs
+    /// (`GET /projects/:id/pipelines/:pipeline_id/jobs`, retried ones left out) hold a newer
+    /// job of the same name.
+    async fn retried(&self, job: &Value) -> Result<bool, ApiError> {
+        let (Some(id), Some(pipeline), Some(name)) = (
+            job["id"].as_u64(),
+            job["pipeline"]["id"].as_u64(),
+            job["name"].as_str(),
+        ) else {
+            return Ok(false);
+        };
+        let url = format!(
+            "{}/projects/{}/pipelines/{pipeline}/jobs",
+            self.api, self.project_id
+        );
+        let jobs: Vec<Value> = self.all_pages(&url, HINT).await?;
+        Ok(jobs
+            .iter()
+            .any(|j| j["name"].as_str() == Some(name) && j["id"].as_u64() > Some(id)))
+    }
+
+    /// `DELETE /runners/:id`, whatever the runner is doing.
+    async fn delete_now(&self, id: &str) -> Result<Deleted, ApiError> {
+        let url = format!("{}/runners/{id}", self.api);
+        let a = self.call(Method::DELETE, &url, None, &[204, 404]).await?;
+        Ok(if a.status == 204 {
+            Deleted::Removed
+        } else {
+            Deleted::AlreadyGone
+        })
+    }
 }
 
 /// GitLab's error text: `message` (a string, or an object of field errors) or `error`.
@@ -378,50 +557,44 @@ impl Forge for GitlabClient {
         Ok(out)
     }
 
+    /// Creates the runner (`POST /user/runners`, or the legacy `POST /runners`). A creation
+    /// whose answer is lost or a 5xx is not sent again as it is: the runner it may have made
+    /// is found by name and deleted first (see the module's contracts).
     async fn registration(&self, name: &str, labels: &Labels) -> Result<Registration, ForgeError> {
         let err = |cause| ForgeError::CreateRunner {
             scope: self.scope(),
             name: name.to_string(),
             cause,
         };
-        let tags: Vec<String> = labels.as_slice().to_vec();
-        let answer = match &self.runners_token {
-            Some(legacy) => {
-                let body = json!({
-                    "token": legacy.expose(),
-                    "description": name,
-                    "tag_list": tags.join(","),
-                    "run_untagged": true,
-                    "locked": true,
-                    "access_level": "not_protected",
-                });
-                let url = format!("{}/runners", self.api);
-                self.call(Method::POST, &url, Some(body), &[201]).await
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let first = match self.create_runner(name, labels).await {
+                Ok(registration) => return Ok(registration),
+                Err(e) if e.may_have_taken_effect() => e,
+                Err(e) => return Err(err(e)),
+            };
+            tracing::warn!(
+                "{}; looking for a runner it may have created",
+                err(first.clone())
+            );
+            self.remove_unanswered(name)
+                .await
+                .map_err(|cause| ForgeError::UnconfirmedRunner {
+                    scope: self.scope(),
+                    name: name.to_string(),
+                    first: first.clone(),
+                    cause,
+                })?;
+            if attempt >= CREATE_ATTEMPTS {
+                return Err(err(first));
             }
-            None => {
-                let body = json!({
-                    "runner_type": "project_type",
-                    "project_id": self.project_id,
-                    "description": name,
-                    "tag_list": tags.join(","),
-                    "run_untagged": true,
-                    "locked": true,
-                    "access_level": "not_protected",
-                });
-                let url = format!("{}/user/runners", self.api);
-                self.call(Method::POST, &url, Some(body), &[201]).await
-            }
+            tokio::time::sleep(self.http.backoff(attempt)).await;
         }
-        .map_err(err)?;
-        let created: CreatedRunner = answer.json().map_err(err)?;
-        self.remember(&created.token);
-        Ok(Registration::Gitlab {
-            url: self.instance.clone(),
-            id: created.id.to_string(),
-            token: Secret::new(created.token),
-        })
     }
 
+    /// Pauses the runner, asks for its running jobs, and deletes it when it has none; resumes
+    /// it when it has one (or when a step after the pause failed).
     async fn delete_runner(&self, id: &str, name: &str) -> Result<Deleted, ForgeError> {
         let err = |cause| ForgeError::DeleteRunner {
             scope: self.scope(),
@@ -429,27 +602,56 @@ impl Forge for GitlabClient {
             name: name.to_string(),
             cause,
         };
-        match self.running_jobs(id).await.map_err(err)? {
-            None => return Ok(Deleted::AlreadyGone),
-            Some(jobs) if !jobs.is_empty() => {
-                let ids: Vec<String> = jobs.iter().map(|j| j["id"].to_string()).collect();
-                return Ok(Deleted::Busy(format!(
-                    "the runner is running job {}",
-                    ids.join(", ")
-                )));
-            }
-            Some(_) => {}
-        }
-        let url = format!("{}/runners/{id}", self.api);
-        let a = self
-            .call(Method::DELETE, &url, None, &[204, 404])
+        let paused = self
+            .set_paused(id, true)
             .await
-            .map_err(err)?;
-        Ok(if a.status == 204 {
-            Deleted::Removed
-        } else {
-            Deleted::AlreadyGone
-        })
+            .map_err(|cause| ForgeError::PauseRunner {
+                scope: self.scope(),
+                id: id.to_string(),
+                name: name.to_string(),
+                cause,
+            })?;
+        if !paused {
+            return Ok(Deleted::AlreadyGone);
+        }
+        let jobs = match self.running_jobs(id).await {
+            Ok(Some(jobs)) => jobs,
+            Ok(None) => return Ok(Deleted::AlreadyGone),
+            Err(cause) => {
+                self.resume(id, name).await;
+                return Err(ForgeError::RunnerJobs {
+                    scope: self.scope(),
+                    id: id.to_string(),
+                    cause,
+                });
+            }
+        };
+        if !jobs.is_empty() {
+            self.resume(id, name).await;
+            let ids: Vec<String> = jobs.iter().map(|j| j["id"].to_string()).collect();
+            return Ok(Deleted::Busy(format!(
+                "the runner is running job {}",
+                ids.join(", ")
+            )));
+        }
+        match self.delete_now(id).await {
+            Ok(d) => Ok(d),
+            Err(cause) => {
+                self.resume(id, name).await;
+                Err(err(cause))
+            }
+        }
+    }
+
+    async fn delete_stopped_runner(&self, id: &str, name: &str) -> Result<Deleted, ForgeError> {
+        self.delete_now(id)
+            .await
+            .map_err(|cause| ForgeError::DeleteRunner {
+                scope: self.scope(),
+                id: id.to_string(),
+                name: name.to_string(),
+                cause,
+            })
     }
 
     /// `job` is the job id gitlab-runner printed. Waits (bounded) until the job has ended
@@ -473,7 +675,7 @@ impl Forge for GitlabClient {
         let url = format!("{}/projects/{}/jobs/{job}", self.api, self.project_id);
         let what = format!("job {job}");
         let deadline = tokio::time::Instant::now() + wait;
-        loop {
+        let ended: Value = loop {
             let j: Value = self
                 .call(Method::GET, &url, None, &[200])
                 .await
@@ -482,17 +684,34 @@ impl Forge for GitlabClient {
             match j["status"].as_str().unwrap_or_default() {
                 "pending" | "running" | "created" | "waiting_for_resource" | "preparing" => {}
                 "success" => return Ok(Rerun::NothingToRerun),
-                _ => break,
+                _ => break j,
             }
             if tokio::time::Instant::now() + RUN_POLL > deadline {
                 return Ok(Rerun::StillRunning(what));
             }
             tokio::time::sleep(RUN_POLL).await;
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let first = match self.post_once(&format!("{url}/retry"), None, &[201]).await {
+                Ok(_) => return Ok(Rerun::Requested(what)),
+                Err(e) if e.may_have_taken_effect() => e,
+                Err(e) => return Err(err(e)),
+            };
+            // Retrying again could retry twice: look whether this one took effect.
+            tracing::warn!(
+                "{}; looking for the retry it may have made",
+                err(first.clone())
+            );
+            if self.retried(&ended).await.map_err(err)? {
+                return Ok(Rerun::Requested(what));
+            }
+            if attempt >= CREATE_ATTEMPTS {
+                return Err(err(first));
+            }
+            tokio::time::sleep(self.http.backoff(attempt)).await;
         }
-        self.call(Method::POST, &format!("{url}/retry"), None, &[201])
-            .await
-            .map_err(err)?;
-        Ok(Rerun::Requested(what))
     }
 
     fn secrets(&self) -> Vec<String> {

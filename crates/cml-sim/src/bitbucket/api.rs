@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::state::{uuid, Runner};
-use crate::github::{record, take_fault, Req, Resp, Shared};
+use crate::github::{fault_answer, record, take_fault, Req, Resp, Shared};
 use crate::util::percent_decode as decode;
 
 fn error(status: u16, message: &str) -> Resp {
@@ -33,20 +33,21 @@ fn authenticate(sh: &Shared, req: &Req) -> Result<bool, Resp> {
 
 /// Faults, authentication and the request log around an API route.
 fn guarded(sh: &Shared, req: &Req, admin_only: bool, f: impl FnOnce() -> Resp) -> Resp {
+    let serve = || match authenticate(sh, req) {
+        Err(r) => r,
+        Ok(false) if admin_only => error(
+            403,
+            "Your credentials lack one or more required privilege scopes.",
+        ),
+        Ok(_) => f(),
+    };
     let resp = match take_fault(sh, req) {
-        Some(fault) => {
-            let mut r = error(fault.status, "Simulated fault");
-            r.headers = fault.headers;
-            r
+        Some((fault, shaped)) => {
+            let mut r = error(shaped.status, "Simulated fault");
+            r.headers = shaped.headers;
+            fault_answer(&fault, r, serve)
         }
-        None => match authenticate(sh, req) {
-            Err(r) => r,
-            Ok(false) if admin_only => error(
-                403,
-                "Your credentials lack one or more required privilege scopes.",
-            ),
-            Ok(_) => f(),
-        },
+        None => serve(),
     };
     record(sh, req, resp.status);
     resp
@@ -263,6 +264,7 @@ pub fn internal(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
                 client_id: crate::util::random_hex(16),
                 client_secret: crate::util::random_hex(32),
                 last_contact: None,
+                disabled: false,
             };
             st.issued.push(r.client_secret.clone());
             st.registered_names.push(r.name.clone());
@@ -280,9 +282,38 @@ pub fn internal(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
         ("GET", [id]) => guarded(sh, req, true, || {
             let r = sh.bitbucket().runners.get(&decode(id)).cloned();
             match r {
-                Some(r) => Resp::json(200, runner_json(sh, &r)),
+                Some(r) => {
+                    let answer = Resp::json(200, runner_json(sh, &r));
+                    // The answer is computed: a step given now is not in it.
+                    sh.bitbucket()
+                        .race(super::state::Race::AfterStateRead, &r.uuid);
+                    answer
+                }
                 None => error(404, "Runner not found"),
             }
+        }),
+        ("PUT", [id, "state"]) => guarded(sh, req, true, || {
+            let disabled = match req.json()["status"].as_str() {
+                Some("DISABLED") => true,
+                Some("ENABLED") => false,
+                _ => return error(400, "status: must be ENABLED or DISABLED"),
+            };
+            let uuid = decode(id);
+            let r = {
+                let mut st = sh.bitbucket();
+                if !st.runners.contains_key(&uuid) {
+                    return error(404, "Runner not found");
+                }
+                if disabled {
+                    st.race(super::state::Race::BeforeDisable, &uuid);
+                }
+                let Some(r) = st.runners.get_mut(&uuid) else {
+                    return error(404, "Runner not found");
+                };
+                r.disabled = disabled;
+                r.clone()
+            };
+            Resp::json(200, runner_json(sh, &r))
         }),
         ("DELETE", [id]) => guarded(sh, req, true, || {
             let mut st = sh.bitbucket();
@@ -345,7 +376,12 @@ pub fn sim(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
             }
             match *action {
                 "state" => Resp::json(200, json!({})),
-                "next" => match st.assign(runner_uuid) {
+                "next" => match st
+                    .delivering
+                    .remove(runner_uuid)
+                    .and_then(|uuid| st.steps.iter().find(|s| s.uuid == uuid).cloned())
+                    .or_else(|| st.assign(runner_uuid))
+                {
                     Some(s) => Resp::json(
                         200,
                         json!({"pipeline_uuid": s.pipeline_uuid, "step_uuid": s.uuid, "command": s.command}),

@@ -22,7 +22,7 @@ use crate::github::{Req, Resp, Shared};
 use crate::types::{AnyJob, AnyRunner};
 use crate::SimServer;
 
-pub use state::State;
+pub use state::{Race, State};
 
 /// The variable naming the simulated Bitbucket for the simulated runner (and `cml`).
 pub const API_URL_VAR: &str = "CML_BITBUCKET_API_URL";
@@ -194,6 +194,37 @@ impl SimServer {
 
     pub fn bitbucket_issued_secrets(&self) -> Vec<String> {
         self.shared.bitbucket().issued.clone()
+    }
+
+    /// Arms a one-shot [`Race`]: a one-step pipeline in `repo` (`workspace/slug`) whose step
+    /// needs `labels` is held (no runner takes it) until that moment, then queued and given to
+    /// the runner then, as though the runner's own request were processed at that instant (a
+    /// disabled runner cannot take it: it stays queued). Returns the step's uuid.
+    pub fn bitbucket_race(
+        &self,
+        at: Race,
+        repo: &str,
+        name: &str,
+        labels: &[&str],
+        command: &str,
+    ) -> String {
+        let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        let mut st = self.shared.bitbucket();
+        let uuid = st.queue_step(repo, name, &labels, command);
+        if let Some(s) = st.steps.iter_mut().find(|s| s.uuid == uuid) {
+            s.state = "HELD".into();
+        }
+        st.race = Some((at, uuid.clone()));
+        uuid
+    }
+
+    /// Whether runner `uuid` is disabled.
+    pub fn bitbucket_runner_disabled(&self, uuid: &str) -> Option<bool> {
+        self.shared
+            .bitbucket()
+            .runners
+            .get(uuid)
+            .map(|r| r.disabled)
     }
 
     /// Pipelines started through the API: (the pipeline re-run, the new one).

@@ -35,6 +35,8 @@ pub struct Runner {
     pub client_id: String,
     pub client_secret: String,
     pub last_contact: Option<Instant>,
+    /// A disabled runner is given no new step (the runners page's toggle).
+    pub disabled: bool,
 }
 
 impl Runner {
@@ -42,9 +44,11 @@ impl Runner {
         self.last_contact
             .is_some_and(|t| t.elapsed() < offline_after)
     }
-    /// `UNREGISTERED` until the runner first connects, then `ONLINE` / `OFFLINE`.
+    /// `DISABLED` while disabled; else `UNREGISTERED` until the runner first connects, then
+    /// `ONLINE` / `OFFLINE`.
     pub fn status(&self, offline_after: Duration) -> &'static str {
         match self.last_contact {
+            _ if self.disabled => "DISABLED",
             None => "UNREGISTERED",
             Some(_) if self.online(offline_after) => "ONLINE",
             Some(_) => "OFFLINE",
@@ -75,7 +79,7 @@ impl Step {
             id: self.uuid.clone(),
             name: self.name.clone(),
             state: match (self.state.as_str(), self.result.as_deref()) {
-                ("PENDING", _) => JobState::Queued,
+                ("PENDING" | "HELD", _) => JobState::Queued,
                 ("IN_PROGRESS", _) => JobState::Running,
                 (_, Some("PASSED")) => JobState::Succeeded,
                 (_, Some("STOPPED")) => JobState::Cancelled,
@@ -85,6 +89,17 @@ impl Step {
             output: self.output.clone(),
         }
     }
+}
+
+/// When a held step (state `HELD`, which no runner takes) is queued and given to a runner by
+/// the simulator itself, as though the runner's own request for a step were processed at that
+/// moment (a one-shot test knob).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Race {
+    /// Right after answering a read of the runner (`GET …/runners/{uuid}`).
+    AfterStateRead,
+    /// Right before disabling the runner (`PUT …/runners/{uuid}/state`, `DISABLED`).
+    BeforeDisable,
 }
 
 /// Bitbucket simulator state.
@@ -100,6 +115,11 @@ pub struct State {
     pub issued: Vec<String>,
     /// Pipelines started through the API: (target pipeline uuid it re-runs, new uuid).
     pub reruns: Vec<(String, String)>,
+    /// The pending [`Race`] and the uuid of the held step it gives, if any.
+    pub race: Option<(Race, String)>,
+    /// Steps given to a runner outside its own request (a [`Race`]), delivered on its next
+    /// request: runner uuid → step uuid.
+    pub delivering: BTreeMap<String, String>,
 }
 
 impl State {
@@ -169,9 +189,10 @@ impl State {
 
     /// Gives the oldest pending step of the runner's repository whose labels the runner all
     /// has to it.
+    /// A disabled runner gets none, nor does one running a step.
     pub fn assign(&mut self, runner_uuid: &str) -> Option<Step> {
         let r = self.runners.get(runner_uuid)?.clone();
-        if self.running_step(runner_uuid).is_some() {
+        if r.disabled || self.running_step(runner_uuid).is_some() {
             return None;
         }
         let s = self.steps.iter_mut().find(|s| {
@@ -183,5 +204,24 @@ impl State {
         s.runner_uuid = Some(r.uuid.clone());
         s.runner_name = Some(r.name.clone());
         Some(s.clone())
+    }
+
+    /// Plays the pending [`Race`] if it is `at`: queues its held step and gives it to runner
+    /// `runner_uuid` now (when the runner can take it: a disabled one cannot, and the step then
+    /// stays queued for any runner), delivered on the runner's next request.
+    pub fn race(&mut self, at: Race, runner_uuid: &str) {
+        let Some((race, step)) = self.race.clone() else {
+            return;
+        };
+        if race != at {
+            return;
+        }
+        self.race = None;
+        if let Some(s) = self.steps.iter_mut().find(|s| s.uuid == step) {
+            s.state = "PENDING".into();
+        }
+        if let Some(s) = self.assign(runner_uuid) {
+            self.delivering.insert(runner_uuid.to_string(), s.uuid);
+        }
     }
 }

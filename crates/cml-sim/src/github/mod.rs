@@ -163,6 +163,8 @@ pub struct Resp {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub content_type: &'static str,
+    /// How long to hold the answer back (a fault's `delay_ms`).
+    pub delay: std::time::Duration,
 }
 
 impl Resp {
@@ -172,6 +174,7 @@ impl Resp {
             headers: Vec::new(),
             body: serde_json::to_vec(&v).unwrap_or_default(),
             content_type: "application/json; charset=utf-8",
+            delay: std::time::Duration::ZERO,
         }
     }
     pub fn empty(status: u16) -> Resp {
@@ -180,6 +183,7 @@ impl Resp {
             headers: Vec::new(),
             body: Vec::new(),
             content_type: "text/plain",
+            delay: std::time::Duration::ZERO,
         }
     }
     pub fn bytes(data: Vec<u8>) -> Resp {
@@ -188,6 +192,7 @@ impl Resp {
             headers: Vec::new(),
             body: data,
             content_type: "application/octet-stream",
+            delay: std::time::Duration::ZERO,
         }
     }
     pub fn header(mut self, k: &str, v: impl Into<String>) -> Resp {
@@ -231,6 +236,9 @@ pub async fn entry(
     };
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let resp = dispatch(&sh, &req, &segs);
+    if !resp.delay.is_zero() {
+        tokio::time::sleep(resp.delay).await;
+    }
     into_response(resp)
 }
 
@@ -278,10 +286,32 @@ fn dispatch(sh: &Shared, req: &Req, segs: &[&str]) -> Resp {
         return sim::handle(sh, req, segs);
     }
     let resp = match take_fault(sh, req) {
-        Some(r) => r,
+        Some((fault, r)) => fault_answer(&fault, r, || route(sh, req, segs)),
         None => route(sh, req, segs),
     };
     record(sh, req, resp.status);
+    resp
+}
+
+/// The answer to a request a `fault` matched: `shaped` (the fault's answer in the forge's
+/// error shape), or — with `after_serving` — the request carried out by `serve` first and
+/// then `shaped` (or, for `status` 0, the real answer); delayed as the fault says.
+pub(crate) fn fault_answer(
+    fault: &crate::config::Fault,
+    shaped: Resp,
+    serve: impl FnOnce() -> Resp,
+) -> Resp {
+    let mut resp = if fault.after_serving {
+        let real = serve();
+        if fault.status == 0 {
+            real
+        } else {
+            shaped
+        }
+    } else {
+        shaped
+    };
+    resp.delay = std::time::Duration::from_millis(fault.delay_ms);
     resp
 }
 
@@ -295,9 +325,10 @@ pub(crate) fn record(sh: &Shared, req: &Req, status: u16) {
     });
 }
 
-/// The next queued fault matching `req`, as a GitHub-shaped error answer (other forges
-/// reshape the body as they need; status and rate-limit headers are what matter).
-pub(crate) fn take_fault(sh: &Shared, req: &Req) -> Option<Resp> {
+/// The next queued fault matching `req`, with its GitHub-shaped error answer (other forges
+/// reshape the body as they need; status and rate-limit headers are what matter). Answer it
+/// with [`fault_answer`].
+pub(crate) fn take_fault(sh: &Shared, req: &Req) -> Option<(crate::config::Fault, Resp)> {
     let mut st = sh.lock();
     let idx = st.faults.iter().position(|f| {
         f.method
@@ -336,7 +367,7 @@ pub(crate) fn take_fault(sh: &Shared, req: &Req) -> Option<Resp> {
             .header("x-ratelimit-reset", reset.to_string())
             .header("x-ratelimit-resource", "core");
     }
-    Some(r)
+    Some((fault, r))
 }
 
 /// Who is calling a GitHub route.

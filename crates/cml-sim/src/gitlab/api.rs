@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::state::Runner;
-use crate::github::{record, take_fault, Req, Resp, Shared};
+use crate::github::{fault_answer, record, take_fault, Req, Resp, Shared};
 use crate::util::percent_decode as decode;
 
 fn error(status: u16, message: &str) -> Resp {
@@ -56,9 +56,14 @@ pub fn route(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
         ("PATCH", ["jobs", id, "trace"]) => return append_trace(sh, req, id),
         _ => {}
     }
-    let resp = take_fault(sh, req)
-        .map(|f| error(f.status, &fault_message(f.status)).with_headers_of(f))
-        .unwrap_or_else(|| api(sh, req, rest));
+    let resp = match take_fault(sh, req) {
+        Some((fault, f)) => fault_answer(
+            &fault,
+            error(f.status, &fault_message(f.status)).with_headers_of(f),
+            || api(sh, req, rest),
+        ),
+        None => api(sh, req, rest),
+    };
     record(sh, req, resp.status);
     resp
 }
@@ -127,10 +132,12 @@ fn api(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
         ("POST", ["user", "runners"]) => create_runner(sh, req),
         ("POST", ["runners"]) => register_legacy(sh, req),
         ("GET", ["runners", id]) => get_runner(sh, id),
+        ("PUT", ["runners", id]) => update_runner(sh, req, id),
         ("DELETE", ["runners", id]) => delete_runner(sh, id),
         ("GET", ["runners", id, "jobs"]) => runner_jobs(sh, req, id),
         ("GET", ["projects", _, "jobs", id]) => get_job(sh, id),
         ("POST", ["projects", _, "jobs", id, "retry"]) => retry_job(sh, id),
+        ("GET", ["projects", _, "pipelines", id, "jobs"]) => pipeline_jobs(sh, id),
         ("POST", ["projects", _, "pipelines", id, "retry"]) => retry_pipeline(sh, id),
         ("GET", ["projects", _, "pipelines", id]) => get_pipeline(sh, id),
         ("POST", ["projects", _, "pipelines", id, "cancel"]) => cancel_pipeline(sh, id),
@@ -171,14 +178,16 @@ fn runner_json(r: &Runner, sh: &Shared, detail: bool) -> Value {
     let mut v = json!({
         "id": r.id,
         "description": r.description,
-        "active": true,
-        "paused": false,
+        "active": !r.paused,
         "is_shared": false,
         "runner_type": "project_type",
         "name": "gitlab-runner",
         "online": status == "online",
         "status": status,
     });
+    if !sh.cfg.gitlab.without_paused {
+        v["paused"] = json!(r.paused);
+    }
     if detail {
         v["tag_list"] = json!(r.tags);
         v["run_untagged"] = json!(r.run_untagged);
@@ -282,6 +291,35 @@ fn get_runner(sh: &Shared, id: &str) -> Resp {
     }
 }
 
+/// `PUT /runners/:id`: `paused` (or the older `active`; GitLab refuses both at once).
+fn update_runner(sh: &Shared, req: &Req, id: &str) -> Resp {
+    let flag = |name| param(req, name).map(|v| v == "true");
+    // Before 14.8 GitLab knew no `paused`: an unknown parameter is ignored.
+    let paused_param = flag("paused").filter(|_| !sh.cfg.gitlab.without_paused);
+    let paused = match (paused_param, flag("active")) {
+        (Some(_), Some(_)) => return error(400, "active, paused are mutually exclusive"),
+        (Some(p), None) => Some(p),
+        (None, Some(a)) => Some(!a),
+        (None, None) => None,
+    };
+    let Some(n) = id.parse::<u64>().ok() else {
+        return error(404, "404 Not found");
+    };
+    {
+        let mut st = sh.gitlab();
+        if !st.runners.contains_key(&n) {
+            return error(404, "404 Not found");
+        }
+        if paused == Some(true) {
+            st.race(super::state::Race::BeforePause, n);
+        }
+        if let (Some(p), Some(r)) = (paused, st.runners.get_mut(&n)) {
+            r.paused = p;
+        }
+    }
+    get_runner(sh, id)
+}
+
 fn delete_runner(sh: &Shared, id: &str) -> Resp {
     let mut st = sh.gitlab();
     match id.parse::<u64>().ok().and_then(|n| st.runners.remove(&n)) {
@@ -315,16 +353,20 @@ fn runner_jobs(sh: &Shared, req: &Req, id: &str) -> Resp {
         return error(404, "404 Not found");
     };
     let jobs: Vec<super::state::Job> = {
-        let st = sh.gitlab();
+        let mut st = sh.gitlab();
         if !st.runners.contains_key(&n) {
             return error(404, "404 Runner Not Found");
         }
-        st.jobs
+        let jobs = st
+            .jobs
             .values()
             .filter(|j| j.runner_id == Some(n))
             .filter(|j| req.param("status").is_none_or(|s| s == j.status))
             .cloned()
-            .collect()
+            .collect();
+        // The answer is computed: a job handed over now is not in it.
+        st.race(super::state::Race::AfterJobsCheck, n);
+        jobs
     };
     Resp::json(
         200,
@@ -343,6 +385,29 @@ fn get_job(sh: &Shared, id: &str) -> Resp {
         Some(j) => Resp::json(200, job_json(&j, sh)),
         None => error(404, "404 Not found"),
     }
+}
+
+/// The pipeline's jobs, without those retried since (as GitLab lists them by default).
+fn pipeline_jobs(sh: &Shared, id: &str) -> Resp {
+    let Some(pid) = id.parse::<u64>().ok() else {
+        return error(404, "404 Not found");
+    };
+    let jobs: Vec<super::state::Job> = {
+        let st = sh.gitlab();
+        let retried: Vec<u64> = st.retries.iter().map(|(old, _)| *old).collect();
+        st.jobs
+            .values()
+            .filter(|j| j.pipeline_id == pid && !retried.contains(&j.id))
+            .cloned()
+            .collect()
+    };
+    if jobs.is_empty() {
+        return error(404, "404 Not found");
+    }
+    Resp::json(
+        200,
+        Value::Array(jobs.iter().map(|j| job_json(j, sh)).collect()),
+    )
 }
 
 fn retry_job(sh: &Shared, id: &str) -> Resp {
@@ -379,6 +444,7 @@ fn pipeline_status(st: &super::state::State, pid: u64) -> Option<&'static str> {
         _ if newest.is_empty() => return None,
         _ if has("running") => "running",
         _ if has("pending") => "pending",
+        _ if has("created") => "created",
         _ if has("failed") => "failed",
         _ if has("canceled") => "canceled",
         _ => "success",
@@ -415,7 +481,7 @@ fn cancel_pipeline(sh: &Shared, id: &str) -> Resp {
     };
     let mut st = sh.gitlab();
     for j in st.jobs.values_mut().filter(|j| j.pipeline_id == pid) {
-        if matches!(j.status.as_str(), "pending" | "running") {
+        if matches!(j.status.as_str(), "created" | "pending" | "running") {
             j.status = "canceled".into();
         }
     }
@@ -480,7 +546,11 @@ fn request_job(sh: &Shared, req: &Req) -> Resp {
     };
     r.last_contact = Some(std::time::Instant::now());
     let id = r.id;
-    let Some(job) = st.assign(id) else {
+    let handed = st
+        .delivering
+        .remove(&id)
+        .and_then(|job| st.jobs.get(&job).cloned());
+    let Some(job) = handed.or_else(|| st.assign(id)) else {
         return Resp::empty(204);
     };
     let path = st

@@ -18,7 +18,7 @@ use crate::github::{Req, Resp, Shared};
 use crate::types::{AnyJob, AnyRunner};
 use crate::SimServer;
 
-pub use state::State;
+pub use state::{Race, State};
 
 /// The admin personal access token accepted by default.
 pub const DEFAULT_GITLAB_TOKEN: &str = "glpat-simulatoradmintoken";
@@ -36,6 +36,8 @@ pub struct Config {
     pub legacy_projects: Vec<String>,
     /// Serve gitlab-runner binaries that do not match `release.sha256`.
     pub tamper_download: bool,
+    /// Play GitLab before 14.8: runners have `active` only; a `paused` parameter is ignored.
+    pub without_paused: bool,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             path_prefix: String::new(),
             legacy_projects: Vec::new(),
             tamper_download: false,
+            without_paused: false,
         }
     }
 }
@@ -179,6 +182,34 @@ impl SimServer {
             .filter(|j| j.pipeline_id == pipeline)
             .map(|j| (j.id, j.status.clone()))
             .collect()
+    }
+
+    /// Arms a one-shot [`Race`]: a job in project `project` (`group/app`) with `labels` as its
+    /// tags is held (status `created`: no runner takes it) until that moment, then queued and
+    /// handed to the runner then, as though the runner's own request were processed at that
+    /// instant (a paused runner cannot take it: it stays queued). Returns the job id.
+    pub fn gitlab_race(
+        &self,
+        at: Race,
+        project: &str,
+        name: &str,
+        labels: &[&str],
+        command: &str,
+    ) -> String {
+        let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+        let mut st = self.shared.gitlab();
+        let id = st.queue_job(project, name, &labels, command);
+        if let Some(j) = st.jobs.get_mut(&id) {
+            j.status = "created".into();
+        }
+        st.race = Some((at, id));
+        id.to_string()
+    }
+
+    /// Whether runner `id` is paused.
+    pub fn gitlab_runner_paused(&self, id: &str) -> Option<bool> {
+        let id: u64 = id.parse().ok()?;
+        self.shared.gitlab().runners.get(&id).map(|r| r.paused)
     }
 
     /// Retries requested through the API: (job id, new job id).

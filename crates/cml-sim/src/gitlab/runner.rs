@@ -16,6 +16,8 @@
 //! one (the job's container has only the job's variables).
 //!
 //! Knobs: `CML_SIM_AGENT_IGNORE_SIGINT`, `CML_SIM_AGENT_CRASH_AFTER_READY`,
+//! `CML_SIM_AGENT_IGNORE_WAIT_TIMEOUT` (never exit for `--wait-timeout`, so that the
+//! supervisor's own idle deadline comes first),
 //! `CML_SIM_AGENT_SPLIT_WRITES` (stdout only; gitlab-runner writes to stderr),
 //! `CML_SIM_AGENT_EVENTS_FILE`. The arguments received are written to `./.sim-argv`.
 
@@ -243,14 +245,18 @@ async fn run(out: &Out, o: Opts) -> i32 {
     }
     let mut builds = 0u64;
     let mut last_build = Instant::now();
+    let wait_timeout = if env_on("CML_SIM_AGENT_IGNORE_WAIT_TIMEOUT") {
+        0
+    } else {
+        o.wait_timeout
+    };
     let mut forbidden_logged = false;
     loop {
-        if o.wait_timeout > 0 && last_build.elapsed() >= Duration::from_secs(o.wait_timeout) {
+        if wait_timeout > 0 && last_build.elapsed() >= Duration::from_secs(wait_timeout) {
             log.log(
                 "info",
                 &format!(
-                    "This runner has not received a job in {} seconds, so now exiting",
-                    o.wait_timeout
+                    "This runner has not received a job in {wait_timeout} seconds, so now exiting"
                 ),
                 &[],
             );

@@ -23,6 +23,8 @@ pub struct Runner {
     pub project_id: u64,
     pub run_untagged: bool,
     pub last_contact: Option<Instant>,
+    /// A paused runner is handed no new job (GitLab's `paused`, formerly `active: false`).
+    pub paused: bool,
 }
 
 impl Runner {
@@ -72,7 +74,7 @@ impl Job {
             id: self.id.to_string(),
             name: self.name.clone(),
             state: match self.status.as_str() {
-                "pending" => JobState::Queued,
+                "pending" | "created" => JobState::Queued,
                 "running" => JobState::Running,
                 "success" => JobState::Succeeded,
                 "canceled" => JobState::Cancelled,
@@ -82,6 +84,17 @@ impl Job {
             output: self.output.clone(),
         }
     }
+}
+
+/// When a held job (status `created`, which no runner takes) is queued and handed to a runner
+/// by the simulator itself, as though the runner's own request for a job were processed at
+/// that moment (a one-shot test knob).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Race {
+    /// Right after answering the runner's running jobs (`GET /runners/:id/jobs`).
+    AfterJobsCheck,
+    /// Right before pausing the runner (`PUT /runners/:id` with `paused=true`).
+    BeforePause,
 }
 
 /// GitLab simulator state.
@@ -96,6 +109,11 @@ pub struct State {
     pub issued: Vec<String>,
     pub retries: Vec<(u64, u64)>,
     pub downloads: usize,
+    /// The pending [`Race`] and the held job it hands over, if any.
+    pub race: Option<(Race, u64)>,
+    /// Jobs handed to a runner outside its own request (a [`Race`]), delivered on its next
+    /// request: runner id → job id.
+    pub delivering: BTreeMap<u64, u64>,
     next_id: u64,
 }
 
@@ -148,6 +166,7 @@ impl State {
             project_id,
             run_untagged,
             last_contact: None,
+            paused: false,
         };
         self.runners.insert(id, r.clone());
         r
@@ -200,9 +219,10 @@ impl State {
 
     /// Hands the oldest pending job `runner` can take to it (tags: the job's tags must all be
     /// the runner's; an untagged job needs `run_untagged`).
+    /// A paused runner gets none, nor does one that has a job running.
     pub fn assign(&mut self, runner_id: u64) -> Option<Job> {
         let runner = self.runners.get(&runner_id)?.clone();
-        if self.running_job(runner_id).is_some() {
+        if runner.paused || self.running_job(runner_id).is_some() {
             return None;
         }
         let job = self.jobs.values_mut().find(|j| {
@@ -221,5 +241,24 @@ impl State {
         let job = job.clone();
         self.issued.push(job.token.clone());
         Some(job)
+    }
+
+    /// Plays the pending [`Race`] if it is `at`: queues its held job and hands it to runner
+    /// `runner_id` now (when the runner can take it: a paused one cannot, and the job then
+    /// stays queued for any runner), delivered on the runner's next request.
+    pub fn race(&mut self, at: Race, runner_id: u64) {
+        let Some((race, job_id)) = self.race else {
+            return;
+        };
+        if race != at {
+            return;
+        }
+        self.race = None;
+        if let Some(j) = self.jobs.get_mut(&job_id) {
+            j.status = "pending".into();
+        }
+        if let Some(job) = self.assign(runner_id) {
+            self.delivering.insert(runner_id, job.id);
+        }
     }
 }

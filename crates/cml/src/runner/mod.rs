@@ -96,9 +96,15 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
     };
 
     // 3. Register and supervise; from here on every path deregisters.
-    let registration = tokio::select! {
-        r = forge.registration(&s.name, &s.labels) => r.map_err(|e| Failure::error(e.into()))?,
-        sig = signals.recv() => return Ok(terminated_before_registration(sig)),
+    let registration = {
+        let registering = forge.registration(&s.name, &s.labels);
+        tokio::pin!(registering);
+        tokio::select! {
+            r = &mut registering => r.map_err(|e| Failure::error(e.into()))?,
+            sig = signals.recv() => {
+                return terminated_during_registration(&s, forge, registering, sig).await;
+            }
+        }
     };
     logging::add_secrets(forge.secrets());
     let mut registered = Registered::new(forge, &s.name, registration.runner_id());
@@ -240,6 +246,50 @@ pub async fn terminate_this_machine(delay: std::time::Duration) {
             }
         }
     }
+}
+
+/// How long a registration interrupted by a signal may still take to finish: its request may
+/// be at the forge, and what it creates must be removed.
+const REGISTRATION_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A signal arrived while the forge was creating the runner (GitLab, Bitbucket): the request
+/// may have created it already, or be about to. The registration is let finish (bounded by
+/// [`REGISTRATION_GRACE`]) and the runner it created is deleted; when it did not finish, a
+/// runner with our name (none existed before: the launcher checked) is looked for and deleted.
+async fn terminated_during_registration(
+    s: &RunnerSettings,
+    forge: &dyn Forge,
+    registering: std::pin::Pin<
+        &mut impl std::future::Future<Output = Result<Registration, cml_forge::ForgeError>>,
+    >,
+    sig: i32,
+) -> Result<ExitCode, Failure> {
+    tracing::info!("received signal {sig} while registering; removing what was registered");
+    let id = match tokio::time::timeout(REGISTRATION_GRACE, registering).await {
+        Ok(Ok(registration)) => {
+            logging::add_secrets(forge.secrets());
+            registration.runner_id().map(str::to_string)
+        }
+        Ok(Err(e)) => {
+            tracing::debug!("the interrupted registration failed: {e}");
+            None
+        }
+        Err(_) => None,
+    };
+    // GitHub's registration only mints a token (`config.sh` registers): nothing to remove.
+    // Elsewhere no agent was started: the runner is deleted whatever the forge says of it.
+    if s.driver != cml_core::Driver::Github {
+        Registered::new(forge, &s.name, id.as_deref())
+            .deregister()
+            .await
+            .map_err(Failure::error)?;
+    }
+    tracing::info!(
+        status = "terminated",
+        reason = "signal",
+        "stopped by signal {sig} while registering; nothing is left registered"
+    );
+    Ok(ExitCode::from_signal(sig))
 }
 
 fn terminated_before_registration(sig: i32) -> ExitCode {

@@ -47,8 +47,15 @@ impl<'a> Registered<'a> {
         }
     }
 
-    /// One attempt while the agent may still run: `Busy` is returned, not retried.
+    /// One attempt while the agent may still run: the forge deletes the runner only if it has
+    /// no job, and `Busy` (it has one, and keeps it) is returned, not retried. On an error the
+    /// runner may still exist and be handed jobs: its agent must be kept.
     pub async fn try_deregister(&mut self) -> anyhow::Result<Deleted> {
+        self.attempt(false).await
+    }
+
+    /// One attempt; `agent_gone`: the agent has stopped, so the forge's "busy" is not asked.
+    async fn attempt(&mut self, agent_gone: bool) -> anyhow::Result<Deleted> {
         if self.done {
             return Ok(Deleted::AlreadyGone);
         }
@@ -64,7 +71,11 @@ impl<'a> Registered<'a> {
             tracing::info!("runner {} is not registered (any more)", self.name);
             return Ok(Deleted::AlreadyGone);
         };
-        let d = self.forge.delete_runner(&id, &self.name).await?;
+        let d = if agent_gone {
+            self.forge.delete_stopped_runner(&id, &self.name).await?
+        } else {
+            self.forge.delete_runner(&id, &self.name).await?
+        };
         match &d {
             Deleted::Removed => {
                 self.done = true;
@@ -87,11 +98,14 @@ impl<'a> Registered<'a> {
         Ok(d)
     }
 
-    /// Deregisters after the agent has stopped. The forge may still count the runner busy
-    /// for a moment (the cancelled job is being wound up): deletion is retried, bounded.
+    /// Deregisters after the agent has stopped (or never started): no agent runs the
+    /// runner's jobs any more, so it is deleted whatever the forge says of its jobs (GitLab
+    /// lists a killed runner's job as running for up to an hour). A forge that refuses to
+    /// delete a runner it still counts busy (GitHub, while the cancelled job is wound up) is
+    /// asked again, bounded.
     pub async fn deregister(&mut self) -> anyhow::Result<()> {
         for attempt in 0..=BUSY_RETRIES {
-            match self.try_deregister().await? {
+            match self.attempt(true).await? {
                 Deleted::Removed | Deleted::AlreadyGone => return Ok(()),
                 Deleted::Busy(message) if attempt < BUSY_RETRIES => {
                     tracing::debug!("runner still busy in the forge ({message}); retrying");

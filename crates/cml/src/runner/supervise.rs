@@ -14,17 +14,22 @@ use cml_core::Driver;
 use cml_forge::Deleted;
 use std::time::Instant;
 
-/// Supervises `agent` until the policy decides to stop, then stops it. For an idle
-/// timeout the runner is deregistered *before* the agent is stopped: the forge refuses to
-/// delete a runner that has just taken a job, and that refusal is what guarantees a job is
-/// never killed by the idle timer, even one assigned at the last moment.
-/// How supervision ended: the exit code, and the job (possibly `""`: none) the agent was
-/// running when the machine was taken away, if it was.
+/// How supervision ended.
 pub struct Ended {
     pub code: ExitCode,
+    /// The job the agent was running (by the name its agent printed) when the machine was
+    /// taken away or the job reached its time limit: it is to be re-run. `None` when no job
+    /// was running — then nothing is re-run — or when the forge had just handed one over and
+    /// the agent had not named it yet (that one cannot be found again; a warning says so).
     pub interrupted_job: Option<String>,
 }
 
+/// Supervises `agent` until the policy decides to stop, then stops it. For an idle
+/// timeout the runner is deregistered *before* the agent is stopped: the forge does not
+/// delete a runner that has just taken a job (see [`cml_forge::Forge::delete_runner`]), and
+/// that is what guarantees a job is never killed by the idle timer, even one assigned at the
+/// last moment. When deregistering fails, the runner may still be handed jobs, so the agent
+/// is kept and deregistration is tried again at a later deadline (growing, bounded waits).
 pub async fn supervise(
     s: &RunnerSettings,
     mut agent: AgentProcess,
@@ -42,6 +47,8 @@ pub async fn supervise(
     } else {
         None
     };
+    // Failed idle deregistrations in a row.
+    let mut failed_deregistrations = 0u32;
     let mut ticker = tokio::time::interval(NOTICE_POLL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason = loop {
@@ -75,34 +82,36 @@ pub async fn supervise(
                 // On a cloud machine a shutdown (the cloud's, or the power button) mid-job
                 // loses the job like an interruption: it is re-run afterwards.
                 if let (true, Phase::Busy { job }) = (s.self_terminate, policy.phase()) {
-                    let job = job.clone().unwrap_or_default();
+                    interrupted_job = lost_job(job);
+                    let job = interrupted_job.clone().unwrap_or_default();
                     tracing::warn!(status = "interrupted", job = %job, "the machine is shutting down during job {job}");
-                    interrupted_job = Some(job);
                 }
                 policy.on_signal(sig)
             }
             _ = sleep_until(job_deadline), if job_deadline.is_some() => {
-                let job = match policy.phase() {
-                    Phase::Busy { job } => job.clone().unwrap_or_default(),
-                    _ => String::new(),
+                // A job deadline runs only while the job the agent named runs.
+                interrupted_job = match policy.phase() {
+                    Phase::Busy { job } => lost_job(job),
+                    _ => None,
                 };
+                let job = interrupted_job.clone().unwrap_or_default();
                 tracing::warn!(
                     status = "interrupted",
                     job = %job,
                     "job {job} reached the job time limit less its margin: stopping it to re-run it"
                 );
-                interrupted_job = Some(job);
                 policy.on_job_time_limit()
             }
             _ = sleep_until(deadline), if deadline.is_some() => policy.on_tick(Instant::now()),
             _ = ticker.tick(), if watch.is_some() => match poll_notice(&mut watch).await {
                 Ok(None) => Decision::Continue,
                 Ok(Some(Notice::Interruption(detail))) => {
-                    let job = match policy.phase() {
-                        Phase::Busy { job } => job.clone().unwrap_or_else(|| "(unknown)".into()),
-                        _ => String::new(),
+                    // Idle: no job was lost, and nothing is to be re-run.
+                    interrupted_job = match policy.phase() {
+                        Phase::Busy { job } => lost_job(job),
+                        _ => None,
                     };
-                    interrupted_job = Some(job.clone());
+                    let job = interrupted_job.clone().unwrap_or_default();
                     tracing::warn!(
                         status = "interrupted",
                         job = %job,
@@ -129,11 +138,22 @@ pub async fn supervise(
             match registered.try_deregister().await {
                 Ok(Deleted::Busy(_)) => {
                     tracing::info!("the runner took a job as the idle timeout expired; keeping it");
+                    failed_deregistrations = 0;
                     policy.on_busy_at_deadline();
                     continue;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!("{e:#}"),
+                Err(e) => {
+                    // The forge may still hand this runner a job: its agent must stay.
+                    failed_deregistrations = failed_deregistrations.saturating_add(1);
+                    let wait = deregistration_retry(failed_deregistrations, s.idle_timeout);
+                    tracing::warn!(
+                        "{e:#}\nthe runner is kept running and is deregistered again in {} s",
+                        wait.as_secs()
+                    );
+                    policy.on_deregistration_failed(Instant::now(), wait);
+                    continue;
+                }
             }
         }
         break reason;
@@ -182,6 +202,38 @@ pub async fn supervise(
             agent.tail().join("\n")
         ))),
     }
+}
+
+/// The job to re-run after losing the job the policy knows of: the agent's name for it. A job
+/// the forge reported (at the idle deadline) before the agent printed its name cannot be
+/// found again: it is not re-run (rather than guessing, which could re-run an older job).
+fn lost_job(job: &Option<String>) -> Option<String> {
+    if job.is_none() {
+        tracing::warn!(
+            "the runner had just been handed a job whose name its agent had not printed yet; that job is not re-run"
+        );
+    }
+    job.clone()
+}
+
+/// The first wait after a failed idle deregistration; it doubles with each failure in a row.
+const DEREGISTER_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest wait between two idle deregistration attempts.
+const DEREGISTER_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+/// The shortest, so that a zero idle timeout does not hammer a failing forge.
+const DEREGISTER_RETRY_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long to wait after the `failures`-th failed idle deregistration in a row: doubling from
+/// [`DEREGISTER_RETRY_FIRST`], never longer than the idle timeout (the next deadline as the
+/// runner would have it) nor [`DEREGISTER_RETRY_MAX`], never shorter than
+/// [`DEREGISTER_RETRY_MIN`].
+fn deregistration_retry(failures: u32, idle: cml_core::IdleTimeout) -> std::time::Duration {
+    let doubled = DEREGISTER_RETRY_FIRST
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(DEREGISTER_RETRY_MAX);
+    idle.as_duration()
+        .map_or(doubled, |d| doubled.min(d))
+        .max(DEREGISTER_RETRY_MIN)
 }
 
 /// Lets the agent exit by itself within `limit`, logging what it prints meanwhile.
@@ -255,5 +307,29 @@ fn log_event(event: &AgentEvent) {
             "job ended: {job} ({})",
             result.as_str()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cml_core::IdleTimeout;
+    use std::time::Duration;
+
+    #[test]
+    fn deregistration_retries_back_off_within_bounds() {
+        let idle = IdleTimeout::After(Duration::from_secs(180));
+        let waits: Vec<u64> = (1..=8)
+            .map(|n| deregistration_retry(n, idle).as_secs())
+            .collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 180, 180, 180]);
+        let never = IdleTimeout::Never;
+        assert_eq!(deregistration_retry(u32::MAX, never), DEREGISTER_RETRY_MAX);
+        let zero = IdleTimeout::After(Duration::ZERO);
+        assert_eq!(deregistration_retry(1, zero), DEREGISTER_RETRY_MIN);
+        assert_eq!(
+            deregistration_retry(1, IdleTimeout::After(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
     }
 }
