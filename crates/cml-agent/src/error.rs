@@ -31,6 +31,8 @@ pub enum AgentError {
     NoChecksum { version: String, platform: String },
     #[error("downloading {url} failed: {reason}")]
     Download { url: String, reason: String },
+    #[error("downloading {url} stalled: nothing was received for {secs} s; the partial download was discarded\nhint: retry; if it persists, check the network and any proxy, or install the agent into the workdir yourself")]
+    Stalled { url: String, secs: f64 },
     #[error("checksum mismatch for {asset}: expected {expected}, got {actual}; the download was discarded\nhint: retry; if it persists, the mirror or proxy is serving a different file")]
     Checksum {
         asset: String,

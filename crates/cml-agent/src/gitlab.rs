@@ -134,6 +134,7 @@ pub async fn ensure_gitlab_runner(
     let client = http_client().map_err(release_err)?;
     let resp = client
         .get(&sums_url)
+        .timeout(crate::install::METADATA_TIMEOUT)
         .send()
         .await
         .map_err(|e| release_err(e.to_string()))?;

@@ -4,6 +4,11 @@
 //! any network access. Otherwise the release (pinned or latest) is looked up, its package for
 //! this OS/architecture downloaded to a temporary file while hashing, compared with the
 //! SHA-256 the release notes publish, and only then unpacked. A mismatch leaves nothing.
+//!
+//! Every download is bounded in time without limiting the size of what it fetches: connecting
+//! may take [`CONNECT_TIMEOUT`], and a download that receives nothing for [`STALL_TIMEOUT`] is
+//! abandoned (its partial file removed); the small lookups (release, checksums) take at most
+//! [`METADATA_TIMEOUT`] in all.
 
 use crate::AgentError;
 use serde::Deserialize;
@@ -14,6 +19,14 @@ use std::time::Duration;
 
 /// GitHub's releases API for actions/runner.
 pub const DEFAULT_RELEASES_API: &str = "https://api.github.com/repos/actions/runner/releases";
+
+/// How long connecting to a download server may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a download may go without receiving a byte (headers included) before it is
+/// abandoned as stalled. Agents are large, so the total time of a download is not limited.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The total time of a small lookup: a release description or a checksum file.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the agent comes from.
 #[derive(Debug, Clone)]
@@ -94,6 +107,7 @@ pub async fn ensure_github_agent(
     let resp = client
         .get(&url)
         .header("accept", "application/vnd.github+json")
+        .timeout(METADATA_TIMEOUT)
         .send()
         .await
         .map_err(|e| release_err(e.to_string()))?;
@@ -176,36 +190,82 @@ pub fn published_sha256(body: &str, platform: &str) -> Option<String> {
         .then(|| sha.to_ascii_lowercase())
 }
 
-/// The HTTP client agent downloads use.
+/// The HTTP client agent downloads use: [`CONNECT_TIMEOUT`], and [`STALL_TIMEOUT`] for each
+/// read.
 pub(crate) fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .user_agent(concat!("cml/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(15))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(STALL_TIMEOUT)
         .build()
         .map_err(|e| e.to_string())
 }
 
-/// Streams `url` into `path`, returning the hex SHA-256 of what was written.
+/// Streams `url` into `path` (created readable and writable by its owner only), returning the
+/// hex SHA-256 of what was written. Fails with [`AgentError::Stalled`] when the answer or
+/// the next part of it does not come within [`STALL_TIMEOUT`]; the caller removes `path`.
 pub(crate) async fn download(
     client: &reqwest::Client,
     url: &str,
     path: &PathBuf,
 ) -> Result<String, AgentError> {
+    download_within(client, url, path, CONNECT_TIMEOUT, STALL_TIMEOUT).await
+}
+
+/// [`download`] with its timeouts given. They do not rely on the client's own: the answer's
+/// headers must come within `connect + stall`, and each later part within `stall`, whatever
+/// client is passed.
+async fn download_within(
+    client: &reqwest::Client,
+    url: &str,
+    path: &PathBuf,
+    connect: Duration,
+    stall: Duration,
+) -> Result<String, AgentError> {
     let err = |reason: String| AgentError::Download {
         url: url.to_string(),
         reason,
     };
-    let mut resp = client
-        .get(url)
-        .send()
+    let stalled = || AgentError::Stalled {
+        url: url.to_string(),
+        secs: stall.as_secs_f64(),
+    };
+    let mut resp = tokio::time::timeout(connect + stall, client.get(url).send())
         .await
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|_| stalled())?
+        .map_err(|e| {
+            if e.is_timeout() {
+                stalled()
+            } else {
+                err(e.to_string())
+            }
+        })?;
     if !resp.status().is_success() {
         return Err(err(format!("HTTP {}", resp.status())));
     }
-    let mut file = std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| err(e.to_string()))?
+    };
     let mut hasher = Sha256::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| err(e.to_string()))? {
+    loop {
+        let chunk = tokio::time::timeout(stall, resp.chunk())
+            .await
+            .map_err(|_| stalled())?
+            .map_err(|e| {
+                if e.is_timeout() {
+                    stalled()
+                } else {
+                    err(e.to_string())
+                }
+            })?;
+        let Some(chunk) = chunk else { break };
         hasher.update(&chunk);
         file.write_all(&chunk).map_err(|e| err(e.to_string()))?;
     }
@@ -231,6 +291,94 @@ mod tests {
         assert_eq!(published_sha256(&body, "linux-x64"), Some(sha));
         assert_eq!(published_sha256(&body, "linux-arm64"), None, "not a sha");
         assert_eq!(published_sha256(&body, "osx-x64"), None);
+    }
+
+    /// A server that answers every connection with `head` and then sends nothing more,
+    /// holding the connection open for `hold`.
+    fn stalling_server(head: &'static str, hold: Duration) -> String {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/agent.tar.gz", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            if let Some(Ok(mut stream)) = listener.incoming().next() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.flush();
+                std::thread::sleep(hold);
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_download_that_stalls_after_its_headers_fails_within_the_bound() {
+        let url = stalling_server(
+            "HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\nsome bytes",
+            Duration::from_secs(30),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // A client without any timeout of its own: the bound is the download's.
+        let client = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        let e = rt
+            .block_on(download_within(
+                &client,
+                &url,
+                &path,
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            ))
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(e, AgentError::Stalled { .. }), "{e:?}");
+        let shown = e.to_string();
+        assert!(
+            shown.contains("nothing was received for 1 s") && shown.contains("hint:"),
+            "{shown}"
+        );
+        // What was received was written where only its owner can read it.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_server_that_never_answers_is_a_stall_too() {
+        let url = stalling_server("", Duration::from_secs(30));
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let e = rt
+            .block_on(download_within(
+                &reqwest::Client::new(),
+                &url,
+                &dir.path().join("part"),
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            ))
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(e, AgentError::Stalled { .. }), "{e:?}");
     }
 
     #[test]

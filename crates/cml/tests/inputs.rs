@@ -140,3 +140,88 @@ fn cleanup_refuses_an_absurd_older_than() {
     );
     assert!(w.sim.requests().is_empty());
 }
+
+/// A releases API on 127.0.0.1 for actions/runner whose package answers its headers and a few
+/// bytes, then nothing more (the connection is held open for two minutes).
+fn stalling_releases_api() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let asset_url = format!("{base}/asset.tar.gz");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(10).flatten() {
+            let asset_url = asset_url.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let mut s = stream;
+                if request.contains("/latest") {
+                    let platform = cml_agent::install::platform().unwrap();
+                    let version = "2.330.0";
+                    let body = serde_json::json!({
+                        "tag_name": format!("v{version}"),
+                        "body": format!("<!-- BEGIN SHA {platform} -->{}<!-- END SHA {platform} -->", "a".repeat(64)),
+                        "assets": [{
+                            "name": format!("actions-runner-{platform}-{version}.tar.gz"),
+                            "browser_download_url": asset_url,
+                        }],
+                    })
+                    .to_string();
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                } else {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nContent-Length: 200000000\r\n\r\nthe first bytes"
+                    );
+                    let _ = s.flush();
+                    std::thread::sleep(SECS(120));
+                }
+            });
+        }
+    });
+    format!("{base}/repos/actions/runner/releases")
+}
+
+/// A download that stops sending after its headers fails after the stall timeout (30 s),
+/// with a clear error, no partial file, and nothing registered.
+#[test]
+fn a_stalled_agent_download_fails_in_bounded_time_and_registers_nothing() {
+    let w = World::new();
+    let repo = w.repo_url();
+    let workdir = w.empty_workdir("stalled");
+    let mut cmd = w.cml(&[
+        "runner",
+        "--driver=github",
+        "--repo",
+        &repo,
+        "--token",
+        PAT,
+        "--workdir",
+        workdir.to_str().unwrap(),
+    ]);
+    cmd.env("CML_GITHUB_RUNNER_RELEASES_URL", stalling_releases_api());
+    let started = std::time::Instant::now();
+    let mut r = Running::spawn(cmd);
+    assert_eq!(r.wait_exit(SECS(75)), 1, "{}", r.output());
+    assert!(started.elapsed() >= SECS(25), "{:?}", started.elapsed());
+    let out = r.output();
+    assert!(
+        out.contains("stalled: nothing was received for 30 s") && out.contains("hint:"),
+        "{out}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&workdir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "partial install left: {leftovers:?}");
+    assert_eq!(w.sim.registration_tokens_issued(), 0);
+    assert!(w.registered_names().is_empty());
+}
