@@ -45,6 +45,12 @@ pub enum AgentError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    #[error("refusing to run an agent from {workdir}: {path} {problem}, so another user could have changed what would run\nhint: if you trust its contents, run `chmod go-w {path}` (and `chown` it to this user if it is someone else's); otherwise pass a new --workdir to have the agent installed afresh")]
+    UnsafeInstall {
+        workdir: PathBuf,
+        path: PathBuf,
+        problem: String,
+    },
     #[error("the agent in {path} is incomplete: {missing} is missing\nhint: remove the directory to have it installed again")]
     Incomplete { path: PathBuf, missing: String },
     #[error("cannot start {program}: {cause}")]

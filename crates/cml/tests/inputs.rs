@@ -225,3 +225,224 @@ fn a_stalled_agent_download_fails_in_bounded_time_and_registers_nothing() {
     assert_eq!(w.sim.registration_tokens_issued(), 0);
     assert!(w.registered_names().is_empty());
 }
+
+/// A directory holding an `nvidia-smi` that writes its pid to `nvidia-smi.pid` beside it and
+/// then hangs for `secs` seconds.
+fn hanging_nvidia_smi(w: &World, secs: u64) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = w.tmp.path().join("gpu-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let smi = bin.join("nvidia-smi");
+    std::fs::write(
+        &smi,
+        format!(
+            "#!/bin/sh\necho $$ > {}/nvidia-smi.pid\nexec sleep {secs}\n",
+            bin.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// True when process `pid` is gone (or a zombie waiting for its new parent to reap it).
+fn gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn with_path(cmd: &mut std::process::Command, dir: &std::path::Path) {
+    cmd.env(
+        "PATH",
+        format!("{}:{}", dir.display(), std::env::var("PATH").unwrap()),
+    );
+}
+
+/// GitLab's executor asks `nvidia-smi` whether there are GPUs; one that hangs is given 10 s,
+/// killed, and the runner goes on without GPUs.
+#[test]
+fn a_hanging_nvidia_smi_does_not_keep_the_runner_from_starting() {
+    let w = World::of(Kind::Gitlab);
+    let bin = hanging_nvidia_smi(&w, 60);
+    let mut cmd = w.runner_command("gpu-hang", &["--idle-timeout=1"]);
+    with_path(&mut cmd, &bin);
+    let started = std::time::Instant::now();
+    let mut r = Running::spawn(cmd);
+    r.wait_status("ready", SECS(30));
+    assert!(started.elapsed() < SECS(25), "{:?}", started.elapsed());
+    assert_eq!(r.wait_exit(SECS(30)), 0, "{}", r.output());
+    let out = r.output();
+    assert!(
+        out.contains("nvidia-smi did not answer within 10 s; going on without GPUs"),
+        "{out}"
+    );
+    let pid = std::fs::read_to_string(bin.join("nvidia-smi.pid")).unwrap();
+    assert!(gone(&pid), "the hung nvidia-smi ({pid}) was killed");
+    let args = std::fs::read_to_string(w.tmp.path().join("agents/gpu-hang/.sim-argv")).unwrap();
+    assert!(
+        args.contains("config image=\"iterativeai/cml:latest\"") && !args.contains("nvidia"),
+        "{args}"
+    );
+}
+
+/// SIGTERM while `nvidia-smi` hangs is handled at once: nothing was registered yet.
+#[test]
+fn sigterm_while_nvidia_smi_hangs_is_handled_at_once() {
+    let w = World::of(Kind::Gitlab);
+    let bin = hanging_nvidia_smi(&w, 60);
+    let mut cmd = w.runner_command("gpu-term", &[]);
+    with_path(&mut cmd, &bin);
+    let mut r = Running::spawn(cmd);
+    let pid_file = bin.join("nvidia-smi.pid");
+    let deadline = std::time::Instant::now() + SECS(20);
+    while !pid_file.exists() {
+        assert!(std::time::Instant::now() < deadline, "{}", r.output());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let signalled = std::time::Instant::now();
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.wait_exit(SECS(10)), 143, "{}", r.output());
+    assert!(
+        signalled.elapsed() < SECS(3),
+        "handled after {:?}",
+        signalled.elapsed()
+    );
+    assert!(
+        r.output().contains("nothing was registered"),
+        "{}",
+        r.output()
+    );
+    assert!(w.registered_names().is_empty());
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert!(gone(&pid), "the hung nvidia-smi ({pid}) was killed");
+}
+
+/// A GCP metadata server that answers 500 to its first `failures` requests, then `FALSE`, and
+/// `TRUE` (a preemption notice) once `preempt` is set; it counts the requests.
+fn flaky_gcp_metadata(
+    failures: usize,
+    preempt: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(200).flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+            let (status, text) = if n <= failures {
+                ("500 Internal Server Error", "")
+            } else if preempt.load(Ordering::SeqCst) {
+                ("200 OK", "TRUE")
+            } else {
+                ("200 OK", "FALSE")
+            };
+            let mut s = stream;
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (url, count)
+}
+
+/// The metadata service failing a few times in a row does not end the watch: the preemption
+/// notice that follows still stops the runner.
+#[test]
+fn interruption_watching_survives_metadata_errors() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let w = World::new();
+    let imds = cml_sim::ImdsServer::start("i-0123456789abcdef0", "us-east-1").unwrap();
+    let preempt = std::sync::Arc::new(AtomicBool::new(false));
+    let (url, requests) = flaky_gcp_metadata(3, preempt.clone());
+    let (mut cmd, _machine) =
+        w.machine_runner_command("flaky-md", &["--idle-timeout=never"], &imds);
+    cmd.env("CML_MACHINE_CLOUD", "gcp")
+        .env("CML_GCP_METADATA_URL", &url);
+    let mut r = Running::spawn(cmd);
+    r.wait_status("ready", SECS(20));
+    // Three failed looks and then good answers: the watch goes on.
+    let deadline = std::time::Instant::now() + SECS(40);
+    while requests.load(Ordering::SeqCst) < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the metadata service was asked {} times only: {}",
+            requests.load(Ordering::SeqCst),
+            r.output()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    preempt.store(true, Ordering::SeqCst);
+    let interrupted = r.wait_status("interrupted", SECS(20));
+    assert_eq!(interrupted["job"], "", "{interrupted}");
+    assert_eq!(r.wait_exit(SECS(30)), 0, "{}", r.output());
+    assert!(w.runners().is_empty());
+}
+
+/// An existing agent install that other users could have changed is not run: refused with the
+/// path and the fix, and nothing is registered.
+#[test]
+fn an_agent_install_others_can_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    for (kind, file) in [
+        (Kind::Github, "run.sh"),
+        (Kind::Gitlab, "gitlab-runner"),
+        (
+            Kind::Bitbucket,
+            "atlassian-bitbucket-pipelines-runner/bin/start.sh",
+        ),
+        (Kind::Github, ""),
+    ] {
+        let w = World::of(kind);
+        let name = "unsafe";
+        let workdir = w.workdir(name);
+        let path = workdir.join(file);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o002)).unwrap();
+        let repo = w.repo_url();
+        let driver = format!("--driver={}", kind.driver());
+        let mut r = Running::spawn(w.cml(&[
+            "runner",
+            &driver,
+            "--repo",
+            &repo,
+            "--token",
+            kind.token(),
+            "--name",
+            name,
+            "--workdir",
+            workdir.to_str().unwrap(),
+        ]));
+        assert_eq!(r.wait_exit(SECS(20)), 1, "{kind:?} {file}: {}", r.output());
+        let out = r.output();
+        let shown = path.display().to_string();
+        assert!(
+            out.contains(&format!("{shown} is writable by every user"))
+                && out.contains(&format!("run `chmod go-w {shown}`")),
+            "{kind:?} {file}: {out}"
+        );
+        assert!(w.registered_names().is_empty(), "{kind:?} {file}");
+        assert_eq!(w.sim.registration_tokens_issued(), 0);
+        let posts: Vec<_> = w
+            .sim
+            .requests()
+            .into_iter()
+            .filter(|q| q.method != "GET")
+            .collect();
+        assert!(posts.is_empty(), "{kind:?} {file}: {posts:?}");
+    }
+}
