@@ -167,9 +167,9 @@ pub async fn ensure_shell_runner(
     let unpacked = tokio::task::spawn_blocking(move || {
         unpack(&archive, &into).and_then(|()| remove_group_other_write(&into))
     })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r);
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|r| r);
     let _ = std::fs::remove_file(&partial);
     unpacked.map_err(|cause| AgentError::Unpack {
         asset: url.clone(),

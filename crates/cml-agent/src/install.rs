@@ -136,8 +136,8 @@ fn check_entry(workdir: &Path, path: &Path, me: u32) -> Result<(), AgentError> {
         path: path.to_path_buf(),
         problem,
     };
-    let meta = std::fs::metadata(path)
-        .map_err(|e| unsafe_install(format!("cannot be examined ({e})")))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| unsafe_install(format!("cannot be examined ({e})")))?;
     if meta.uid() != me && meta.uid() != 0 {
         return Err(unsafe_install(format!(
             "belongs to user id {}, not to this user (id {me}) or root",
@@ -289,9 +289,9 @@ pub async fn ensure_github_agent(
     let unpacked = tokio::task::spawn_blocking(move || {
         unpack(&archive, &target).and_then(|()| remove_group_other_write(&target))
     })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r);
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|r| r);
     let _ = std::fs::remove_file(&partial);
     unpacked.map_err(|cause| AgentError::Unpack {
         asset: asset_name.clone(),
@@ -555,7 +555,11 @@ mod tests {
             ("bin/sub/lib.so", 0o666, "is writable by"),
             ("", 0o1777, "is writable by"),
         ] {
-            let p = w.join(path);
+            let p = if path.is_empty() {
+                w.to_path_buf()
+            } else {
+                w.join(path)
+            };
             let before = std::fs::metadata(&p).unwrap();
             chmod(&p, mode);
             let e = refused(w);
@@ -564,7 +568,10 @@ mod tests {
                 "{path}: {e}"
             );
             assert!(
-                e.contains(&format!("hint: if you trust its contents, run `chmod go-w {}`", p.display())),
+                e.contains(&format!(
+                    "hint: if you trust its contents, run `chmod go-w {}`",
+                    p.display()
+                )),
                 "{e}"
             );
             std::fs::set_permissions(&p, before.permissions()).unwrap();
@@ -582,7 +589,7 @@ mod tests {
         chmod(&target, 0o755);
         std::os::unix::fs::symlink(&target, w.join("bin/node")).unwrap();
         check_install(w, GITHUB_EXECUTED).unwrap();
-        chmod(&target, 0o777);
+        chmod(&target, 0o757);
         let e = refused(w);
         assert!(e.contains("bin/node is writable by every user"), "{e}");
         chmod(&target, 0o755);
@@ -607,7 +614,10 @@ mod tests {
         let w = dir.path().join("new/workdir");
         prepare_workdir(&w).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&w).unwrap().permissions().mode() & 0o022, 0);
+        assert_eq!(
+            std::fs::metadata(&w).unwrap().permissions().mode() & 0o022,
+            0
+        );
         std::fs::create_dir_all(w.join("bin")).unwrap();
         std::fs::write(w.join("bin/x"), "").unwrap();
         chmod(&w.join("bin/x"), 0o777);
@@ -617,15 +627,35 @@ mod tests {
         chmod(&outside, 0o777);
         std::os::unix::fs::symlink(&outside, w.join("bin/outside")).unwrap();
         remove_group_other_write(&w).unwrap();
-        assert_eq!(std::fs::metadata(w.join("bin/x")).unwrap().permissions().mode() & 0o777, 0o755);
-        assert_eq!(std::fs::metadata(w.join("bin")).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(
+            std::fs::metadata(w.join("bin/x"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755
+        );
+        assert_eq!(
+            std::fs::metadata(w.join("bin"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755
+        );
         // The link's target was left alone.
-        assert_eq!(std::fs::metadata(&outside).unwrap().permissions().mode() & 0o777, 0o777);
+        assert_eq!(
+            std::fs::metadata(&outside).unwrap().permissions().mode() & 0o777,
+            0o777
+        );
         // An existing directory others can write to is not installed into.
         let open = dir.path().join("open");
         std::fs::create_dir(&open).unwrap();
         chmod(&open, 0o777);
-        assert!(matches!(prepare_workdir(&open), Err(AgentError::UnsafeInstall { .. })));
+        assert!(matches!(
+            prepare_workdir(&open),
+            Err(AgentError::UnsafeInstall { .. })
+        ));
     }
 
     #[test]

@@ -410,7 +410,11 @@ fn an_agent_install_others_can_change_is_refused() {
         let w = World::of(kind);
         let name = "unsafe";
         let workdir = w.workdir(name);
-        let path = workdir.join(file);
+        let path = if file.is_empty() {
+            workdir.clone()
+        } else {
+            workdir.join(file)
+        };
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o002)).unwrap();
         let repo = w.repo_url();
