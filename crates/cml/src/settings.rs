@@ -999,7 +999,14 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        let cases: Vec<(RunnerArgs, Vec<(&str, &str)>, &str, &str)> = vec![
+        // Arguments, variables, the option named in the error, its maximum.
+        type Case = (
+            RunnerArgs,
+            Vec<(&'static str, &'static str)>,
+            &'static str,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
             (
                 RunnerArgs {
                     idle_timeout: Some(huge.into()),

@@ -12,7 +12,9 @@ use harness::{Kind, Running, World, PAT, SECS};
 #[test]
 fn absurd_durations_are_refused_before_anything_is_registered() {
     let huge = "9223372036854775807";
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str, &str)> = vec![
+    // Arguments, variables, the option named in the error, its maximum.
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["--idle-timeout", huge],
             vec![],
