@@ -28,7 +28,7 @@
 //! Bitbucket's instructions unpack it into a directory made for it, as [`ensure_shell_runner`]
 //! does.
 
-use crate::install::{download, http_client, unpack, Installed};
+use crate::install::{download, http_client, remove_group_other_write, unpack, Installed};
 use crate::AgentError;
 use cml_core::Secret;
 use std::path::{Path, PathBuf};
@@ -41,6 +41,8 @@ pub const IMAGE: &str =
     "docker-public.packages.atlassian.com/sox/atlassian/bitbucket-pipelines-runner:1";
 /// Where the Linux Shell runner lives inside the work directory.
 pub const SHELL_RUNNER_START: &str = "atlassian-bitbucket-pipelines-runner/bin/start.sh";
+/// The Linux Shell runner's programs, checked before an existing install is run.
+const SHELL_RUNNER_BIN: &str = "atlassian-bitbucket-pipelines-runner/bin";
 
 /// Which runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +51,10 @@ pub enum Runtime {
     Shell,
 }
 
-/// Docker when a Docker engine answers `docker info` within 10 s, else Shell.
-pub fn choose_runtime() -> Runtime {
-    runtime_for(docker_answers())
+/// Docker when a Docker engine answers `docker info` within 10 s, else Shell. The wait does
+/// not block the caller's runtime.
+pub async fn choose_runtime() -> Runtime {
+    runtime_for(docker_answers().await)
 }
 
 /// The pure choice behind [`choose_runtime`].
@@ -63,27 +66,20 @@ pub fn runtime_for(docker: bool) -> Runtime {
     }
 }
 
-fn docker_answers() -> bool {
-    let child = std::process::Command::new("docker")
+async fn docker_answers() -> bool {
+    // `kill_on_drop`: a hung engine's client is killed when the timeout drops the wait.
+    let status = Command::new("docker")
         .arg("info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else {
-        return false;
-    };
+        .kill_on_drop(true)
+        .status();
     // Bounded: a hung engine counts as none.
-    for _ in 0..100 {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(_) => return false,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    false
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), status).await,
+        Ok(Ok(s)) if s.success()
+    )
 }
 
 /// Bitbucket's runner-type label.
@@ -125,7 +121,8 @@ impl ShellRunnerSource {
 }
 
 /// Makes sure the Linux Shell runner is in `dir`. An install already there is used as is,
-/// without network. Otherwise the tarball at `source.url` is downloaded and unpacked into
+/// without network, once `crate::install::check_install` found that no other user could have
+/// changed it. Otherwise the tarball at `source.url` is downloaded and unpacked into
 /// `dir/atlassian-bitbucket-pipelines-runner/`. What is verified: the SHA-256 of the
 /// downloaded tarball, only when `source.sha256` is given (a mismatch installs nothing), and
 /// that the tarball held `bin/start.sh`. Without a URL, the error says how to install it.
@@ -134,6 +131,7 @@ pub async fn ensure_shell_runner(
     source: &ShellRunnerSource,
 ) -> Result<Installed, AgentError> {
     if dir.join(SHELL_RUNNER_START).is_file() {
+        crate::install::check_install(dir, &[SHELL_RUNNER_BIN])?;
         return Ok(Installed::Existing);
     }
     let Some(url) = &source.url else {
@@ -141,10 +139,7 @@ pub async fn ensure_shell_runner(
             path: dir.join(SHELL_RUNNER_START),
         });
     };
-    std::fs::create_dir_all(dir).map_err(|cause| AgentError::Workdir {
-        path: dir.to_path_buf(),
-        cause,
-    })?;
+    crate::install::prepare_workdir(dir)?;
     let client = http_client().map_err(|reason| AgentError::Download {
         url: url.clone(),
         reason,
@@ -169,10 +164,12 @@ pub async fn ensure_shell_runner(
     }
     let into = dir.join("atlassian-bitbucket-pipelines-runner");
     let archive = partial.clone();
-    let unpacked = tokio::task::spawn_blocking(move || unpack(&archive, &into))
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r);
+    let unpacked = tokio::task::spawn_blocking(move || {
+        unpack(&archive, &into).and_then(|()| remove_group_other_write(&into))
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|r| r);
     let _ = std::fs::remove_file(&partial);
     unpacked.map_err(|cause| AgentError::Unpack {
         asset: url.clone(),

@@ -31,6 +31,8 @@ pub enum AgentError {
     NoChecksum { version: String, platform: String },
     #[error("downloading {url} failed: {reason}")]
     Download { url: String, reason: String },
+    #[error("downloading {url} stalled: nothing was received for {secs} s; the partial download was discarded\nhint: retry; if it persists, check the network and any proxy, or install the agent into the workdir yourself")]
+    Stalled { url: String, secs: f64 },
     #[error("checksum mismatch for {asset}: expected {expected}, got {actual}; the download was discarded\nhint: retry; if it persists, the mirror or proxy is serving a different file")]
     Checksum {
         asset: String,
@@ -42,6 +44,12 @@ pub enum AgentError {
         asset: String,
         path: PathBuf,
         cause: std::io::Error,
+    },
+    #[error("refusing to run an agent from {workdir}: {path} {problem}, so another user could have changed what would run\nhint: if you trust its contents, run `chmod go-w {path}` (and `chown` it to this user if it is someone else's); otherwise pass a new --workdir to have the agent installed afresh")]
+    UnsafeInstall {
+        workdir: PathBuf,
+        path: PathBuf,
+        problem: String,
     },
     #[error("the agent in {path} is incomplete: {missing} is missing\nhint: remove the directory to have it installed again")]
     Incomplete { path: PathBuf, missing: String },

@@ -42,13 +42,15 @@ pub enum Executor {
 
 /// The executor for this machine: shell inside a container (no Docker there, as CML decides),
 /// else docker, with GPUs when `nvidia-smi` runs.
-pub fn choose_executor() -> Executor {
-    executor_for(in_container(), gpu_available())
+pub async fn choose_executor() -> Executor {
+    let in_container = in_container();
+    let gpu = !in_container && gpu_available().await;
+    executor_for(in_container, gpu)
 }
 
 /// The docker executor, GPUs detected (when the shell executor was ruled out by choice).
-pub fn docker_executor() -> Executor {
-    executor_for(false, gpu_available())
+pub async fn docker_executor() -> Executor {
+    executor_for(false, gpu_available().await)
 }
 
 /// The pure choice behind [`choose_executor`].
@@ -74,16 +76,46 @@ pub fn in_container() -> bool {
         || Path::new("/run/.containerenv").exists()
 }
 
-/// `nvidia-smi` (or `cuda-smi`) runs and succeeds, as CML checks.
-pub fn gpu_available() -> bool {
-    ["nvidia-smi", "cuda-smi"].iter().any(|tool| {
-        std::process::Command::new(tool)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+/// How long the GPU tools together may take to answer before the machine counts as having
+/// no GPU.
+pub const GPU_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `nvidia-smi` (or `cuda-smi`) runs and succeeds, as CML checks, within
+/// [`GPU_PROBE_TIMEOUT`]. A tool still running then is killed and counts as no GPU. The wait
+/// is asynchronous, so signals and timers of the caller's runtime keep being served; dropping
+/// the future kills the tool too.
+pub async fn gpu_available() -> bool {
+    gpu_available_within(GPU_PROBE_TIMEOUT).await
+}
+
+async fn gpu_available_within(limit: Duration) -> bool {
+    let probe = async {
+        for tool in ["nvidia-smi", "cuda-smi"] {
+            // `kill_on_drop`: when the timeout (or the caller) drops this future, the tool is
+            // killed rather than left running; tokio reaps it.
+            let status = Command::new(tool)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .status()
+                .await;
+            if status.is_ok_and(|s| s.success()) {
+                return true;
+            }
+        }
+        false
+    };
+    match tokio::time::timeout(limit, probe).await {
+        Ok(found) => found,
+        Err(_) => {
+            tracing::warn!(
+                "nvidia-smi did not answer within {} s; going on without GPUs",
+                limit.as_secs()
+            );
+            false
+        }
+    }
 }
 
 /// The bucket's name for this machine (`linux-amd64`, `linux-arm64`, ...).
@@ -104,7 +136,8 @@ pub fn platform() -> Option<String> {
 }
 
 /// Makes sure `dir/gitlab-runner` exists. An executable already there is used as is, with no
-/// network. Otherwise the binary for this OS/arch is downloaded to a temporary file while it
+/// network, once `crate::install::check_install` found that no other user could have changed
+/// it. Otherwise the binary for this OS/arch is downloaded to a temporary file while it
 /// is hashed, compared with the SHA-256 in the bucket's `release.sha256`, made executable and
 /// only then renamed into place; a mismatch leaves nothing.
 pub async fn ensure_gitlab_runner(
@@ -113,12 +146,10 @@ pub async fn ensure_gitlab_runner(
 ) -> Result<Installed, AgentError> {
     let target = dir.join("gitlab-runner");
     if is_executable(&target) {
+        crate::install::check_install(dir, &["gitlab-runner"])?;
         return Ok(Installed::Existing);
     }
-    std::fs::create_dir_all(dir).map_err(|cause| AgentError::Workdir {
-        path: dir.to_path_buf(),
-        cause,
-    })?;
+    crate::install::prepare_workdir(dir)?;
     let platform = platform().ok_or_else(|| AgentError::NoAsset {
         version: source.version.clone(),
         asset: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
@@ -134,6 +165,7 @@ pub async fn ensure_gitlab_runner(
     let client = http_client().map_err(release_err)?;
     let resp = client
         .get(&sums_url)
+        .timeout(crate::install::METADATA_TIMEOUT)
         .send()
         .await
         .map_err(|e| release_err(e.to_string()))?;

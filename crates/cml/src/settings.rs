@@ -3,7 +3,7 @@
 
 use crate::cli::{CleanupArgs, GlobalArgs, RunnerArgs};
 use cml_core::cloud::{self, CloudArgs, CloudSpec};
-use cml_core::duration::parse_idle_timeout;
+use cml_core::duration::{parse_duration_at_most, parse_idle_timeout_at_most};
 use cml_core::repo::{infer_driver, RepoUrl};
 use cml_core::report::{ci_context, CiContext};
 use cml_core::{Driver, IdleTimeout, Labels, Secret};
@@ -69,14 +69,46 @@ pub mod vars {
     ];
 }
 
+/// The longest value each duration setting accepts; a longer one is refused when the
+/// settings are resolved (exit code 2, before anything is registered or created). Every
+/// duration in [`RunnerSettings`] and [`CleanupSettings`] is at most one of these, so adding it
+/// to the clock cannot overflow.
+pub mod limits {
+    use std::time::Duration;
+
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+
+    /// `--idle-timeout` (`never` waits forever).
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(365 * DAY);
+    /// `--destroy-delay`.
+    pub const DESTROY_DELAY: Duration = Duration::from_secs(DAY);
+    /// `--stop-grace`.
+    pub const STOP_GRACE: Duration = Duration::from_secs(HOUR);
+    /// `--cloud-timeout`.
+    pub const CLOUD_TIMEOUT: Duration = Duration::from_secs(DAY);
+    /// `--cloud-max-lifetime` (`never` disables it).
+    pub const CLOUD_MAX_LIFETIME: Duration = Duration::from_secs(365 * DAY);
+    /// `CML_JOB_TIME_LIMIT` (and so `--job-time-limit-margin`, which must be shorter).
+    pub const JOB_TIME_LIMIT: Duration = Duration::from_secs(30 * DAY);
+    /// `CML_CLOUD_POLL_INTERVAL`.
+    pub const CLOUD_POLL_INTERVAL: Duration = Duration::from_secs(10 * MINUTE);
+    /// `cml runner cleanup --older-than`.
+    pub const CLEANUP_OLDER_THAN: Duration = Duration::from_secs(365 * DAY);
+}
+
 /// An invalid setting.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
+    /// `option` is how the user named it: `--idle-timeout`, or a variable's name.
     #[error("{option}: {cause}")]
     Duration {
         option: &'static str,
         cause: cml_core::duration::DurationError,
     },
+    #[error("--job-time-limit-margin ({margin} s) must be shorter than the job time limit ({limit} s, CML_JOB_TIME_LIMIT): a job would be stopped as soon as it starts\nhint: give a smaller --job-time-limit-margin, a larger CML_JOB_TIME_LIMIT, or --job-time-limit-margin=never")]
+    MarginNotShorter { margin: u64, limit: u64 },
     #[error(transparent)]
     Repo(#[from] cml_core::repo::RepoError),
     #[error(transparent)]
@@ -271,9 +303,11 @@ pub fn resolve_runner(
         env,
         &["CML_RUNNER_IDLE_TIMEOUT", "RUNNER_IDLE_TIMEOUT"],
     ) {
-        Some(v) => parse_idle_timeout(&v).map_err(|cause| SettingsError::Duration {
-            option: "--idle-timeout",
-            cause,
+        Some(v) => parse_idle_timeout_at_most(&v, limits::IDLE_TIMEOUT).map_err(|cause| {
+            SettingsError::Duration {
+                option: "--idle-timeout",
+                cause,
+            }
         })?,
         None => IdleTimeout::DEFAULT,
     };
@@ -333,22 +367,25 @@ pub fn resolve_runner(
         args.destroy_delay.clone(),
         env,
         "CML_RUNNER_DESTROY_DELAY",
-        "destroy-delay",
+        "--destroy-delay",
         10,
+        limits::DESTROY_DELAY,
     )?;
     let stop_grace = seconds(
         args.stop_grace.clone(),
         env,
         "CML_RUNNER_STOP_GRACE",
-        "stop-grace",
+        "--stop-grace",
         30,
+        limits::STOP_GRACE,
     )?;
     let cloud_timeout = seconds(
         args.cloud_timeout.clone(),
         env,
         "CML_RUNNER_CLOUD_TIMEOUT",
-        "cloud-timeout",
+        "--cloud-timeout",
         1200,
+        limits::CLOUD_TIMEOUT,
     )?;
     let cloud_max_lifetime = match pick(
         args.cloud_max_lifetime.clone(),
@@ -356,7 +393,7 @@ pub fn resolve_runner(
         &["CML_RUNNER_CLOUD_MAX_LIFETIME"],
     ) {
         None => Some(DEFAULT_MAX_LIFETIME),
-        Some(v) => match parse_idle_timeout(&v) {
+        Some(v) => match parse_idle_timeout_at_most(&v, limits::CLOUD_MAX_LIFETIME) {
             Ok(IdleTimeout::Never) => None,
             Ok(IdleTimeout::After(d)) => Some(d),
             Err(cause) => {
@@ -371,18 +408,19 @@ pub fn resolve_runner(
         None,
         env,
         vars::JOB_TIME_LIMIT,
-        "CML_JOB_TIME_LIMIT",
+        vars::JOB_TIME_LIMIT,
         5 * 24 * 3600,
+        limits::JOB_TIME_LIMIT,
     )?;
-    let job_time_limit = match pick(
+    let margin = match pick(
         args.job_time_limit_margin.clone(),
         env,
         &["CML_RUNNER_JOB_TIME_LIMIT_MARGIN"],
     ) {
-        None => Some(job_limit.saturating_sub(Duration::from_secs(600))),
-        Some(v) => match parse_idle_timeout(&v) {
+        None => Some(Duration::from_secs(600)),
+        Some(v) => match parse_idle_timeout_at_most(&v, limits::JOB_TIME_LIMIT) {
             Ok(IdleTimeout::Never) => None,
-            Ok(IdleTimeout::After(margin)) => Some(job_limit.saturating_sub(margin)),
+            Ok(IdleTimeout::After(margin)) => Some(margin),
             Err(cause) => {
                 return Err(SettingsError::Duration {
                     option: "--job-time-limit-margin",
@@ -390,14 +428,27 @@ pub fn resolve_runner(
                 })
             }
         },
+    };
+    // A margin as long as the limit would stop every job the moment it starts.
+    let job_time_limit = match margin {
+        None => None,
+        Some(margin) if margin < job_limit => Some(job_limit - margin),
+        Some(margin) if driver == Driver::Github => {
+            return Err(SettingsError::MarginNotShorter {
+                margin: margin.as_secs(),
+                limit: job_limit.as_secs(),
+            })
+        }
+        Some(_) => None,
     }
     .filter(|_| driver == Driver::Github);
     let cloud_poll_interval = seconds(
         None,
         env,
         vars::CLOUD_POLL_INTERVAL,
-        "CML_CLOUD_POLL_INTERVAL",
+        vars::CLOUD_POLL_INTERVAL,
         5,
+        limits::CLOUD_POLL_INTERVAL,
     )?;
     // Zero would poll the cloud and the forge in a tight loop; hours would miss the timeout.
     if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&cloud_poll_interval) {
@@ -568,8 +619,9 @@ pub fn resolve_cleanup(
         args.older_than.clone(),
         env,
         "CML_RUNNER_CLEANUP_OLDER_THAN",
-        "older-than",
+        "--older-than",
         1200,
+        limits::CLEANUP_OLDER_THAN,
     )?;
     let origin = git_origin();
     let forge = match resolve_runner(global, &runner_args, env, || origin.clone()) {
@@ -756,20 +808,21 @@ fn credential(
     })
 }
 
+/// A duration option (seconds, or a duration string) from the command line or `var`, at
+/// most `max`; `option` names it in errors as the user knows it (`--stop-grace`, or the
+/// variable's name for variable-only settings).
 fn seconds(
     cli: Option<String>,
     env: &dyn Env,
     var: &str,
     option: &'static str,
     default: u64,
+    max: Duration,
 ) -> Result<Duration, SettingsError> {
     match pick(cli, env, &[var]) {
         None => Ok(Duration::from_secs(default)),
-        Some(v) => cml_core::duration::parse_duration(&v).map_err(|_| SettingsError::Value {
-            option,
-            value: v,
-            reason: "expected a number of seconds",
-        }),
+        Some(v) => parse_duration_at_most(&v, max)
+            .map_err(|cause| SettingsError::Duration { option, cause }),
     }
 }
 
@@ -976,6 +1029,156 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--job-time-limit-margin"));
+    }
+
+    #[test]
+    fn every_duration_setting_has_a_maximum_named_in_its_error() {
+        let g = global("https://github.com/o/r", Some("t"));
+        let huge = "9223372036854775807";
+        let refused = |args: RunnerArgs, vars: &[(&str, &str)]| {
+            let mut pairs = vec![("HOME", "/h")];
+            pairs.extend_from_slice(vars);
+            resolve_runner(&g, &args, &env(&pairs), || None)
+                .unwrap_err()
+                .to_string()
+        };
+        // Arguments, variables, the option named in the error, its maximum.
+        type Case = (
+            RunnerArgs,
+            Vec<(&'static str, &'static str)>,
+            &'static str,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                RunnerArgs {
+                    idle_timeout: Some(huge.into()),
+                    ..Default::default()
+                },
+                vec![],
+                "--idle-timeout",
+                "365 days",
+            ),
+            (
+                RunnerArgs {
+                    destroy_delay: Some(huge.into()),
+                    ..Default::default()
+                },
+                vec![],
+                "--destroy-delay",
+                "1 day",
+            ),
+            (
+                RunnerArgs {
+                    stop_grace: Some("1e30".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "--stop-grace",
+                "1 hour",
+            ),
+            (
+                RunnerArgs {
+                    cloud_timeout: Some("2 days".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "--cloud-timeout",
+                "1 day",
+            ),
+            (
+                RunnerArgs {
+                    cloud_max_lifetime: Some("53w".into()),
+                    ..Default::default()
+                },
+                vec![],
+                "--cloud-max-lifetime",
+                "365 days",
+            ),
+            (
+                RunnerArgs {
+                    job_time_limit_margin: Some(huge.into()),
+                    ..Default::default()
+                },
+                vec![],
+                "--job-time-limit-margin",
+                "30 days",
+            ),
+            (
+                RunnerArgs::default(),
+                vec![("CML_JOB_TIME_LIMIT", huge)],
+                "CML_JOB_TIME_LIMIT",
+                "30 days",
+            ),
+            (
+                RunnerArgs::default(),
+                vec![("CML_CLOUD_POLL_INTERVAL", "1e30")],
+                "CML_CLOUD_POLL_INTERVAL",
+                "10 minutes",
+            ),
+            (
+                RunnerArgs::default(),
+                vec![("CML_RUNNER_IDLE_TIMEOUT", huge)],
+                "--idle-timeout",
+                "365 days",
+            ),
+        ];
+        for (args, vars, option, max) in cases {
+            let e = refused(args, &vars);
+            assert!(
+                e.starts_with(&format!("{option}: ")) && e.contains(&format!("maximum of {max}")),
+                "{option}: {e}"
+            );
+            assert!(e.contains("hint: give at most"), "{e}");
+        }
+        // The maxima themselves are accepted.
+        let s = resolve_runner(
+            &g,
+            &RunnerArgs {
+                idle_timeout: Some("365d".into()),
+                stop_grace: Some("3600".into()),
+                ..Default::default()
+            },
+            &env(&[("HOME", "/h"), ("CML_JOB_TIME_LIMIT", "30d")]),
+            || None,
+        )
+        .unwrap();
+        assert_eq!(s.idle_timeout, IdleTimeout::After(limits::IDLE_TIMEOUT));
+        assert_eq!(s.stop_grace, limits::STOP_GRACE);
+        assert_eq!(
+            s.job_time_limit,
+            Some(limits::JOB_TIME_LIMIT - Duration::from_secs(600))
+        );
+    }
+
+    #[test]
+    fn a_margin_not_shorter_than_the_job_time_limit_is_refused() {
+        let g = global("https://github.com/o/r", Some("t"));
+        let with = |margin: Option<&str>, limit: &str| {
+            let args = RunnerArgs {
+                job_time_limit_margin: margin.map(String::from),
+                ..Default::default()
+            };
+            resolve_runner(
+                &g,
+                &args,
+                &env(&[("HOME", "/h"), ("CML_JOB_TIME_LIMIT", limit)]),
+                || None,
+            )
+        };
+        // Before, these stopped every job the moment it started (a zero job deadline).
+        for (margin, limit) in [(None, "600"), (None, "0"), (Some("2h"), "3600")] {
+            let e = with(margin, limit).unwrap_err().to_string();
+            assert!(
+                e.contains("--job-time-limit-margin") && e.contains("hint:"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            with(Some("59m"), "3600").unwrap().job_time_limit,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(with(Some("never"), "0").unwrap().job_time_limit, None);
     }
 
     #[test]

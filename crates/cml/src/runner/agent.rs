@@ -29,20 +29,21 @@ pub enum Agent {
 
 impl Agent {
     /// Chooses the agent, and GitLab's executor or the Bitbucket runner from this machine
-    /// unless `CML_GITLAB_EXECUTOR` / `CML_BITBUCKET_RUNTIME` forces one.
-    pub fn choose(s: &RunnerSettings) -> Agent {
+    /// unless `CML_GITLAB_EXECUTOR` / `CML_BITBUCKET_RUNTIME` forces one. The probes of the
+    /// machine (`nvidia-smi`, `docker info`) are bounded in time and do not block the
+    /// runtime, so a signal meanwhile is served at once.
+    pub async fn choose(s: &RunnerSettings) -> Agent {
         match (s.driver, s.forced_agent_mode) {
             (Driver::Github, _) => Agent::Github,
-            (Driver::Gitlab, None) => Agent::Gitlab(cml_agent::gitlab::choose_executor()),
+            (Driver::Gitlab, None) => Agent::Gitlab(cml_agent::gitlab::choose_executor().await),
             (Driver::Gitlab, Some(AgentMode::Shell)) => Agent::Gitlab(Executor::Shell),
             (Driver::Gitlab, Some(AgentMode::Docker)) => {
                 // The image and GPU choice stay detected; only the container check is skipped.
-                match cml_agent::gitlab::choose_executor() {
-                    docker @ Executor::Docker { .. } => Agent::Gitlab(docker),
-                    Executor::Shell => Agent::Gitlab(cml_agent::gitlab::docker_executor()),
-                }
+                Agent::Gitlab(cml_agent::gitlab::docker_executor().await)
             }
-            (Driver::Bitbucket, None) => Agent::Bitbucket(cml_agent::bitbucket::choose_runtime()),
+            (Driver::Bitbucket, None) => {
+                Agent::Bitbucket(cml_agent::bitbucket::choose_runtime().await)
+            }
             (Driver::Bitbucket, Some(AgentMode::Shell)) => Agent::Bitbucket(Runtime::Shell),
             (Driver::Bitbucket, Some(AgentMode::Docker)) => Agent::Bitbucket(Runtime::Docker),
         }

@@ -37,7 +37,10 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
     // The agent decides Bitbucket's runner-type label, so it is chosen before registering.
     let agent = match s.cloud {
         Some(_) => None,
-        None => Some(Agent::choose(&s)),
+        None => tokio::select! {
+            a = Agent::choose(&s) => Some(a),
+            sig = signals.recv() => return Ok(terminated_before_registration(sig)),
+        },
     };
     let client = tokio::select! {
         r = forge::connect(&s, agent.as_ref().and_then(Agent::runtime_label)) => r.map_err(Failure::error)?,

@@ -43,7 +43,7 @@ pub async fn supervise(
     let mut watch = if s.self_terminate {
         let cloud =
             std::env::var(crate::settings::vars::MACHINE_CLOUD).unwrap_or_else(|_| "aws".into());
-        cml_cloud::interruption::Watch::for_cloud(&cloud)
+        cml_cloud::interruption::Watcher::for_cloud(&cloud)
     } else {
         None
     };
@@ -104,8 +104,8 @@ pub async fn supervise(
             }
             _ = sleep_until(deadline), if deadline.is_some() => policy.on_tick(Instant::now()),
             _ = ticker.tick(), if watch.is_some() => match poll_notice(&mut watch).await {
-                Ok(None) => Decision::Continue,
-                Ok(Some(Notice::Interruption(detail))) => {
+                None => Decision::Continue,
+                Some(Notice::Interruption(detail)) => {
                     // Idle: no job was lost, and nothing is to be re-run.
                     interrupted_job = match policy.phase() {
                         Phase::Busy { job } => lost_job(job),
@@ -120,13 +120,8 @@ pub async fn supervise(
                     );
                     policy.on_interruption()
                 }
-                Ok(Some(Notice::Rebalance(detail))) => {
+                Some(Notice::Rebalance(detail)) => {
                     tracing::warn!("{detail}; the machine may be interrupted soon");
-                    Decision::Continue
-                }
-                Err(e) => {
-                    tracing::debug!("not watching for interruptions: {e}");
-                    watch = None;
                     Decision::Continue
                 }
             },
@@ -253,13 +248,11 @@ async fn wait_for_exit(agent: &mut AgentProcess, limit: std::time::Duration) {
 /// notice).
 const NOTICE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// One look for a notice, when watching.
-async fn poll_notice(
-    watch: &mut Option<cml_cloud::interruption::Watch>,
-) -> Result<Option<Notice>, cml_cloud::CloudError> {
+/// One look for a notice, when watching; a failed look is retried later by the watcher.
+async fn poll_notice(watch: &mut Option<cml_cloud::interruption::Watcher>) -> Option<Notice> {
     match watch {
-        Some(w) => w.poll().await,
-        None => Ok(None),
+        Some(w) => w.check().await,
+        None => None,
     }
 }
 
