@@ -464,6 +464,7 @@ pub fn resolve_runner(
         vars::CLOUD_TEARDOWN_TIMEOUT,
         "CML_CLOUD_TEARDOWN_TIMEOUT",
         60,
+        Duration::from_secs(3600),
     )?;
     if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&cloud_teardown_timeout) {
         return Err(SettingsError::Value {

@@ -16,7 +16,7 @@ use crate::exit::Failure;
 use crate::forge::Client;
 use crate::settings::{Env, ProcessEnv, ReportSettings};
 use anyhow::{anyhow, Context};
-use cml_core::duration::parse_duration;
+use cml_core::duration::parse_duration_at_most;
 use cml_core::report::{remote_host, RemoteHost};
 use cml_forge::Reports;
 use std::path::Path;
@@ -60,21 +60,20 @@ pub fn head_commit(explicit: Option<&str>, s: &ReportSettings) -> Result<String,
 pub const GIT_TIMEOUT_VAR: &str = "CML_GIT_TIMEOUT";
 /// The bound when [`GIT_TIMEOUT_VAR`] is not set.
 const GIT_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest [`GIT_TIMEOUT_VAR`] accepted: one day.
+const GIT_TIMEOUT_MAX: Duration = Duration::from_secs(24 * 3600);
 
 /// How long one `git` call reaching a remote (`ls-remote`, `fetch`, `push`) may take:
 /// `CML_GIT_TIMEOUT` (seconds or a duration such as `20m`), else 10 minutes.
 pub fn git_timeout() -> Result<Duration, Failure> {
     match ProcessEnv.get(GIT_TIMEOUT_VAR).filter(|v| !v.trim().is_empty()) {
         None => Ok(GIT_TIMEOUT),
-        Some(v) => match parse_duration(&v) {
+        Some(v) => match parse_duration_at_most(&v, GIT_TIMEOUT_MAX) {
             Ok(d) if !d.is_zero() => Ok(d),
             Ok(_) => Err(Failure::usage(anyhow!(
                 "invalid {GIT_TIMEOUT_VAR}={v:?}: it must be longer than 0\nhint: give seconds (600) or a duration such as 20m"
             ))),
-            Err(e) => Err(Failure::usage(anyhow!(
-                "invalid {GIT_TIMEOUT_VAR}={v:?}: {}\nhint: give seconds (600) or a duration such as 20m",
-                e.reason
-            ))),
+            Err(e) => Err(Failure::usage(anyhow!("invalid {GIT_TIMEOUT_VAR}: {e}"))),
         },
     }
 }
