@@ -93,7 +93,7 @@ pub mod limits {
     /// `CML_JOB_TIME_LIMIT` (and so `--job-time-limit-margin`, which must be shorter).
     pub const JOB_TIME_LIMIT: Duration = Duration::from_secs(30 * DAY);
     /// `CML_CLOUD_POLL_INTERVAL`.
-    pub const CLOUD_POLL_INTERVAL: Duration = Duration::from_secs(10 * MINUTE);
+    pub const CLOUD_POLL_INTERVAL: Duration = Duration::from_secs(5 * MINUTE);
     /// `cml runner cleanup --older-than`.
     pub const CLEANUP_OLDER_THAN: Duration = Duration::from_secs(365 * DAY);
 }
@@ -1115,7 +1115,7 @@ mod tests {
                 RunnerArgs::default(),
                 vec![("CML_CLOUD_POLL_INTERVAL", "1e30")],
                 "CML_CLOUD_POLL_INTERVAL",
-                "10 minutes",
+                "5 minutes",
             ),
             (
                 RunnerArgs::default(),

@@ -530,7 +530,12 @@ fn limits_are_checked_before_anything_is_created() {
             "{}",
             r.output()
         );
-        assert!(r.output().contains("0.1 to 300 seconds"), "{}", r.output());
+        let said = if interval == "0" {
+            "0.1 to 300 seconds"
+        } else {
+            "longer than the maximum of 5 minutes"
+        };
+        assert!(r.output().contains(said), "{}", r.output());
     }
     let script = format!("#!/bin/sh\n# {}\n", "x".repeat(17_000));
     let encoded = base64::engine::general_purpose::STANDARD.encode(&script);

@@ -103,7 +103,10 @@ pub async fn run(s: CleanupSettings) -> Result<ExitCode, Failure> {
         let mut failed = Vec::new();
         if let Some(forge) = &forge {
             for f in orphans.iter().filter(|f| f.kind == Kind::Runner) {
-                match forge.delete_runner(&f.id, &f.owner).await {
+                // Judged orphaned = offline with no live machine: its agent is gone, so the
+                // forge's "busy" (GitLab lists a killed runner's job as running for an hour)
+                // must not keep it.
+                match forge.delete_stopped_runner(&f.id, &f.owner).await {
                     Ok(d) => tracing::info!("runner {}: {d:?}", f.owner),
                     Err(e) => failed.push(format!("{e}")),
                 }

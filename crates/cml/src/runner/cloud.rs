@@ -263,8 +263,10 @@ async fn remove_runner(s: &RunnerSettings, forge: &dyn Forge) -> bool {
         }
     };
     let mut ok = true;
+    // Its machine is being destroyed with it, so whatever the forge says about a job, the agent
+    // is gone: the busy guard would only leak the runner.
     for r in runners.iter().filter(|r| r.name == s.name) {
-        if let Err(e) = forge.delete_runner(&r.id, &r.name).await {
+        if let Err(e) = forge.delete_stopped_runner(&r.id, &r.name).await {
             tracing::error!("{e}");
             ok = false;
         }
