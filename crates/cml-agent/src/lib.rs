@@ -15,6 +15,8 @@ pub mod github;
 pub mod gitlab;
 pub mod install;
 pub mod process;
+pub mod user;
 
 pub use error::AgentError;
 pub use process::{AgentProcess, Line, Stream};
+pub use user::RunAs;
