@@ -7,6 +7,8 @@
 //! - The agent's environment (and so every job step's) holds none of our tokens: see
 //!   [`env::agent_env`].
 //! - Output is split into whole lines whatever the pipe's read sizes are.
+//! - An agent starts with default signal dispositions and an empty signal mask, whatever the
+//!   supervisor inherited, and optionally as an unprivileged user ([`user::RunAs`]).
 
 pub mod bitbucket;
 pub mod env;

@@ -162,16 +162,27 @@ fn whole_lifecycle_of_an_aws_runner() {
     let imds = cml_sim::ImdsServer::start(&instance.id, REGION).unwrap();
     let root = boot(&w, &moto, &user_data, &imds);
 
-    // Secrets stay in a root-only file; the service's command line holds none.
-    let env_file = root.join("etc/cml/env");
+    // Secrets stay in a root-only file; the service's command line and environment hold none.
+    let credentials = root.join("etc/cml/credentials");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
-        std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777,
+        std::fs::metadata(&credentials)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
         0o600
     );
-    assert!(std::fs::read_to_string(&env_file).unwrap().contains(PAT));
+    assert!(std::fs::read_to_string(&credentials).unwrap().contains(PAT));
+    assert!(!std::fs::read_to_string(root.join("etc/cml/env"))
+        .unwrap()
+        .contains(PAT));
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/cml.service")).unwrap();
     assert!(!unit.contains(PAT));
+    assert!(
+        unit.contains("\"--credentials-file\" \"/etc/cml/credentials\""),
+        "{unit}"
+    );
     assert!(
         unit.contains("\"--idle-timeout\" \"3\""),
         "the idle timeout reaches the machine: {unit}"

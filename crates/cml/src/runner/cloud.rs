@@ -10,12 +10,10 @@
 use super::signals::Signals;
 use crate::exit::{ExitCode, Failure};
 use crate::progress::Progress;
-use crate::settings::{vars, Credential, RunnerSettings};
+use crate::settings::RunnerSettings;
 use cml_cloud::aws::AwsProvider;
 use cml_cloud::{Created, Machine, MachineSpec, Provider, Resource};
 use cml_core::cloud::{resource_tags, CloudSpec};
-use cml_core::startup::{StartupScript, MACHINE_WORKDIR};
-use cml_core::{IdleTimeout, Secret};
 use cml_forge::Forge;
 use std::time::Instant;
 
@@ -42,7 +40,7 @@ pub async fn launch(
     let machine_spec = MachineSpec {
         name: s.name.clone(),
         cloud: spec.clone(),
-        user_data: startup_script(s).render(),
+        user_data: super::machine::startup_script(s).render(),
         tags: resource_tags(
             &s.name,
             &s.repo.to_string(),
@@ -179,72 +177,4 @@ async fn teardown(
         }
     }
     failure
-}
-
-/// The machine's startup script: the same runner options, run by `cml` under systemd.
-fn startup_script(s: &RunnerSettings) -> StartupScript {
-    let mut args: Vec<String> = vec![
-        "runner".into(),
-        "--driver".into(),
-        s.driver.to_string(),
-        "--repo".into(),
-        s.repo.to_string(),
-        "--name".into(),
-        s.name.clone(),
-        "--labels".into(),
-        s.labels.to_string(),
-        "--idle-timeout".into(),
-        match s.idle_timeout {
-            IdleTimeout::Never => "never".into(),
-            IdleTimeout::After(d) => d.as_secs().max(1).to_string(),
-        },
-        "--workdir".into(),
-        MACHINE_WORKDIR.into(),
-        "--destroy-delay".into(),
-        s.destroy_delay.as_secs().to_string(),
-        "--self-terminate".into(),
-    ];
-    if s.single {
-        args.push("--single".into());
-    }
-    if s.no_retry {
-        args.push("--no-retry".into());
-    }
-    if let Some(v) = &s.github_runner_version {
-        args.push("--github-runner-version".into());
-        args.push(v.clone());
-    }
-    for v in &s.docker_volumes {
-        args.push("--docker-volumes".into());
-        args.push(v.clone());
-    }
-    let mut env: Vec<(String, String)> = vars::FORWARDED_TO_MACHINES
-        .iter()
-        .filter_map(|k| {
-            std::env::var(k)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(|v| (k.to_string(), v))
-        })
-        .collect();
-    if let Some(c) = &s.cloud {
-        env.push((vars::MACHINE_CLOUD.to_string(), c.cloud.to_string()));
-    }
-    let secrets = match &s.credential {
-        Credential::Token { token, .. } => vec![("REPO_TOKEN".to_string(), token.clone())],
-        Credential::GithubApp { app_id, pem } => vec![
-            (vars::GITHUB_APP_ID.to_string(), Secret::new(app_id.clone())),
-            (vars::GITHUB_APP_PEM.to_string(), pem.clone()),
-        ],
-    };
-    StartupScript {
-        cml_url_template: s.cloud_cml_url.clone(),
-        cml_version: env!("CARGO_PKG_VERSION").into(),
-        cml_sha256: s.cloud_cml_sha256.clone(),
-        user_script: s.cloud.as_ref().and_then(|c| c.startup_script.clone()),
-        runner_args: args,
-        max_lifetime: s.cloud_max_lifetime,
-        env,
-        secrets,
-    }
 }

@@ -10,6 +10,7 @@ mod agent;
 pub mod cleanup;
 mod cloud;
 mod forge;
+mod machine;
 mod registration;
 mod signals;
 mod supervise;
@@ -38,6 +39,12 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
     let agent = match s.cloud {
         Some(_) => None,
         None => Some(Agent::choose(&s)),
+    };
+    // The job user is resolved before anything is registered. On a cloud machine the
+    // startup script has created it; a launcher only passes the name on.
+    let run_as = match (&s.job_user, &s.cloud) {
+        (Some(user), None) => Some(job_user(user)?),
+        _ => None,
     };
     let client = tokio::select! {
         r = forge::connect(&s, agent.as_ref().and_then(Agent::runtime_label)) => r.map_err(Failure::error)?,
@@ -107,6 +114,7 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         forge,
         &agent,
         registration,
+        run_as.as_ref(),
         &mut registered,
         &mut signals,
     )
@@ -140,12 +148,16 @@ async fn registered_lifecycle(
     forge: &dyn Forge,
     agent: &Agent,
     registration: Registration,
+    run_as: Option<&cml_agent::RunAs>,
     registered: &mut Registered<'_>,
     signals: &mut Signals,
 ) -> Result<supervise::Ended, Failure> {
-    let env = cml_agent::env::agent_env(&forge.secrets());
+    let mut env = cml_agent::env::agent_env(&forge.secrets());
+    if let Some(user) = run_as {
+        user.apply_env(&mut env);
+    }
     let process = tokio::select! {
-        r = agent.start(s, registration, &env) => r.map_err(|e| Failure::error(e.into()))?,
+        r = agent.start(s, registration, &env, run_as) => r.map_err(|e| Failure::error(e.into()))?,
         sig = signals.recv() => {
             tracing::info!(status = "terminated", reason = "signal", "stopped by signal {sig} while configuring");
             return Ok(supervise::Ended { code: ExitCode::from_signal(sig), interrupted_job: None });
@@ -240,6 +252,20 @@ pub async fn terminate_this_machine(delay: std::time::Duration) {
             }
         }
     }
+}
+
+/// The `--cloud-job-user` the agent will run as: an existing unprivileged user, and `cml`
+/// running as root (only root can start a process as another user).
+fn job_user(name: &str) -> Result<cml_agent::RunAs, Failure> {
+    let user = cml_agent::RunAs::lookup(name).map_err(|e| Failure::usage(e.into()))?;
+    // SAFETY: geteuid(2) reads this process's effective user id; it cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--cloud-job-user={name}: cml runs as an unprivileged user and cannot start the agent as another one\nhint: run cml as root, or leave --cloud-job-user unset to run jobs as yourself; nothing was registered"
+        )));
+    }
+    tracing::info!("the agent and its jobs run as {name} (uid {})", user.uid);
+    Ok(user)
 }
 
 fn terminated_before_registration(sig: i32) -> ExitCode {
