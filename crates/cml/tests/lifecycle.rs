@@ -497,6 +497,72 @@ fn no_secret_reaches_logs_command_lines_or_job_steps() {
     }
 }
 
+/// The supervisor is handed its token through its environment, or on its command line; once
+/// it runs, neither `/proc/PID/environ` nor `/proc/PID/cmdline` (which the kernel shows from
+/// the memory the process started with, whatever it did with its environment since) holds it.
+#[test]
+fn the_supervisor_keeps_no_secret_in_its_environment_or_command_line() {
+    const ENV_PAT: &str = "ghp_scrubenvtestonlytoken012345678";
+    const ARG_PAT: &str = "ghp_scrubargtestonlytoken012345678";
+    const UNUSED: &str = "glpat-unusedscrubtestonlytoken0123";
+    let w = World::with(|c| {
+        for token in [ENV_PAT, ARG_PAT] {
+            c.pats.push(Pat {
+                token: token.into(),
+                admin: true,
+            })
+        }
+    });
+    let repo = w.repo_url();
+    let read = |pid: u32, what: &str| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/{what}")).unwrap())
+            .replace('\0', " ")
+    };
+    for (name, token_arg) in [("lc-scrub-env", None), ("lc-scrub-arg", Some(ARG_PAT))] {
+        let workdir = w.workdir(name);
+        let mut args = vec![
+            "runner",
+            "--driver=github",
+            "--repo",
+            &repo,
+            "--name",
+            name,
+            "--labels=s",
+            "--idle-timeout=never",
+            "--workdir",
+            workdir.to_str().unwrap(),
+        ];
+        if let Some(token) = token_arg {
+            args.extend(["--token", token]);
+        }
+        let mut cmd = w.cml(&args);
+        cmd.env("GITLAB_TOKEN", UNUSED);
+        if token_arg.is_none() {
+            cmd.env("REPO_TOKEN", ENV_PAT);
+        }
+        let mut r = Running::spawn(cmd);
+        r.wait_status("ready", SECS(20));
+        let pid = r.child.id();
+        let environ = read(pid, "environ");
+        assert!(environ.contains("PATH="), "{environ}");
+        let cmdline = read(pid, "cmdline");
+        assert!(cmdline.contains("--workdir"), "{cmdline}");
+        for secret in [ENV_PAT, ARG_PAT, UNUSED] {
+            assert!(!environ.contains(secret), "{name}: environ holds {secret}");
+            assert!(
+                !cmdline.contains(secret),
+                "{name}: cmdline holds {secret}: {cmdline}"
+            );
+        }
+        r.signal(libc::SIGTERM);
+        assert_eq!(r.wait_exit(SECS(20)), 143, "{}", r.output());
+        assert!(
+            w.runner_names().is_empty(),
+            "the token still worked: the runner was deregistered"
+        );
+    }
+}
+
 /// CML's on-premise example, run exactly as its documentation writes it, inside a GitHub
 /// workflow (where `GITHUB_REPOSITORY` names the forge) with the default work directory.
 #[test]
