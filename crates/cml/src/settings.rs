@@ -570,14 +570,14 @@ fn job_user(
         return Err(SettingsError::Value {
             option: "cloud-job-user",
             value: user,
-            reason: "a user name is 1 to 32 lower-case letters, digits, '_' or '-', starting with a letter or '_'",
+            reason: "a user name is 1 to 32 lower-case letters, digits, '_' or '-', starting with a letter or '_'\nhint: pass an unprivileged user's name (a cloud machine creates it), or leave it unset to run jobs as root",
         });
     }
     if forced_agent_mode == Some(AgentMode::Docker) && driver != Driver::Github {
         return Err(SettingsError::Value {
             option: "cloud-job-user",
             value: user,
-            reason: "the job user has no Docker access, so jobs cannot run in Docker (unset CML_GITLAB_EXECUTOR / CML_BITBUCKET_RUNTIME: jobs then run in the job user's shell)",
+            reason: "the job user has no Docker access, so jobs cannot run in Docker\nhint: unset CML_GITLAB_EXECUTOR / CML_BITBUCKET_RUNTIME (jobs then run in the job user's shell), or leave --cloud-job-user unset",
         });
     }
     Ok(Some(user))

@@ -341,6 +341,42 @@ fn cloud_options_are_validated_before_anything_happens() {
 }
 
 #[test]
+fn a_bad_job_user_fails_before_anything_is_registered() {
+    let w = World::new();
+    let repo = w.repo_url();
+    let workdir = w.workdir("lc-job-user");
+    for (user, needle) in [
+        (
+            "no-such-user-here",
+            "cannot run jobs as user no-such-user-here: no such user",
+        ),
+        ("Not A Name", "invalid --cloud-job-user"),
+    ] {
+        let flag = format!("--cloud-job-user={user}");
+        let mut r = Running::spawn(w.cml(&[
+            "runner",
+            "--driver=github",
+            "--repo",
+            &repo,
+            "--token",
+            PAT,
+            "--workdir",
+            workdir.to_str().unwrap(),
+            &flag,
+        ]));
+        assert_eq!(r.wait_exit(SECS(20)), 2, "{user}: {}", r.output());
+        assert!(r.output().contains(needle), "{user}: {}", r.output());
+        assert!(r.output().contains("hint:"), "{user}: {}", r.output());
+    }
+    assert!(
+        w.sim.requests().is_empty(),
+        "no API call: {:?}",
+        w.sim.requests()
+    );
+    assert_eq!(w.sim.registration_tokens_issued(), 0);
+}
+
+#[test]
 fn runner_launch_is_the_same_command_and_help_is_fast_to_reach() {
     let w = World::new();
     let out = w.cml(&["runner", "launch", "--help"]).output().unwrap();
