@@ -180,6 +180,14 @@ impl AgentProcess {
         (info, in_time)
     }
 
+    /// Sends `signal` to the agent's process group (gitlab-runner's graceful stop is SIGQUIT:
+    /// it finishes the running job and takes no new one). Does nothing once it has exited.
+    pub fn signal(&self, signal: i32) {
+        if self.exited.is_none() {
+            self.kill_group(signal);
+        }
+    }
+
     /// The last lines the agent printed (both streams), oldest first.
     pub fn tail(&self) -> Vec<String> {
         self.tail

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 static CAPTURED: OnceLock<Vec<(String, String)>> = OnceLock::new();
 
 /// Variables that carry a credential, besides the agent's (`cml_agent::env`).
-const MORE_SECRETS: &[&str] = &["CML_RUNNER_CLOUD_SSH_PRIVATE"];
+const MORE_SECRETS: &[&str] = &["CML_RUNNER_CLOUD_SSH_PRIVATE", "CML_GITLAB_RUNNER_TOKEN"];
 
 /// Options whose value is a credential.
 const SECRET_OPTIONS: &[&str] = &["--token", "--driver-token"];

@@ -51,6 +51,12 @@ pub mod vars {
     pub const BITBUCKET_RUNTIME: &str = "CML_BITBUCKET_RUNTIME";
     /// GitHub's job time limit for self-hosted runners, in seconds (default 5 days).
     pub const JOB_TIME_LIMIT: &str = "CML_JOB_TIME_LIMIT";
+    /// On a cloud machine whose launcher created the GitLab runner: the runner's id, the
+    /// instance's web URL, and (in the credentials file) the runner's own token, which is
+    /// then the machine's only credential.
+    pub const GITLAB_RUNNER_ID: &str = "CML_GITLAB_RUNNER_ID";
+    pub const GITLAB_URL: &str = "CML_GITLAB_URL";
+    pub const GITLAB_RUNNER_TOKEN: &str = "CML_GITLAB_RUNNER_TOKEN";
     /// On a cloud machine: which cloud it is (`aws`, `gcp`, `azure`), for interruption
     /// notices; written by the launcher, `aws` when unset.
     pub const MACHINE_CLOUD: &str = "CML_MACHINE_CLOUD";
@@ -99,6 +105,8 @@ pub enum SettingsError {
     NoHome,
     #[error("cannot read the credentials file {path}: {reason}\nhint: it is written by the launcher as root-only `KEY=\"value\"` lines (chmod 600, owned by root)")]
     CredentialsFile { path: String, reason: String },
+    #[error("CML_GITLAB_RUNNER_ID is set but {missing} is not\nhint: the launcher sets these together on a cloud machine; unset CML_GITLAB_RUNNER_ID to register a new runner with an access token")]
+    OwnRunner { missing: &'static str },
 }
 
 /// How the agent runs jobs, when forced by `CML_GITLAB_EXECUTOR` / `CML_BITBUCKET_RUNTIME`.
@@ -183,6 +191,17 @@ pub struct RunnerSettings {
     pub log_level: LogLevel,
     /// `--cloud-job-user`: the unprivileged user the agent and its jobs run as; `None` = root.
     pub job_user: Option<String>,
+    /// On a cloud machine: the GitLab runner the launcher created, whose own token is the
+    /// credential (see [`vars::GITLAB_RUNNER_ID`]).
+    pub gitlab_own_runner: Option<OwnRunner>,
+}
+
+/// A GitLab runner created by the launcher, as its machine knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnRunner {
+    pub id: String,
+    /// The instance's web URL, with its sub-path if any.
+    pub url: String,
 }
 
 /// A cloud machine's default hard lifetime: GitHub stops a self-hosted job after 5 days, so no
@@ -312,22 +331,33 @@ pub fn resolve_runner(
     let driver = infer_driver(explicit_driver, &repo, |k| env.get(k))?;
 
     let cloud = cloud::validate(&cloud_args(args, env))?;
-    let credential = match pick(
+    let file = match pick(
         args.credentials_file.clone(),
         env,
         &["CML_RUNNER_CREDENTIALS_FILE"],
     ) {
-        None => credential(global, env, driver)?,
-        Some(path) => {
-            let file = read_credentials_file(&path)?;
-            let layered = |k: &str| {
-                file.iter()
-                    .find(|(name, _)| name == k)
-                    .map(|(_, v)| v.clone())
-                    .or_else(|| env.get(k))
-            };
-            credential(global, &layered, driver)?
-        }
+        None => Vec::new(),
+        Some(path) => read_credentials_file(&path)?,
+    };
+    let layered = |k: &str| {
+        file.iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| env.get(k))
+    };
+    let gitlab_own_runner = own_runner(&layered, driver)?;
+    let credential = match &gitlab_own_runner {
+        Some(_) => Credential::Token {
+            token: Secret::new(
+                layered(vars::GITLAB_RUNNER_TOKEN)
+                    .filter(|t| !t.trim().is_empty())
+                    .ok_or(SettingsError::OwnRunner {
+                        missing: vars::GITLAB_RUNNER_TOKEN,
+                    })?,
+            ),
+            source: vars::GITLAB_RUNNER_TOKEN.into(),
+        },
+        None => credential(global, &layered, driver)?,
     };
 
     let workdir = match pick(
@@ -535,7 +565,26 @@ pub fn resolve_runner(
         .map(Secret::new),
         log_level: log_level(global, env)?,
         job_user,
+        gitlab_own_runner,
     })
+}
+
+/// The GitLab runner the launcher created for this machine, when `CML_GITLAB_RUNNER_ID` says
+/// there is one (GitLab only).
+fn own_runner(env: &dyn Env, driver: Driver) -> Result<Option<OwnRunner>, SettingsError> {
+    let Some(id) = env
+        .get(vars::GITLAB_RUNNER_ID)
+        .filter(|v| !v.trim().is_empty() && driver == Driver::Gitlab)
+    else {
+        return Ok(None);
+    };
+    let url = env
+        .get(vars::GITLAB_URL)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(SettingsError::OwnRunner {
+            missing: vars::GITLAB_URL,
+        })?;
+    Ok(Some(OwnRunner { id, url }))
 }
 
 /// `--cloud-job-user`, checked: a portable user name (`root` means the default, no switch),

@@ -5,7 +5,7 @@
 mod harness;
 
 use harness::moto::{Moto, REGION};
-use harness::{Running, World, PAT, SECS};
+use harness::{Kind, Running, World, PAT, SECS};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -669,4 +669,124 @@ fn spot_interruption(no_retry: bool) {
 
 fn service_log(root: &Path) -> String {
     std::fs::read_to_string(root.join("cml.service.log")).unwrap_or_default()
+}
+
+/// A GitLab runner launched with `--no-retry`: the launcher creates the runner itself, so the
+/// machine (its user-data, its files, its logs) never holds the access token, only the
+/// runner's own token. The machine runs a job, idles out, and the runner deletes itself with
+/// that token (`DELETE /api/v4/runners`); then the machine removes itself.
+#[test]
+fn a_gitlab_machine_without_retries_never_holds_the_access_token() {
+    let w = World::of(Kind::Gitlab);
+    let moto = Moto::start();
+    let ec2 = moto.ec2();
+    let access_token = Kind::Gitlab.token();
+    let mut cmd = w.runner_command(
+        "aws-gitlab",
+        &[
+            "--cloud=aws",
+            "--cloud-region=us-east",
+            "--cloud-type=m",
+            "--labels=cml-gpu",
+            "--cloud-cml-url=https://releases.example.invalid/cml-{version}-{arch}",
+            "--idle-timeout=3",
+            "--destroy-delay=0",
+            "--no-retry",
+        ],
+    );
+    for (k, v) in moto.env() {
+        cmd.env(k, v);
+    }
+    cmd.env("CML_CLOUD_POLL_INTERVAL", "0.2");
+    let mut launch = Running::spawn(cmd);
+    let instance = wait_for("the instance", SECS(60), || {
+        ec2.live_instances().into_iter().find(|i| {
+            i.tags
+                .iter()
+                .any(|(k, v)| k == "cml:id" && v == "aws-gitlab")
+        })
+    });
+    let runner = w
+        .runners()
+        .into_iter()
+        .find(|r| r.name == "aws-gitlab")
+        .expect("the launcher created the runner before the machine");
+    let user_data = ec2.user_data(&instance.id);
+    assert!(
+        !user_data.contains(access_token),
+        "the access token is not in user-data"
+    );
+    assert!(
+        user_data.contains("CML_GITLAB_RUNNER_TOKEN=\"glrt-"),
+        "{user_data}"
+    );
+    let imds = cml_sim::ImdsServer::start(&instance.id, REGION).unwrap();
+    let root = boot(&w, &moto, &user_data, &imds);
+    assert_eq!(
+        launch.wait_exit(SECS(90)),
+        0,
+        "{}\nmachine log:\n{}",
+        launch.output(),
+        service_log(&root)
+    );
+    let credentials = std::fs::read_to_string(root.join("etc/cml/credentials")).unwrap();
+    assert!(
+        credentials.starts_with("CML_GITLAB_RUNNER_TOKEN=") && credentials.lines().count() == 1,
+        "only the runner token is on the machine"
+    );
+
+    let job = w.queue_job("train", &["cml-gpu"], "echo training");
+    wait_for("the job to succeed", SECS(60), || {
+        (w.job(&job).state == cml_sim::JobState::Succeeded).then_some(())
+    });
+    let start = Instant::now();
+    while !ec2.live_instances().is_empty() {
+        assert!(
+            start.elapsed() < SECS(60),
+            "the instance did not terminate itself; machine log:\n{}",
+            service_log(&root)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(w.runners().is_empty(), "{:?}", w.runners());
+    assert_eq!(
+        w.sim.gitlab_token_deletes(),
+        [runner.id.clone()],
+        "the runner deleted itself with its own token"
+    );
+    let log = service_log(&root);
+    assert!(!log.contains(access_token), "{log}");
+    assert!(log.contains("holds only its runner token"), "{log}");
+}
+
+/// A machine's GitLab runner holding only its own token cannot ask GitLab whether it has just
+/// taken a job. Here gitlab-runner takes one without printing so (as in the moment between
+/// taking a job and saying it), so `cml` sees the runner idle and its idle timeout expires
+/// mid-job: the agent is told to finish its work and take no more (SIGQUIT), the job
+/// succeeds, and only then is the runner deleted.
+#[test]
+fn a_runner_with_only_its_own_token_lets_a_just_taken_job_finish_at_the_idle_timeout() {
+    let w = World::of(Kind::Gitlab);
+    let (id, token) = w
+        .sim
+        .gitlab_create_runner(Kind::Gitlab.repo_path(), "gl-own", &["s"]);
+    let job = w.queue_job("just-taken", &["s"], "sleep 3; echo finished");
+    let imds = cml_sim::ImdsServer::start("i-0gitlabown", REGION).unwrap();
+    let (mut cmd, _machine) = w.machine_runner_command(
+        "gl-own",
+        &["--labels=s", "--idle-timeout=1", "--no-retry"],
+        &imds,
+    );
+    cmd.env("CML_GITLAB_RUNNER_ID", &id)
+        .env("CML_GITLAB_URL", w.sim.url())
+        .env("CML_GITLAB_RUNNER_TOKEN", &token)
+        .env("CML_SIM_GITLAB_QUIET_JOBS", "1");
+    let mut r = Running::spawn(cmd);
+    assert_eq!(r.wait_exit(SECS(60)), 0, "{}", r.output());
+    let out = r.output();
+    assert_eq!(w.job(&job).state, cml_sim::JobState::Succeeded, "{out}");
+    assert!(out.contains("finishes any job it has and stops"), "{out}");
+    assert_eq!(w.sim.gitlab_token_deletes(), [id]);
+    assert!(w.runners().is_empty());
+    assert!(!out.contains(&token), "{out}");
 }

@@ -13,7 +13,10 @@
 //!   what keeps the idle timer from ever killing a job.
 //! - The token and every minted runner token are secrets: never in `Debug`, errors or logs.
 
+mod own;
 mod report;
+
+pub use own::OwnRunner;
 
 use async_trait::async_trait;
 use cml_core::repo::RepoUrl;

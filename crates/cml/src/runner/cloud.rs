@@ -37,10 +37,23 @@ pub async fn launch(
             .with_poll_interval(s.cloud_poll_interval),
         sig = signals.recv() => return Ok(ExitCode::from_signal(sig)),
     };
+    // A GitLab runner without re-runs is created here, so the machine gets only its own
+    // token; a failure or signal from here on tears down like any other.
+    let own = if super::machine::hands_over_runner_token(s) {
+        tokio::select! {
+            r = create_gitlab_runner(s, forge) => match r {
+                Ok(own) => Some(own),
+                Err(e) => return Err(teardown(s, &provider, &Created::new(), forge, LaunchError::Failed(e)).await),
+            },
+            sig = signals.recv() => return Err(teardown(s, &provider, &Created::new(), forge, LaunchError::Signal(sig)).await),
+        }
+    } else {
+        None
+    };
     let machine_spec = MachineSpec {
         name: s.name.clone(),
         cloud: spec.clone(),
-        user_data: super::machine::startup_script(s).render(),
+        user_data: super::machine::startup_script(s, own.as_ref()).render(),
         tags: resource_tags(
             &s.name,
             &s.repo.to_string(),
@@ -80,6 +93,28 @@ pub async fn launch(
         machine.public_ip.as_deref().or(machine.private_ip.as_deref()).unwrap_or("none"),
     );
     Ok(ExitCode::Success)
+}
+
+/// Creates the machine's GitLab runner (see [`super::machine::hands_over_runner_token`]).
+async fn create_gitlab_runner(
+    s: &RunnerSettings,
+    forge: &dyn Forge,
+) -> anyhow::Result<super::machine::GitlabRunner> {
+    let registration = forge.registration(&s.name, &s.labels).await?;
+    crate::logging::add_secrets(forge.secrets());
+    match registration {
+        cml_forge::Registration::Gitlab { url, id, token } => {
+            tracing::info!(
+                "created GitLab runner {} (id {id}); the machine gets only its runner token",
+                s.name
+            );
+            Ok(super::machine::GitlabRunner { url, id, token })
+        }
+        _ => anyhow::bail!(
+            "{} answered a registration that is not GitLab's",
+            forge.scope()
+        ),
+    }
 }
 
 async fn create_and_register(

@@ -7,22 +7,45 @@
 //! back the same machine-relevant settings (the round trip is tested below). Launcher-only
 //! settings (the `--cloud-*` options, `--reuse`, the launcher's work directory) do not go.
 //! No secret is among the arguments or the environment.
+//!
+//! The credential: the launcher's (token or GitHub App), except for a GitLab runner without
+//! re-runs (`--no-retry`): the launcher then creates the runner itself and the machine gets
+//! only that runner's own token ([`GitlabRunner`]), which lets it run jobs and delete the
+//! runner, nothing else. Re-running interrupted jobs needs the access token, so with re-runs
+//! on it goes to the machine as before.
 
 use crate::settings::{vars, AgentMode, Credential, LogLevel, RunnerSettings, DEFAULT_JOB_LIMIT};
 use cml_core::startup::{StartupScript, MACHINE_WORKDIR};
 use cml_core::{Driver, IdleTimeout, Secret};
 use std::time::Duration;
 
-/// The machine's startup script: the runner's settings, run by `cml` under systemd.
-pub fn startup_script(s: &RunnerSettings) -> StartupScript {
+/// A GitLab runner the launcher created, handed to the machine instead of the access token.
+pub struct GitlabRunner {
+    /// The instance's web URL, with its sub-path.
+    pub url: String,
+    pub id: String,
+    /// The runner's own authentication token.
+    pub token: Secret,
+}
+
+/// Whether the launcher creates the runner and hands the machine only the runner's own
+/// token: GitLab, whose runners can delete themselves with it, when interrupted jobs are not
+/// re-run (that needs the access token).
+pub fn hands_over_runner_token(s: &RunnerSettings) -> bool {
+    s.driver == Driver::Gitlab && s.no_retry && s.cloud.is_some()
+}
+
+/// The machine's startup script: the runner's settings, run by `cml` under systemd; `own` is
+/// the runner the launcher created, when it did.
+pub fn startup_script(s: &RunnerSettings, own: Option<&GitlabRunner>) -> StartupScript {
     StartupScript {
         cml_url_template: s.cloud_cml_url.clone(),
         cml_version: env!("CARGO_PKG_VERSION").into(),
         cml_sha256: s.cloud_cml_sha256.clone(),
         user_script: s.cloud.as_ref().and_then(|c| c.startup_script.clone()),
         runner_args: machine_args(s),
-        env: machine_env(s),
-        secrets: machine_secrets(s),
+        env: machine_env(s, own),
+        secrets: machine_secrets(s, own),
         max_lifetime: s.cloud_max_lifetime,
         job_user: s.job_user.clone(),
     }
@@ -84,9 +107,14 @@ pub fn machine_args(s: &RunnerSettings) -> Vec<String> {
 }
 
 /// The machine runner's environment (none of it secret): where agents are downloaded from
-/// and how they run jobs when that differs from the defaults, the job time limit, the cloud.
-pub fn machine_env(s: &RunnerSettings) -> Vec<(String, String)> {
+/// and how they run jobs when that differs from the defaults, the job time limit, the cloud,
+/// and which runner the launcher created (`own`), if it did.
+pub fn machine_env(s: &RunnerSettings, own: Option<&GitlabRunner>) -> Vec<(String, String)> {
     let mut env = Vec::new();
+    if let Some(own) = own {
+        env.push((vars::GITLAB_RUNNER_ID.into(), own.id.clone()));
+        env.push((vars::GITLAB_URL.into(), own.url.clone()));
+    }
     for (var, value, default) in [
         (
             vars::GITHUB_RUNNER_RELEASES_URL,
@@ -140,8 +168,12 @@ pub fn machine_env(s: &RunnerSettings) -> Vec<(String, String)> {
     env
 }
 
-/// The machine's credential, as the variables `cml` reads it from.
-pub fn machine_secrets(s: &RunnerSettings) -> Vec<(String, Secret)> {
+/// The machine's credential, as the variables `cml` reads it from: the runner's own token
+/// when the launcher created the runner (`own`), else the launcher's credential.
+pub fn machine_secrets(s: &RunnerSettings, own: Option<&GitlabRunner>) -> Vec<(String, Secret)> {
+    if let Some(own) = own {
+        return vec![(vars::GITLAB_RUNNER_TOKEN.to_string(), own.token.clone())];
+    }
     match &s.credential {
         Credential::Token { token, .. } => vec![("REPO_TOKEN".to_string(), token.clone())],
         Credential::GithubApp { app_id, pem } => vec![
@@ -203,7 +235,7 @@ mod tests {
     fn on_the_machine(s: &RunnerSettings) -> RunnerSettings {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("credentials");
-        let secrets: Vec<(String, String)> = machine_secrets(s)
+        let secrets: Vec<(String, String)> = machine_secrets(s, None)
             .into_iter()
             .map(|(k, v)| (k, v.expose().to_string()))
             .collect();
@@ -222,7 +254,7 @@ mod tests {
         let mut args = machine_args(s);
         args.push("--credentials-file".into());
         args.push(file.to_string_lossy().into_owned());
-        let env: HashMap<String, String> = machine_env(s).into_iter().collect();
+        let env: HashMap<String, String> = machine_env(s, None).into_iter().collect();
         let (global, runner) = parse(args);
         resolve_runner(&global, &runner, &|k: &str| env.get(k).cloned(), || None)
             .unwrap_or_else(|e| panic!("the machine cannot resolve its settings: {e}"))
@@ -270,7 +302,7 @@ mod tests {
         assert!(machine.self_terminate, "the machine removes itself");
         assert!(machine.cloud.is_none(), "the machine launches no machine");
         assert_eq!(machine.workdir, std::path::Path::new(MACHINE_WORKDIR));
-        let machine_cloud = machine_env(&launcher)
+        let machine_cloud = machine_env(&launcher, None)
             .into_iter()
             .find(|(k, _)| k == vars::MACHINE_CLOUD);
         assert_eq!(
@@ -278,11 +310,15 @@ mod tests {
             Some((vars::MACHINE_CLOUD.into(), "aws".into()))
         );
         // Nothing secret on the command line or in the environment.
-        let secrets: Vec<String> = machine_secrets(&launcher)
+        let secrets: Vec<String> = machine_secrets(&launcher, None)
             .into_iter()
             .map(|(_, v)| v.expose().to_string())
             .collect();
-        let visible = format!("{:?} {:?}", machine_args(&launcher), machine_env(&launcher));
+        let visible = format!(
+            "{:?} {:?}",
+            machine_args(&launcher),
+            machine_env(&launcher, None)
+        );
         for secret in secrets {
             assert!(!visible.contains(&secret), "{visible}");
         }
@@ -378,6 +414,71 @@ mod tests {
     }
 
     #[test]
+    fn a_gitlab_machine_without_retries_gets_only_its_runner_token() {
+        let args = [
+            "runner",
+            "--cloud=aws",
+            "--repo=https://gitlab.example.com/sub/g/p",
+            "--name=gl-1",
+            "--labels=a,b",
+        ];
+        let env = [("HOME", "/h"), ("GITLAB_TOKEN", "glpat-accesstoken")];
+        // Re-runs on: the access token goes, as it must for re-runs.
+        let with_retries = resolve(&args, &env);
+        assert!(!hands_over_runner_token(&with_retries));
+        let mut no_retry = args.to_vec();
+        no_retry.push("--no-retry");
+        let s = resolve(&no_retry, &env);
+        assert!(hands_over_runner_token(&s));
+        let own = GitlabRunner {
+            url: "https://gitlab.example.com/sub".into(),
+            id: "1234".into(),
+            token: Secret::new("glrt-runnertoken"),
+        };
+        let secrets = machine_secrets(&s, Some(&own));
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets[0].0, vars::GITLAB_RUNNER_TOKEN);
+        let script = startup_script(&s, Some(&own)).render();
+        assert!(!script.contains("glpat-accesstoken"), "{script}");
+        assert!(script.contains("CML_GITLAB_RUNNER_TOKEN=\"glrt-runnertoken\""));
+
+        // The machine resolves the runner and its token, and nothing else.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(&file, "CML_GITLAB_RUNNER_TOKEN=\"glrt-runnertoken\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut args = machine_args(&s);
+        args.extend([
+            "--credentials-file".into(),
+            file.to_string_lossy().into_owned(),
+        ]);
+        let env: HashMap<String, String> = machine_env(&s, Some(&own)).into_iter().collect();
+        let (global, runner) = parse(args);
+        let m = resolve_runner(&global, &runner, &|k: &str| env.get(k).cloned(), || None).unwrap();
+        assert_eq!(
+            m.gitlab_own_runner,
+            Some(crate::settings::OwnRunner {
+                id: "1234".into(),
+                url: "https://gitlab.example.com/sub".into()
+            })
+        );
+        assert!(
+            matches!(&m.credential, Credential::Token { token, source } if token.expose() == "glrt-runnertoken" && source == vars::GITLAB_RUNNER_TOKEN)
+        );
+        assert!(m.no_retry);
+        // Without its token, the machine refuses to start.
+        std::fs::write(&file, "").unwrap();
+        let err = resolve_runner(&global, &runner, &|k: &str| env.get(k).cloned(), || None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CML_GITLAB_RUNNER_TOKEN") && err.contains("hint:"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn settings_that_used_to_stay_behind_reach_the_machine() {
         let s = resolve(
             &[
@@ -396,9 +497,9 @@ mod tests {
         assert!(args.contains("--stop-grace 45"), "{args}");
         assert!(args.contains("--job-time-limit-margin 1800"), "{args}");
         assert!(
-            machine_env(&s).contains(&(vars::JOB_TIME_LIMIT.into(), "7200".into())),
+            machine_env(&s, None).contains(&(vars::JOB_TIME_LIMIT.into(), "7200".into())),
             "{:?}",
-            machine_env(&s)
+            machine_env(&s, None)
         );
     }
 }

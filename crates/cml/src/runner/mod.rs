@@ -46,9 +46,13 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         (Some(user), None) => Some(job_user(user)?),
         _ => None,
     };
-    let client = tokio::select! {
-        r = forge::connect(&s, agent.as_ref().and_then(Agent::runtime_label)) => r.map_err(Failure::error)?,
-        sig = signals.recv() => return Ok(terminated_before_registration(sig)),
+    let client = match &s.gitlab_own_runner {
+        // On a cloud machine whose launcher created the GitLab runner: its own token only.
+        Some(own) => own_gitlab_runner(&s, own)?,
+        None => tokio::select! {
+            r = forge::connect(&s, agent.as_ref().and_then(Agent::runtime_label)) => r.map_err(Failure::error)?,
+            sig = signals.recv() => return Ok(terminated_before_registration(sig)),
+        },
     };
     let forge = client.as_ref();
     logging::add_secrets(forge.secrets());
@@ -66,10 +70,15 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         }
     );
 
-    // 1. The token works and the reuse rules allow launching (nothing registered yet).
-    let runners = tokio::select! {
+    // 1. The token works and the reuse rules allow launching (nothing registered yet). A
+    // runner the launcher created exists by design: it is only checked when it is started.
+    let runners = if s.gitlab_own_runner.is_some() {
+        Vec::new()
+    } else {
+        tokio::select! {
         r = forge.runners() => r.map_err(|e| Failure::error(e.into()))?,
         sig = signals.recv() => return Ok(terminated_before_registration(sig)),
+        }
     };
     match decide(&runners, &s.name, &s.labels, s.reuse, s.reuse_idle) {
         ReuseDecision::Launch => {}
@@ -252,6 +261,34 @@ pub async fn terminate_this_machine(delay: std::time::Duration) {
             }
         }
     }
+}
+
+/// The GitLab runner the launcher created for this machine, seen with its own token.
+fn own_gitlab_runner(
+    s: &RunnerSettings,
+    own: &crate::settings::OwnRunner,
+) -> Result<Box<dyn Forge>, Failure> {
+    let crate::settings::Credential::Token { token, .. } = &s.credential else {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "a GitLab runner created by the launcher needs its runner token"
+        )));
+    };
+    logging::add_secrets([token.expose().to_string()]);
+    let runner = cml_forge::gitlab::OwnRunner::new(
+        &own.url,
+        &own.id,
+        &s.name,
+        &s.labels,
+        token.clone(),
+        cml_forge::RetryPolicy::default(),
+    )
+    .map_err(|e| Failure::error(e.into()))?;
+    tracing::info!(
+        "GitLab runner {} (id {}) was created by the launcher; this machine holds only its runner token",
+        s.name,
+        own.id
+    );
+    Ok(Box::new(runner))
 }
 
 /// The `--cloud-job-user` the agent will run as: an existing unprivileged user, and `cml`

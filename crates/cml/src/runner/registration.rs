@@ -47,6 +47,12 @@ impl<'a> Registered<'a> {
         }
     }
 
+    /// Whether the forge can tell that the runner is running a job; when it cannot, the
+    /// runner may only be deleted after its agent stopped taking jobs.
+    pub fn sees_running_jobs(&self) -> bool {
+        self.forge.sees_running_jobs()
+    }
+
     /// One attempt while the agent may still run: `Busy` is returned, not retried.
     pub async fn try_deregister(&mut self) -> anyhow::Result<Deleted> {
         if self.done {
