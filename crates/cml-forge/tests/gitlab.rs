@@ -201,7 +201,7 @@ fn a_runner_with_its_own_token_checks_and_deletes_itself() {
             Deleted::AlreadyGone
         );
         assert!(r.runners().await.unwrap().is_empty());
-        assert_eq!(sim.gitlab_token_deletes(), [id.clone()]);
+        assert_eq!(sim.gitlab_token_deletes(), std::slice::from_ref(&id));
         assert!(sim.gitlab_runners().is_empty());
     });
 }

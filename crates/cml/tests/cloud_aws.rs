@@ -751,7 +751,7 @@ fn a_gitlab_machine_without_retries_never_holds_the_access_token() {
     assert!(w.runners().is_empty(), "{:?}", w.runners());
     assert_eq!(
         w.sim.gitlab_token_deletes(),
-        [runner.id.clone()],
+        [runner.id],
         "the runner deleted itself with its own token"
     );
     let log = service_log(&root);
