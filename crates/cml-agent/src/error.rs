@@ -60,4 +60,12 @@ pub enum AgentError {
     },
     #[error("configuring the runner failed (config.sh exited with {code}):\n{tail}")]
     Configure { code: String, tail: String },
+    #[error("cannot run jobs as user {user}: {reason}\nhint: pass --cloud-job-user an existing user that is not root and is in none of the groups root, sudo, admin, wheel, docker (cloud machines create a missing user themselves), or leave it unset to run jobs as root")]
+    JobUser { user: String, reason: String },
+    #[error("cannot give the work directory {path} to user {user}: {cause}\nhint: cml must run as root to run jobs as another user")]
+    JobUserWorkdir {
+        path: PathBuf,
+        user: String,
+        cause: std::io::Error,
+    },
 }

@@ -4,7 +4,7 @@
 //! (the runner reads any `--x` argument from `ACTIONS_RUNNER_INPUT_X`), never on its command
 //! line, where every local user could read it in the process list. `run.sh` gets no token.
 
-use crate::AgentError;
+use crate::{AgentError, RunAs};
 use cml_core::{Labels, Secret};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,8 +30,13 @@ pub struct ConfigureArgs {
     pub ephemeral: bool,
 }
 
-/// Runs `config.sh --unattended ...` with `env` (plus the token) and waits for it.
-pub async fn configure(args: &ConfigureArgs, env: &[(String, String)]) -> Result<(), AgentError> {
+/// Runs `config.sh --unattended ...` with `env` (plus the token) and waits for it; as
+/// `run_as` when given (the agent's files must then be that user's, see [`RunAs::own`]).
+pub async fn configure(
+    args: &ConfigureArgs,
+    env: &[(String, String)],
+    run_as: Option<&RunAs>,
+) -> Result<(), AgentError> {
     for f in LOCAL_CONFIG {
         let _ = std::fs::remove_file(args.dir.join(f));
     }
@@ -57,6 +62,7 @@ pub async fn configure(args: &ConfigureArgs, env: &[(String, String)]) -> Result
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    crate::process::prepare(&mut cmd, run_as);
     let out = cmd.output().await.map_err(|cause| AgentError::Spawn {
         program: "config.sh".into(),
         cause,

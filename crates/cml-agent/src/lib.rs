@@ -7,6 +7,8 @@
 //! - The agent's environment (and so every job step's) holds none of our tokens: see
 //!   [`env::agent_env`].
 //! - Output is split into whole lines whatever the pipe's read sizes are.
+//! - An agent starts with default signal dispositions and an empty signal mask, whatever the
+//!   supervisor inherited, and optionally as an unprivileged user ([`user::RunAs`]).
 
 pub mod bitbucket;
 pub mod env;
@@ -15,6 +17,8 @@ pub mod github;
 pub mod gitlab;
 pub mod install;
 pub mod process;
+pub mod user;
 
 pub use error::AgentError;
 pub use process::{AgentProcess, Line, Stream};
+pub use user::RunAs;

@@ -1,6 +1,6 @@
 //! A running agent: its process group, its output as whole lines, and a graceful stop.
 
-use crate::AgentError;
+use crate::{AgentError, RunAs};
 use std::collections::VecDeque;
 use std::fmt;
 use std::process::Stdio;
@@ -66,28 +66,27 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    /// Starts `cmd` in a new process group with piped stdout/stderr and no stdin.
+    /// Starts `cmd` in a new process group with piped stdout/stderr and no stdin, prepared
+    /// by [`prepare`] (default signal dispositions, empty signal mask, killed with its
+    /// supervisor).
     ///
     /// The caller sets the program, arguments, working directory and environment.
-    pub fn spawn(mut cmd: Command, program: &str) -> Result<AgentProcess, AgentError> {
+    pub fn spawn(cmd: Command, program: &str) -> Result<AgentProcess, AgentError> {
+        AgentProcess::spawn_as(cmd, program, None)
+    }
+
+    /// [`AgentProcess::spawn`], the process running as `run_as` when given.
+    pub fn spawn_as(
+        mut cmd: Command,
+        program: &str,
+        run_as: Option<&RunAs>,
+    ) -> Result<AgentProcess, AgentError> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
-        #[cfg(target_os = "linux")]
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
-        // which is async-signal-safe and touches no memory of the parent. It asks the kernel
-        // to send SIGTERM to the agent if this supervisor dies without stopping it (SIGKILL,
-        // crash), so an agent is not left running unsupervised.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        prepare(&mut cmd, run_as);
         let mut child = cmd.spawn().map_err(|cause| AgentError::Spawn {
             program: program.to_string(),
             cause,
@@ -181,6 +180,14 @@ impl AgentProcess {
         (info, in_time)
     }
 
+    /// Sends `signal` to the agent's process group (gitlab-runner's graceful stop is SIGQUIT:
+    /// it finishes the running job and takes no new one). Does nothing once it has exited.
+    pub fn signal(&self, signal: i32) {
+        if self.exited.is_none() {
+            self.kill_group(signal);
+        }
+    }
+
     /// The last lines the agent printed (both streams), oldest first.
     pub fn tail(&self) -> Vec<String> {
         self.tail
@@ -201,6 +208,98 @@ impl AgentProcess {
             }
         }
     }
+}
+
+/// Makes the child of `cmd` start the way an agent must, whatever state the supervisor was
+/// started in. In the child, between `fork` and `exec`:
+/// - every signal disposition is reset to the default and the signal mask is emptied: an
+///   "ignore" disposition survives `exec`, so a supervisor started with SIGINT ignored (by
+///   `nohup`, from a script's background job, by some service managers) would otherwise hand
+///   the agent an ignored SIGINT, and the graceful stop would be lost;
+/// - with `run_as`, the process takes the user's supplementary groups, then its group, then
+///   its user id (in that order: once the user id is dropped, the groups can no longer be
+///   changed), so the agent and every job it runs hold none of root's rights;
+/// - on Linux it asks for SIGTERM when the supervisor dies without stopping it (SIGKILL, a
+///   crash), so an agent is never left running unsupervised. This comes after the user
+///   switch, because changing credentials clears that setting.
+///
+/// A failed step makes the spawn fail with that step's error; the supervisor is unchanged.
+pub fn prepare(cmd: &mut Command, run_as: Option<&RunAs>) {
+    // Everything the child needs is computed here, in the parent: between `fork` and `exec`
+    // only async-signal-safe calls are allowed, so nothing may allocate or lock there.
+    let ids = run_as.map(|u| (u.uid, u.gid, u.groups.clone()));
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec. It only makes system calls
+    // that are async-signal-safe (rt_sigaction, sigprocmask, setgroups, setgid, setuid, prctl,
+    // getppid) on memory it owns (`ids`, moved in before the fork, and locals); it takes no
+    // lock and allocates nothing, so it cannot deadlock on state another thread of the parent
+    // held at the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            for sig in 1..NSIG {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    set_default_disposition(sig);
+                }
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some((uid, gid, groups)) = &ids {
+                if libc::setgroups(groups.len() as _, groups.as_ptr()) != 0
+                    || libc::setgid(*gid) != 0
+                    || libc::setuid(*uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            #[cfg(target_os = "linux")]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The supervisor died before the request took effect: nobody would stop us.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            let _ = parent;
+            Ok(())
+        });
+    }
+}
+
+/// One more than the highest signal number on Linux (64 real-time signals included).
+const NSIG: libc::c_int = 65;
+
+/// Sets the disposition of `sig` to the default (`SIG_DFL`), including the two real-time
+/// signals the C library reserves for itself (32 and 33), whose dispositions its
+/// `sigaction` wrapper refuses to touch but which are inherited across `exec` like any other.
+///
+/// # Safety
+/// Async-signal-safe: one system call on a stack buffer.
+#[cfg(target_os = "linux")]
+unsafe fn set_default_disposition(sig: libc::c_int) {
+    // The kernel's `struct sigaction` is (handler, flags, [restorer,] mask): three or four
+    // words, depending on the architecture. An all-zero buffer of four words means handler
+    // SIG_DFL (0), no flags and an empty mask under either layout, so the raw
+    // `rt_sigaction(2)` call needs no per-architecture definition. The last argument is the
+    // size of the kernel's signal set (64 signals, 8 bytes).
+    let default = [0u64; 4];
+    libc::syscall(
+        libc::SYS_rt_sigaction,
+        sig as libc::c_long,
+        default.as_ptr(),
+        std::ptr::null_mut::<u64>(),
+        8 as libc::c_long,
+    );
+}
+
+#[cfg(not(target_os = "linux"))]
+unsafe fn set_default_disposition(sig: libc::c_int) {
+    libc::signal(sig, libc::SIG_DFL);
 }
 
 fn exit_info(status: Option<std::process::ExitStatus>) -> ExitInfo {
@@ -284,6 +383,80 @@ mod tests {
         );
         assert_eq!(exit.code, Some(3));
         assert_eq!(p.tail().len(), 4);
+    }
+
+    /// The dispositions `nohup` or a script's background job would give `cml`: SIGINT and
+    /// SIGQUIT ignored (and, for good measure, blocked in the spawning thread).
+    fn ignore_like_nohup() -> impl Drop {
+        struct Restore(libc::sighandler_t, libc::sighandler_t, libc::sigset_t);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: restores what `ignore_like_nohup` saw; plain signal(2) and
+                // sigprocmask(2) calls on this process and thread.
+                unsafe {
+                    libc::signal(libc::SIGINT, self.0);
+                    libc::signal(libc::SIGQUIT, self.1);
+                    libc::sigprocmask(libc::SIG_SETMASK, &self.2, std::ptr::null_mut());
+                }
+            }
+        }
+        // SAFETY: as above; the old mask is written into `old`.
+        unsafe {
+            let mut block: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut block);
+            libc::sigaddset(&mut block, libc::SIGINT);
+            libc::sigaddset(&mut block, libc::SIGQUIT);
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigprocmask(libc::SIG_BLOCK, &block, &mut old);
+            Restore(
+                libc::signal(libc::SIGINT, libc::SIG_IGN),
+                libc::signal(libc::SIGQUIT, libc::SIG_IGN),
+                old,
+            )
+        }
+    }
+
+    /// `SigIgn` and `SigBlk` of process `pid`, from /proc.
+    fn ignored_and_blocked(pid: i32) -> (String, String) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        (field("SigIgn:"), field("SigBlk:"))
+    }
+
+    #[tokio::test]
+    async fn an_agent_started_by_a_supervisor_ignoring_sigint_still_stops_gracefully() {
+        let (mut graceful, mut plain) = {
+            let _ignoring = ignore_like_nohup();
+            // A shell cannot trap a signal that was ignored when it started.
+            let graceful =
+                sh("trap 'echo bye; exit 0' INT; echo ready; while true; do sleep 0.02; done");
+            let mut cmd = Command::new("sleep");
+            cmd.arg("30");
+            (graceful, AgentProcess::spawn(cmd, "sleep").unwrap())
+        };
+        assert_eq!(
+            ignored_and_blocked(plain.pid()),
+            ("0000000000000000".into(), "0000000000000000".into()),
+            "the agent starts with no signal ignored and none blocked"
+        );
+        plain.stop(Duration::from_secs(5)).await;
+        let ready = tokio::time::timeout(Duration::from_secs(5), graceful.next()).await;
+        assert!(
+            matches!(&ready, Ok(Output::Line(l)) if l.text == "ready"),
+            "{ready:?}"
+        );
+        let (exit, in_time) = graceful.stop(Duration::from_secs(5)).await;
+        assert!(in_time, "SIGINT reached the agent's handler");
+        assert_eq!(exit.code, Some(0));
+        let (lines, _) = collect(&mut graceful).await;
+        assert_eq!(lines, ["bye"]);
     }
 
     #[tokio::test]

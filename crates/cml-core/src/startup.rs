@@ -1,18 +1,27 @@
 //! The startup script of a cloud runner machine, rendered from the launcher's settings.
 //!
 //! What the script guarantees, in order:
-//! 1. the secrets (forge token or GitHub App key) go into `/etc/cml/env`, a root-only file
-//!    (mode 0600 in a 0700 directory) that only the `cml` service reads — never the command
-//!    line, never the job steps' environment (the agent's environment is filtered by `cml`);
-//! 2. the user's `--cloud-startup-script` runs *before* anything else, so it can set up the
+//! 0. until `cml.service` runs, any failure (a command of the script, the user's script, the
+//!    download or its checksum) is logged to the console and powers the machine off, so a
+//!    machine whose setup failed does not live on until its maximum lifetime;
+//! 1. the secrets (forge token or GitHub App key) go into `/etc/cml/credentials`, a root-only
+//!    file (mode 0600 in a 0700 directory) whose *path* the `cml` service is given: never a
+//!    command line, never an environment (not the service's, not the job steps');
+//! 2. the user's `--cloud-startup-script` runs before `cml` is installed, so it can set up the
 //!    network, mounts or proxies the rest needs;
-//! 3. the same `cml` version as the launcher is installed from a release URL template
+//! 3. with a job user (`--cloud-job-user`): the user exists (created when missing) and has no
+//!    root-equivalent group or sudo rule, the instance metadata service (which serves
+//!    user-data, and so the credential) answers root only (a firewall rule on the machine's
+//!    own traffic to 169.254.169.254 and fd00:ec2::254), cloud-init's copies of user-data are
+//!    removed, and the runner's work directory belongs to the job user; a machine where any
+//!    of this fails powers off rather than run jobs unprotected;
+//! 4. the same `cml` version as the launcher is installed from a release URL template
 //!    (`{version}` and `{arch}` are substituted), its SHA-256 checked when one is given;
-//! 4. `cml runner` runs under the systemd unit `cml.service` with the launcher's runner
-//!    options (idle timeout included) and `--self-terminate`, so the machine removes itself
-//!    when the runner ends; the instance is launched with shutdown behaviour `terminate`, so a
-//!    plain OS shutdown removes it too, and the unit powers the machine off whenever `cml`
-//!    stops, even killed or crashed, so no machine outlives its supervisor.
+//! 5. `cml runner` runs under the systemd unit `cml.service` with the launcher's runner
+//!    options and `--self-terminate`, so the machine removes itself when the runner ends; the
+//!    instance is launched with shutdown behaviour `terminate`, so a plain OS shutdown
+//!    removes it too, and the unit powers the machine off whenever `cml` stops, even killed
+//!    or crashed, so no machine outlives its supervisor.
 //!
 //! Every value is quoted for the context it lands in (shell here-documents with quoted
 //! delimiters, systemd's `ExecStart=` quoting), so no value can break out of its place.
@@ -21,6 +30,10 @@ use crate::Secret;
 
 /// Where the runner's files live on the machine.
 pub const MACHINE_WORKDIR: &str = "/var/lib/cml/runner";
+/// The root-only file holding the machine's forge credential.
+pub const MACHINE_CREDENTIALS: &str = "/etc/cml/credentials";
+/// The instance metadata service's addresses (IPv4, and IPv6 on Nitro instances).
+pub const METADATA_ADDRESSES: [&str; 2] = ["169.254.169.254", "fd00:ec2::254"];
 
 /// Everything the script needs.
 pub struct StartupScript {
@@ -32,14 +45,18 @@ pub struct StartupScript {
     pub cml_sha256: Option<String>,
     /// The decoded `--cloud-startup-script`.
     pub user_script: Option<String>,
-    /// Arguments after `cml` for the machine's runner (no secrets).
+    /// Arguments after `cml` for the machine's runner (no secrets). The script adds
+    /// `--credentials-file` when there are secrets.
     pub runner_args: Vec<String>,
     /// Non-secret environment for the service (`CML_GITHUB_RUNNER_RELEASES_URL`, ...).
     pub env: Vec<(String, String)>,
-    /// Secret environment for the service (`REPO_TOKEN`, `CML_GITHUB_APP_PEM`, ...).
+    /// Secrets for the service (`REPO_TOKEN`, `CML_GITHUB_APP_PEM`, ...), written to
+    /// [`MACHINE_CREDENTIALS`].
     pub secrets: Vec<(String, Secret)>,
     /// The machine powers itself off this long after boot, whatever `cml` does; `None` = never.
     pub max_lifetime: Option<std::time::Duration>,
+    /// The unprivileged user jobs run as; `None` = root.
+    pub job_user: Option<String>,
 }
 
 impl std::fmt::Debug for StartupScript {
@@ -51,9 +68,53 @@ impl std::fmt::Debug for StartupScript {
                 "secrets",
                 &self.secrets.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
+            .field("job_user", &self.job_user)
             .finish_non_exhaustive()
     }
 }
+
+/// Step 0: until the runner's service has started, any failure powers the machine off.
+/// `set -E` hands the ERR trap to functions and subshells; the EXIT trap catches an explicit
+/// `exit` (a failed download or checksum), the signal traps a cloud-init timeout. Only the line
+/// number is logged, never the failing command, which might hold a value.
+const FAILURE_TRAP: &str = r#"# 0. Until cml.service runs, any failure logs to the console and powers the machine off
+# (shutdown behaviour `terminate` removes it): no half-set-up machine lives on.
+cml_setup_failed() {
+  trap - ERR EXIT HUP INT TERM
+  local code=$1
+  if [ "$code" = 0 ]; then code=1; fi
+  log "setup failed at line $2 of the startup script (exit status $1); powering off"
+  systemctl poweroff --no-block || poweroff || shutdown -h now || true
+  exit "$code"
+}
+trap 'cml_setup_failed $? $LINENO' ERR EXIT
+trap 'cml_setup_failed 129 $LINENO' HUP
+trap 'cml_setup_failed 130 $LINENO' INT
+trap 'cml_setup_failed 143 $LINENO' TERM
+
+"#;
+
+/// Step 3's checks of the job user (`$job_user`).
+const JOB_USER_CHECKS: &str = r#"if ! id -u "$job_user" > /dev/null 2>&1; then
+  log "creating the job user $job_user"
+  useradd --create-home --shell /bin/bash --user-group "$job_user"
+fi
+if [ "$(id -u "$job_user")" = 0 ]; then log "the job user $job_user is root"; exit 1; fi
+for group in $(id -Gn "$job_user"); do
+  case "$group" in
+    root|sudo|admin|wheel|docker)
+      log "the job user $job_user is in group $group, which is as powerful as root"; exit 1 ;;
+  esac
+done
+if command -v sudo > /dev/null 2>&1 && sudo -n -l -U "$job_user" 2>/dev/null | grep -q 'may run'; then
+  log "the job user $job_user may use sudo"; exit 1
+fi
+"#;
+
+/// Step 3's removal of cloud-init's copies of user-data (`instance` links to `instances/ID`).
+const CLOUD_INIT_COPIES: &str = r#"rm -f "$R"/var/lib/cloud/instance/user-data.txt* "$R"/var/lib/cloud/instance/scripts/part-* \
+  "$R"/var/lib/cloud/instances/*/user-data.txt* "$R"/var/lib/cloud/instances/*/scripts/part-*
+"#;
 
 impl StartupScript {
     /// The script (bash).
@@ -64,18 +125,33 @@ impl StartupScript {
             "# Runner machine setup, rendered by cml {}.\n",
             self.cml_version
         ));
-        s.push_str("set -euo pipefail\numask 077\n");
+        s.push_str("set -Eeuo pipefail\numask 077\n");
         s.push_str(
             "# Files go below $CML_MACHINE_ROOT (empty on a real machine; a sandbox in tests).\n",
         );
         s.push_str("R=${CML_MACHINE_ROOT:-}\n");
         s.push_str("log() { echo \"cml-setup: $*\"; echo \"cml-setup: $*\" > /dev/console 2>/dev/null || true; }\n\n");
+        s.push_str(FAILURE_TRAP);
 
-        s.push_str("# 1. Secrets: a root-only file read by cml.service alone.\n");
+        s.push_str("# 1. Secrets: a root-only file; cml.service is given its path only.\n");
         s.push_str("install -d -m 0700 \"$R/etc/cml\"\n");
+        if !self.secrets.is_empty() {
+            let secrets: Vec<(String, String)> = self
+                .secrets
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                .collect();
+            s.push_str(&heredoc(
+                &format!("\"$R{MACHINE_CREDENTIALS}\""),
+                &key_value_lines(&secrets),
+                "CML_CREDENTIALS",
+            ));
+            s.push_str(&format!("chmod 0600 \"$R{MACHINE_CREDENTIALS}\"\n"));
+        }
+        s.push_str("# The service's other settings, none secret.\n");
         s.push_str(&heredoc(
             "\"$R/etc/cml/env\"",
-            &env_file(&self.secrets, &self.env),
+            &key_value_lines(&self.env),
             "CML_ENV",
         ));
         s.push_str("chmod 0600 \"$R/etc/cml/env\"\n\n");
@@ -109,7 +185,7 @@ impl StartupScript {
             None => s.push_str("# (none: --cloud-max-lifetime=never)\n\n"),
         }
 
-        s.push_str("# 2. The user's startup script, before anything else.\n");
+        s.push_str("# 2. The user's startup script, before cml is installed.\n");
         match &self.user_script {
             Some(script) => {
                 s.push_str(&heredoc(
@@ -124,7 +200,12 @@ impl StartupScript {
             None => s.push_str("# (none given)\n\n"),
         }
 
-        s.push_str("# 3. cml, the same version as the launcher.\n");
+        match &self.job_user {
+            Some(user) => s.push_str(&job_user_section(user)),
+            None => s.push_str("# 3. Jobs run as root (no --cloud-job-user).\n\n"),
+        }
+
+        s.push_str("# 4. cml, the same version as the launcher.\n");
         s.push_str("arch=$(uname -m)\n");
         let url = self
             .cml_url_template
@@ -148,11 +229,30 @@ impl StartupScript {
         }
         s.push_str("chmod 0755 \"$tmp\"\nmv -f \"$tmp\" \"$R/usr/local/bin/cml\"\n\n");
 
-        s.push_str("# 4. The runner, under systemd.\n");
-        s.push_str(&format!("install -d -m 0700 \"$R{MACHINE_WORKDIR}\"\n"));
+        s.push_str("# 5. The runner, under systemd.\n");
+        s.push_str("install -d -m 0755 \"$R/var/lib/cml\"\n");
+        match &self.job_user {
+            None => s.push_str(&format!("install -d -m 0700 \"$R{MACHINE_WORKDIR}\"\n")),
+            Some(_) => s.push_str(&format!(
+                "install -d -m 0700 -o \"$job_user\" -g \"$(id -gn \"$job_user\")\" \"$R{MACHINE_WORKDIR}\"\n"
+            )),
+        }
         s.push_str("install -d -m 0755 \"$R/etc/systemd/system\"\n");
+        let credentials = if self.secrets.is_empty() {
+            vec![]
+        } else {
+            vec![
+                "--credentials-file".to_string(),
+                MACHINE_CREDENTIALS.to_string(),
+            ]
+        };
         let exec = std::iter::once("/usr/local/bin/cml".to_string())
-            .chain(self.runner_args.iter().map(|a| systemd_quote(a)))
+            .chain(
+                self.runner_args
+                    .iter()
+                    .chain(&credentials)
+                    .map(|a| systemd_quote(a)),
+            )
             .collect::<Vec<_>>()
             .join(" ");
         let unit = format!(
@@ -182,25 +282,93 @@ impl StartupScript {
         s.push_str("chmod 0644 \"$R/etc/systemd/system/cml.service\"\n");
         s.push_str("systemctl daemon-reload\n");
         s.push_str("systemctl enable --now cml.service\n");
+        s.push_str("# From here on, cml.service (and its ExecStopPost) owns the machine's end.\n");
+        s.push_str("trap - ERR EXIT HUP INT TERM\n");
         s.push_str("log 'cml.service started'\n");
         s
     }
 }
 
-/// `KEY='value'` lines for systemd's `EnvironmentFile=`. Multi-line values (a PEM key) are
-/// written with `\n` escapes, which `cml` turns back into newlines.
-fn env_file(secrets: &[(String, Secret)], env: &[(String, String)]) -> String {
-    let line = |k: &str, v: &str| {
-        let v = v
-            .replace('\\', "\\\\")
-            .replace('\n', "\\n")
-            .replace('"', "\\\"");
-        format!("{k}=\"{v}\"\n")
-    };
-    env.iter()
-        .map(|(k, v)| line(k, v))
-        .chain(secrets.iter().map(|(k, v)| line(k, v.expose())))
+/// Step 3: the job user, and what it must not reach.
+fn job_user_section(user: &str) -> String {
+    let [v4, v6] = METADATA_ADDRESSES;
+    let mut s = format!("# 3. Jobs run as {user}, who can read no credential.\n");
+    s.push_str(&format!("job_user={}\n", shell_quote(user)));
+    s.push_str(JOB_USER_CHECKS);
+    s.push_str(
+        "# The metadata service serves user-data (which holds the credential): root only.\n",
+    );
+    s.push_str("if command -v nft > /dev/null 2>&1; then\n");
+    s.push_str(&format!(
+        "  nft -f - <<'CML_NFT'\ntable inet cml_metadata {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n    ip daddr {v4} meta skuid != 0 reject\n    ip6 daddr {v6} meta skuid != 0 reject\n  }}\n}}\nCML_NFT\n"
+    ));
+    s.push_str("elif command -v iptables > /dev/null 2>&1; then\n");
+    s.push_str(&format!(
+        "  iptables -w -I OUTPUT -d {v4} -m owner ! --uid-owner 0 -j REJECT\n"
+    ));
+    s.push_str(&format!(
+        "  if command -v ip6tables > /dev/null 2>&1; then ip6tables -w -I OUTPUT -d {v6} -m owner ! --uid-owner 0 -j REJECT; fi\n"
+    ));
+    s.push_str(
+        "else\n  log 'neither nft nor iptables is installed: the metadata service cannot be kept from jobs'\n  exit 1\nfi\n",
+    );
+    s.push_str("# cloud-init's copies of user-data hold the credential too.\n");
+    s.push_str(CLOUD_INIT_COPIES);
+    s.push('\n');
+    s
+}
+
+/// `KEY="value"` lines: `\`, `"` and newlines escaped (`\\`, `\"`, `\n`), so a multi-line
+/// value (a PEM key) is one line. [`parse_credentials`] reads them back exactly; systemd's
+/// `EnvironmentFile=` reads the single-line values of the non-secret file the same way.
+pub fn key_value_lines(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('\n', "\\n")
+                .replace('"', "\\\"");
+            format!("{k}=\"{v}\"\n")
+        })
         .collect()
+}
+
+/// Reads [`key_value_lines`] back: `KEY="value"` per line, blank lines and `#` comments
+/// skipped. Errors name the line number, never its content (it may be a secret).
+pub fn parse_credentials(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let bad = || format!("line {} is not KEY=\"value\"", n + 1);
+        let (key, quoted) = line.split_once('=').ok_or_else(bad)?;
+        let valid_key =
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let inner = quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .filter(|_| valid_key && quoted.len() >= 2)
+            .ok_or_else(bad)?;
+        let mut value = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some('\\') => value.push('\\'),
+                    Some('"') => value.push('"'),
+                    _ => return Err(bad()),
+                },
+                '"' => return Err(bad()),
+                c => value.push(c),
+            }
+        }
+        out.push((key.to_string(), value));
+    }
+    Ok(out)
 }
 
 /// A here-document writing `body` to `path`, with a quoted delimiter (no expansion inside);
@@ -266,21 +434,54 @@ mod tests {
             )],
             secrets: vec![("REPO_TOKEN".into(), Secret::new("ghp_secretvalue"))],
             max_lifetime: Some(std::time::Duration::from_secs(435600)),
+            job_user: None,
         }
     }
 
     #[test]
-    fn golden() {
-        let got = sample().render();
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/golden/startup-script.sh"
+    fn once_the_service_runs_the_trap_is_disarmed() {
+        let s = sample().render();
+        let started = s.find("systemctl enable --now cml.service").unwrap();
+        let disarmed = s
+            .find("trap - ERR EXIT HUP INT TERM\nlog 'cml.service started'")
+            .unwrap();
+        assert!(started < disarmed);
+        assert!(
+            s.find("trap 'cml_setup_failed $? $LINENO' ERR EXIT")
+                .unwrap()
+                < s.find("/etc/cml/credentials").unwrap()
         );
+    }
+
+    #[test]
+    fn with_a_job_user_the_metadata_service_is_root_only_and_cloud_init_copies_go() {
+        let mut sample = sample();
+        sample.job_user = Some("runner".into());
+        let s = sample.render();
+        let at = |needle: &str| {
+            s.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing:\n{s}"))
+        };
+        assert!(at("bash \"$R/etc/cml/startup.sh\"") < at("job_user='runner'"));
+        assert!(at("ip daddr 169.254.169.254 meta skuid != 0 reject") < at("curl "));
+        assert!(s.contains("ip6 daddr fd00:ec2::254 meta skuid != 0 reject"));
+        assert!(s.contains("-m owner ! --uid-owner 0 -j REJECT"));
+        assert!(at("rm -f \"$R\"/var/lib/cloud/instance/user-data.txt*") < at("curl "));
+        assert!(s.contains("install -d -m 0700 -o \"$job_user\" -g \"$(id -gn \"$job_user\")\" \"$R/var/lib/cml/runner\""));
+        assert!(
+            !self::sample().render().contains("job_user="),
+            "root by default"
+        );
+    }
+
+    /// Compares `got` with the golden file `name` (`CML_UPDATE_GOLDEN=1` rewrites it).
+    fn check_golden(name: &str, got: &str) {
+        let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
         if std::env::var_os("CML_UPDATE_GOLDEN").is_some() {
-            std::fs::write(path, &got).unwrap();
+            std::fs::write(&path, got).unwrap();
         }
         let want =
-            std::fs::read_to_string(path).expect("golden file (CML_UPDATE_GOLDEN=1 writes it)");
+            std::fs::read_to_string(&path).expect("golden file (CML_UPDATE_GOLDEN=1 writes it)");
         assert_eq!(
             got, want,
             "the startup script changed; review and rerun with CML_UPDATE_GOLDEN=1"
@@ -288,10 +489,18 @@ mod tests {
     }
 
     #[test]
+    fn golden() {
+        check_golden("startup-script.sh", &sample().render());
+        let mut hardened = sample();
+        hardened.job_user = Some("runner".into());
+        check_golden("startup-script-job-user.sh", &hardened.render());
+    }
+
+    #[test]
     fn order_is_secrets_user_script_install_service() {
         let s = sample().render();
         let at = |needle: &str| s.find(needle).unwrap_or_else(|| panic!("{needle} missing"));
-        assert!(at("/etc/cml/env") < at("bash \"$R/etc/cml/startup.sh\""));
+        assert!(at("/etc/cml/credentials") < at("bash \"$R/etc/cml/startup.sh\""));
         assert!(
             at("OnBootSec=435600s") < at("bash \"$R/etc/cml/startup.sh\""),
             "the deadline is set before anything that may fail"
@@ -304,8 +513,15 @@ mod tests {
             "no machine outlives cml"
         );
         assert!(
-            !s.contains("ExecStart=/usr/local/bin/cml ghp_"),
-            "no secret on the command line"
+            s.contains("\"--credentials-file\" \"/etc/cml/credentials\"\n"),
+            "the service is given the credentials' path"
+        );
+        let unit = &s[at("[Unit]\nDescription=cml self-hosted runner")..];
+        assert!(!unit.contains("ghp_"), "no secret in the unit: {unit}");
+        let env = &s[at("cat > \"$R/etc/cml/env\"")..at("chmod 0600 \"$R/etc/cml/env\"")];
+        assert!(
+            !env.contains("ghp_"),
+            "no secret in the service's environment: {env}"
         );
         assert!(
             s.contains("\"odd \\\"name\\\" $$HOME 100%%\""),
@@ -323,14 +539,38 @@ mod tests {
     }
 
     #[test]
-    fn multi_line_secrets_become_one_line() {
-        let out = env_file(
-            &[(
-                "CML_GITHUB_APP_PEM".into(),
-                Secret::new("-----BEGIN\nabc\n-----END"),
-            )],
-            &[],
+    fn multi_line_secrets_become_one_line_and_read_back_exactly() {
+        let pairs = vec![
+            (
+                "CML_GITHUB_APP_PEM".to_string(),
+                "-----BEGIN\nabc\n-----END".to_string(),
+            ),
+            ("ODD".to_string(), r#"a "quoted" \n back\slash"#.to_string()),
+            ("EMPTY".to_string(), String::new()),
+        ];
+        let out = key_value_lines(&pairs);
+        assert!(
+            out.starts_with("CML_GITHUB_APP_PEM=\"-----BEGIN\\nabc\\n-----END\"\n"),
+            "{out}"
         );
-        assert_eq!(out, "CML_GITHUB_APP_PEM=\"-----BEGIN\\nabc\\n-----END\"\n");
+        assert_eq!(out.lines().count(), 3);
+        assert_eq!(parse_credentials(&out).unwrap(), pairs);
+    }
+
+    #[test]
+    fn malformed_credentials_name_the_line_not_the_value() {
+        for bad in [
+            "REPO_TOKEN=ghp_unquoted\n",
+            "\nREPO_TOKEN=\"ghp_open\n",
+            "REPO TOKEN=\"ghp_x\"\n",
+            "REPO_TOKEN=\"ghp_\\x\"\n",
+        ] {
+            let e = parse_credentials(bad).unwrap_err();
+            assert!(e.starts_with("line ") && !e.contains("ghp_"), "{e}");
+        }
+        assert_eq!(
+            parse_credentials("# comment\n\nA=\"1\"\n").unwrap(),
+            [("A".to_string(), "1".to_string())]
+        );
     }
 }

@@ -165,6 +165,8 @@ pub enum ForgeError {
     },
     #[error("reading {scope} failed: {cause}")]
     ReadProject { scope: String, cause: ApiError },
+    #[error("checking {scope} with its own token failed: {cause}")]
+    VerifyRunner { scope: String, cause: ApiError },
     #[error("reading the running jobs of runner {id} of {scope} failed: {cause}")]
     RunnerJobs {
         scope: String,
@@ -291,6 +293,7 @@ impl ForgeError {
             | ForgeError::PauseRunner { cause, .. }
             | ForgeError::ResumeRunner { cause, .. }
             | ForgeError::ReadProject { cause, .. }
+            | ForgeError::VerifyRunner { cause, .. }
             | ForgeError::RunnerJobs { cause, .. }
             | ForgeError::ListComments { cause, .. }
             | ForgeError::PostComment { cause, .. }

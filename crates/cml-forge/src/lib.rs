@@ -124,6 +124,13 @@ pub trait Forge: Send + Sync {
     /// The secrets this client holds or has minted so far, for log redaction.
     fn secrets(&self) -> Vec<String>;
 
+    /// Whether [`Forge::delete_runner`] can see that a runner is running a job (and answer
+    /// [`Deleted::Busy`]). When it cannot (a GitLab runner holding only its own token), the
+    /// runner must be deleted only once its agent has stopped taking jobs.
+    fn sees_running_jobs(&self) -> bool {
+        true
+    }
+
     /// Re-runs the job runner `runner` was running (named `job` by its agent) when its
     /// machine was taken away, once its run has completed (forges refuse re-runs before),
     /// waiting at most `wait`. Exactly once: when the run was re-run already, nothing more is

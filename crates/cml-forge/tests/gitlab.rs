@@ -401,3 +401,59 @@ fn gitlab_before_14_8_is_paused_through_active() {
         assert_eq!(puts, 2, "`paused`, then `active`");
     });
 }
+
+/// A runner holding only its own token (under an instance sub-path): it checks itself, cannot
+/// tell whether it is busy, deletes itself once (`DELETE /runners`), and is gone after; the
+/// token shows nowhere.
+#[test]
+fn a_runner_with_its_own_token_checks_and_deletes_itself() {
+    use cml_forge::gitlab::OwnRunner;
+    let sim = sim_with(|c| c.gitlab.path_prefix = "/git/lab".into());
+    let (id, token) = sim.gitlab_create_runner("group/app", "own", &["a"]);
+    let instance = format!("{}/git/lab", sim.url());
+    rt().block_on(async {
+        let own = |t: &str| {
+            OwnRunner::new(
+                &instance,
+                &id,
+                "own",
+                &Labels::parse("a"),
+                Secret::new(t),
+                quick_retries(),
+            )
+            .unwrap()
+        };
+        let r = own(&token);
+        assert!(!r.sees_running_jobs());
+        assert!(!format!("{r:?}").contains(&token));
+        let Registration::Gitlab { url, id: rid, .. } =
+            r.registration("own", &Labels::parse("a")).await.unwrap()
+        else {
+            panic!("a GitLab registration")
+        };
+        assert_eq!(
+            (url.as_str(), rid.as_str()),
+            (instance.as_str(), id.as_str())
+        );
+        assert_eq!(r.runners().await.unwrap().len(), 1);
+
+        let stranger = own("glrt-notarunnertoken");
+        let e = stranger
+            .registration("own", &Labels::parse("a"))
+            .await
+            .unwrap_err();
+        assert!(e.is_auth(), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("hint:") && !text.contains("glrt-"), "{text}");
+        assert!(stranger.runners().await.unwrap().is_empty());
+
+        assert_eq!(r.delete_runner(&id, "own").await.unwrap(), Deleted::Removed);
+        assert_eq!(
+            r.delete_runner(&id, "own").await.unwrap(),
+            Deleted::AlreadyGone
+        );
+        assert!(r.runners().await.unwrap().is_empty());
+        assert_eq!(sim.gitlab_token_deletes(), std::slice::from_ref(&id));
+        assert!(sim.gitlab_runners().is_empty());
+    });
+}

@@ -22,6 +22,8 @@ struct Imds {
     spot_action: Option<String>,
     /// `events/recommendations/rebalance` once a rebalance recommendation is given.
     rebalance: Option<String>,
+    /// `user-data`, once set (404 before, as on an instance launched without).
+    user_data: Option<String>,
 }
 
 type Shared = Arc<Mutex<Imds>>;
@@ -38,8 +40,21 @@ impl ImdsServer {
     /// Serves the metadata of instance `instance_id` in `region` on 127.0.0.1.
     pub fn start(instance_id: &str, region: &str) -> std::io::Result<ImdsServer> {
         let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        ImdsServer::start_on(listener, instance_id, region)
+    }
+
+    /// Serves the metadata of instance `instance_id` in `region` on `listener` (one bound to
+    /// the real address 169.254.169.254:80 in a test's network namespace, for example).
+    pub fn start_on(
+        listener: std::net::TcpListener,
+        instance_id: &str,
+        region: &str,
+    ) -> std::io::Result<ImdsServer> {
         listener.set_nonblocking(true)?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let url = match listener.local_addr()? {
+            SocketAddr::V4(a) if a.port() == 80 => format!("http://{}", a.ip()),
+            a => format!("http://{a}"),
+        };
         let state: Shared = Arc::new(Mutex::new(Imds {
             instance_id: instance_id.to_string(),
             region: region.to_string(),
@@ -66,6 +81,7 @@ impl ImdsServer {
                             "/latest/meta-data/events/recommendations/rebalance",
                             get(rebalance_route),
                         )
+                        .route("/latest/user-data", get(user_data_route))
                         .with_state(st);
                     tokio::select! {
                         _ = axum::serve(listener, app) => {}
@@ -102,6 +118,13 @@ impl ImdsServer {
         let time = crate::util::rfc3339(std::time::SystemTime::now());
         if let Ok(mut s) = self.state.lock() {
             s.rebalance = Some(format!(r#"{{"noticeTime":"{time}"}}"#));
+        }
+    }
+
+    /// Serves `text` as the instance's user-data (`/latest/user-data`).
+    pub fn set_user_data(&self, text: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.user_data = Some(text.to_string());
         }
     }
 
@@ -173,6 +196,10 @@ async fn region_route(State(st): State<Shared>, headers: HeaderMap) -> (StatusCo
 
 async fn spot_route(State(st): State<Shared>, headers: HeaderMap) -> (StatusCode, String) {
     optional(&st, &headers, |s| s.spot_action.clone())
+}
+
+async fn user_data_route(State(st): State<Shared>, headers: HeaderMap) -> (StatusCode, String) {
+    optional(&st, &headers, |s| s.user_data.clone())
 }
 
 async fn rebalance_route(State(st): State<Shared>, headers: HeaderMap) -> (StatusCode, String) {

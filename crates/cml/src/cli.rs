@@ -461,4 +461,10 @@ pub struct RunnerArgs {
     /// Seconds the agent gets to stop after SIGINT before it is killed [env: CML_RUNNER_STOP_GRACE] [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub stop_grace: Option<String>,
+    /// Run the agent and its jobs as this unprivileged user (no sudo, no Docker) instead of root: a job can then read no forge credential. Cloud machines create the user if missing and keep the metadata service (and so user-data) for root only; on this machine cml must run as root [env: CML_RUNNER_CLOUD_JOB_USER] [default: root]
+    #[arg(long, value_name = "USER")]
+    pub cloud_job_user: Option<String>,
+    /// On a cloud machine: read the forge credential from this root-only file instead of the environment (set by the launcher)
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub credentials_file: Option<String>,
 }

@@ -1,6 +1,7 @@
 //! `cml`: self-hosted CI runners, drop-in compatible with CML.
 
 mod cli;
+mod environ;
 mod exit;
 mod forge;
 mod logging;
@@ -20,7 +21,10 @@ use settings::ProcessEnv;
 use std::io::IsTerminal;
 
 fn main() {
-    let cli = Cli::parse();
+    // First, while this is the only thread: the credentials leave the environment (and
+    // `--token`'s value the visible command line); the settings read them from memory.
+    let args = environ::take_secrets();
+    let cli = Cli::parse_from(args);
     // `cml runner` logs on standard output, like CML; the report commands print their result
     // there, so they log on standard error.
     let (sink, json) = match cli.command {

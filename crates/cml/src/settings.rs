@@ -53,20 +53,15 @@ pub mod vars {
     pub const BITBUCKET_RUNTIME: &str = "CML_BITBUCKET_RUNTIME";
     /// GitHub's job time limit for self-hosted runners, in seconds (default 5 days).
     pub const JOB_TIME_LIMIT: &str = "CML_JOB_TIME_LIMIT";
+    /// On a cloud machine whose launcher created the GitLab runner: the runner's id, the
+    /// instance's web URL, and (in the credentials file) the runner's own token, which is
+    /// then the machine's only credential.
+    pub const GITLAB_RUNNER_ID: &str = "CML_GITLAB_RUNNER_ID";
+    pub const GITLAB_URL: &str = "CML_GITLAB_URL";
+    pub const GITLAB_RUNNER_TOKEN: &str = "CML_GITLAB_RUNNER_TOKEN";
     /// On a cloud machine: which cloud it is (`aws`, `gcp`, `azure`), for interruption
     /// notices; written by the launcher, `aws` when unset.
     pub const MACHINE_CLOUD: &str = "CML_MACHINE_CLOUD";
-    /// Variables passed on to a cloud machine's runner when set here.
-    pub const FORWARDED_TO_MACHINES: &[&str] = &[
-        GITHUB_RUNNER_RELEASES_URL,
-        GITLAB_RUNNER_DOWNLOAD_URL,
-        GITLAB_RUNNER_VERSION,
-        BITBUCKET_API_URL,
-        BITBUCKET_RUNNER_URL,
-        BITBUCKET_RUNNER_SHA256,
-        GITLAB_EXECUTOR,
-        BITBUCKET_RUNTIME,
-    ];
 }
 
 /// The longest value each duration setting accepts; a longer one is refused when the
@@ -142,6 +137,10 @@ pub enum SettingsError {
     HalfApp,
     #[error("cannot determine the home directory for the default --workdir\nhint: pass --workdir")]
     NoHome,
+    #[error("cannot read the credentials file {path}: {reason}\nhint: it is written by the launcher as root-only `KEY=\"value\"` lines (chmod 600, owned by root)")]
+    CredentialsFile { path: String, reason: String },
+    #[error("CML_GITLAB_RUNNER_ID is set but {missing} is not\nhint: the launcher sets these together on a cloud machine; unset CML_GITLAB_RUNNER_ID to register a new runner with an access token")]
+    OwnRunner { missing: &'static str },
 }
 
 /// How the agent runs jobs, when forced by `CML_GITLAB_EXECUTOR` / `CML_BITBUCKET_RUNTIME`.
@@ -212,6 +211,10 @@ pub struct RunnerSettings {
     /// GitHub: a job running this long is stopped and re-run (the job time limit less
     /// `--job-time-limit-margin`); `None` = never.
     pub job_time_limit: Option<Duration>,
+    /// The parts of [`RunnerSettings::job_time_limit`]: GitHub's limit (`CML_JOB_TIME_LIMIT`)
+    /// and `--job-time-limit-margin` (`None` = never).
+    pub job_limit: Duration,
+    pub job_time_limit_margin: Option<Duration>,
     pub cloud_cml_url: String,
     pub cloud_cml_sha256: Option<String>,
     pub cloud_poll_interval: Duration,
@@ -220,11 +223,29 @@ pub struct RunnerSettings {
     pub self_terminate: bool,
     /// `--cloud-ssh-private`, checked to look like a PEM key.
     pub cloud_ssh_private: Option<Secret>,
+    /// `--log`, the level this runner logs at (passed on to cloud machines).
+    pub log_level: LogLevel,
+    /// `--cloud-job-user`: the unprivileged user the agent and its jobs run as; `None` = root.
+    pub job_user: Option<String>,
+    /// On a cloud machine: the GitLab runner the launcher created, whose own token is the
+    /// credential (see [`vars::GITLAB_RUNNER_ID`]).
+    pub gitlab_own_runner: Option<OwnRunner>,
+}
+
+/// A GitLab runner created by the launcher, as its machine knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnRunner {
+    pub id: String,
+    /// The instance's web URL, with its sub-path if any.
+    pub url: String,
 }
 
 /// A cloud machine's default hard lifetime: GitHub stops a self-hosted job after 5 days, so no
 /// job outlives this; the hour is for the last job's wind-down.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs((5 * 24 + 1) * 3600);
+
+/// GitHub's job time limit for self-hosted runners: 5 days.
+pub const DEFAULT_JOB_LIMIT: Duration = Duration::from_secs(5 * 24 * 3600);
 
 /// Where cloud machines download `cml` from by default: this project's release of the
 /// launcher's own version.
@@ -236,12 +257,13 @@ pub trait Env {
     fn get(&self, key: &str) -> Option<String>;
 }
 
-/// The process environment.
+/// The process environment, with the credentials `main` took out of it
+/// ([`crate::environ::captured`]).
 pub struct ProcessEnv;
 
 impl Env for ProcessEnv {
     fn get(&self, key: &str) -> Option<String> {
-        std::env::var(key).ok()
+        crate::environ::captured(key).or_else(|| std::env::var(key).ok())
     }
 }
 
@@ -347,7 +369,34 @@ pub fn resolve_runner(
     let driver = infer_driver(explicit_driver, &repo, |k| env.get(k))?;
 
     let cloud = cloud::validate(&cloud_args(args, env))?;
-    let credential = credential(global, env, driver)?;
+    let file = match pick(
+        args.credentials_file.clone(),
+        env,
+        &["CML_RUNNER_CREDENTIALS_FILE"],
+    ) {
+        None => Vec::new(),
+        Some(path) => read_credentials_file(&path)?,
+    };
+    let layered = |k: &str| {
+        file.iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| env.get(k))
+    };
+    let gitlab_own_runner = own_runner(&layered, driver)?;
+    let credential = match &gitlab_own_runner {
+        Some(_) => Credential::Token {
+            token: Secret::new(
+                layered(vars::GITLAB_RUNNER_TOKEN)
+                    .filter(|t| !t.trim().is_empty())
+                    .ok_or(SettingsError::OwnRunner {
+                        missing: vars::GITLAB_RUNNER_TOKEN,
+                    })?,
+            ),
+            source: vars::GITLAB_RUNNER_TOKEN.into(),
+        },
+        None => credential(global, &layered, driver)?,
+    };
 
     let workdir = match pick(
         args.workdir.clone(),
@@ -409,10 +458,10 @@ pub fn resolve_runner(
         env,
         vars::JOB_TIME_LIMIT,
         vars::JOB_TIME_LIMIT,
-        5 * 24 * 3600,
+        DEFAULT_JOB_LIMIT.as_secs(),
         limits::JOB_TIME_LIMIT,
     )?;
-    let margin = match pick(
+    let job_time_limit_margin = match pick(
         args.job_time_limit_margin.clone(),
         env,
         &["CML_RUNNER_JOB_TIME_LIMIT_MARGIN"],
@@ -430,7 +479,7 @@ pub fn resolve_runner(
         },
     };
     // A margin as long as the limit would stop every job the moment it starts.
-    let job_time_limit = match margin {
+    let job_time_limit = match job_time_limit_margin {
         None => None,
         Some(margin) if margin < job_limit => Some(job_limit - margin),
         Some(margin) if driver == Driver::Github => {
@@ -505,6 +554,12 @@ pub fn resolve_runner(
             })
         }
     };
+    let job_user = job_user(args, env, driver, forced_agent_mode)?;
+    // The job user has no Docker access: its agent runs jobs in its own shell.
+    let forced_agent_mode = match (&job_user, driver) {
+        (Some(_), Driver::Gitlab | Driver::Bitbucket) => Some(AgentMode::Shell),
+        _ => forced_agent_mode,
+    };
     let mut docker_volumes = args.docker_volumes.clone();
     if docker_volumes.is_empty() {
         if let Some(v) = env.get("CML_RUNNER_DOCKER_VOLUMES") {
@@ -567,6 +622,8 @@ pub fn resolve_runner(
         cloud_timeout,
         cloud_max_lifetime,
         job_time_limit,
+        job_limit,
+        job_time_limit_margin,
         cloud_cml_url: pick(
             args.cloud_cml_url.clone(),
             env,
@@ -583,7 +640,93 @@ pub fn resolve_runner(
             &["CML_RUNNER_CLOUD_SSH_PRIVATE"],
         )
         .map(Secret::new),
+        log_level: log_level(global, env)?,
+        job_user,
+        gitlab_own_runner,
     })
+}
+
+/// The GitLab runner the launcher created for this machine, when `CML_GITLAB_RUNNER_ID` says
+/// there is one (GitLab only).
+fn own_runner(env: &dyn Env, driver: Driver) -> Result<Option<OwnRunner>, SettingsError> {
+    let Some(id) = env
+        .get(vars::GITLAB_RUNNER_ID)
+        .filter(|v| !v.trim().is_empty() && driver == Driver::Gitlab)
+    else {
+        return Ok(None);
+    };
+    let url = env
+        .get(vars::GITLAB_URL)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(SettingsError::OwnRunner {
+            missing: vars::GITLAB_URL,
+        })?;
+    Ok(Some(OwnRunner { id, url }))
+}
+
+/// `--cloud-job-user`, checked: a portable user name (`root` means the default, no switch),
+/// and no Docker-based agent, which the job user could not run.
+fn job_user(
+    args: &RunnerArgs,
+    env: &dyn Env,
+    driver: Driver,
+    forced_agent_mode: Option<AgentMode>,
+) -> Result<Option<String>, SettingsError> {
+    let Some(user) = pick(
+        args.cloud_job_user.clone(),
+        env,
+        &["CML_RUNNER_CLOUD_JOB_USER"],
+    ) else {
+        return Ok(None);
+    };
+    let user = user.trim().to_string();
+    if user == "root" {
+        return Ok(None);
+    }
+    let valid = !user.is_empty()
+        && user.len() <= 32
+        && user
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
+    if !valid {
+        return Err(SettingsError::Value {
+            option: "cloud-job-user",
+            value: user,
+            reason: "a user name is 1 to 32 lower-case letters, digits, '_' or '-', starting with a letter or '_'\nhint: pass an unprivileged user's name (a cloud machine creates it), or leave it unset to run jobs as root",
+        });
+    }
+    if forced_agent_mode == Some(AgentMode::Docker) && driver != Driver::Github {
+        return Err(SettingsError::Value {
+            option: "cloud-job-user",
+            value: user,
+            reason: "the job user has no Docker access, so jobs cannot run in Docker\nhint: unset CML_GITLAB_EXECUTOR / CML_BITBUCKET_RUNTIME (jobs then run in the job user's shell), or leave --cloud-job-user unset",
+        });
+    }
+    Ok(Some(user))
+}
+
+/// The `KEY="value"` lines of a root-only credentials file (see
+/// [`cml_core::startup::parse_credentials`]). The file must not be readable by anyone but its
+/// owner: a credential others can read is refused rather than used.
+fn read_credentials_file(path: &str) -> Result<Vec<(String, String)>, SettingsError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |reason: String| SettingsError::CredentialsFile {
+        path: path.to_string(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(err(format!(
+            "it is readable or writable by others (mode {mode:04o})"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    cml_core::startup::parse_credentials(&text).map_err(err)
 }
 
 /// What `cml runner cleanup` needs.
@@ -1319,6 +1462,91 @@ mod tests {
         let err = resolve_runner(&g, &RunnerArgs::default(), &env(&[("HOME", "/h")]), || None)
             .unwrap_err();
         assert!(matches!(err, SettingsError::NoRepo));
+    }
+
+    #[test]
+    fn the_job_user_is_checked_and_keeps_jobs_out_of_docker() {
+        let e = env(&[("HOME", "/h")]);
+        let with = |repo: &str, user: &str, e: &dyn Env| {
+            let args = RunnerArgs {
+                cloud_job_user: Some(user.into()),
+                ..Default::default()
+            };
+            resolve_runner(&global(repo, Some("t")), &args, e, || None)
+        };
+        let s = with("https://github.com/o/r", "runner", &e).unwrap();
+        assert_eq!(s.job_user.as_deref(), Some("runner"));
+        assert_eq!(
+            with("https://github.com/o/r", "root", &e).unwrap().job_user,
+            None,
+            "root is the default, no switch"
+        );
+        for bad in ["Runner", "1abc", "a b", "x;rm", &"a".repeat(33)] {
+            let err = with("https://github.com/o/r", bad, &e)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--cloud-job-user"), "{bad}: {err}");
+        }
+        // The job user has no Docker: GitLab and Bitbucket run jobs in its shell.
+        let s = with("https://gitlab.com/g/p", "runner", &e).unwrap();
+        assert_eq!(s.forced_agent_mode, Some(AgentMode::Shell));
+        let docker = env(&[("HOME", "/h"), ("CML_GITLAB_EXECUTOR", "docker")]);
+        let err = with("https://gitlab.com/g/p", "runner", &docker)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no Docker access"), "{err}");
+        let from_env = env(&[("HOME", "/h"), ("CML_RUNNER_CLOUD_JOB_USER", "ci")]);
+        let s = resolve_runner(
+            &global("https://github.com/o/r", Some("t")),
+            &RunnerArgs::default(),
+            &from_env,
+            || None,
+        )
+        .unwrap();
+        assert_eq!(s.job_user.as_deref(), Some("ci"));
+    }
+
+    #[test]
+    fn a_credentials_file_is_read_only_when_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        std::fs::write(&path, "REPO_TOKEN=\"ghp_fromthefile\"\n").unwrap();
+        let args = RunnerArgs {
+            credentials_file: Some(path.to_string_lossy().into_owned()),
+            ..Default::default()
+        };
+        let e = env(&[("HOME", "/h"), ("REPO_TOKEN", "ghp_fromtheenv")]);
+        let g = global("https://github.com/o/r", None);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = resolve_runner(&g, &args, &e, || None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("readable or writable by others (mode 0644)") && err.contains("hint:"),
+            "{err}"
+        );
+        assert!(!err.contains("ghp_"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = resolve_runner(&g, &args, &e, || None).unwrap();
+        assert!(
+            matches!(&s.credential, Credential::Token { token, source } if token.expose() == "ghp_fromthefile" && source == "REPO_TOKEN"),
+            "{:?}",
+            s.credential
+        );
+        std::fs::write(&path, "REPO_TOKEN=ghp_unquoted\n").unwrap();
+        let err = resolve_runner(&g, &args, &e, || None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1") && !err.contains("ghp_"), "{err}");
+        let missing = RunnerArgs {
+            credentials_file: Some("/nonexistent/credentials".into()),
+            ..Default::default()
+        };
+        let err = resolve_runner(&g, &missing, &e, || None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/credentials"), "{err}");
     }
 
     #[test]

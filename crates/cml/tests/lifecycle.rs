@@ -341,6 +341,42 @@ fn cloud_options_are_validated_before_anything_happens() {
 }
 
 #[test]
+fn a_bad_job_user_fails_before_anything_is_registered() {
+    let w = World::new();
+    let repo = w.repo_url();
+    let workdir = w.workdir("lc-job-user");
+    for (user, needle) in [
+        (
+            "no-such-user-here",
+            "cannot run jobs as user no-such-user-here: no such user",
+        ),
+        ("Not A Name", "invalid --cloud-job-user"),
+    ] {
+        let flag = format!("--cloud-job-user={user}");
+        let mut r = Running::spawn(w.cml(&[
+            "runner",
+            "--driver=github",
+            "--repo",
+            &repo,
+            "--token",
+            PAT,
+            "--workdir",
+            workdir.to_str().unwrap(),
+            &flag,
+        ]));
+        assert_eq!(r.wait_exit(SECS(20)), 2, "{user}: {}", r.output());
+        assert!(r.output().contains(needle), "{user}: {}", r.output());
+        assert!(r.output().contains("hint:"), "{user}: {}", r.output());
+    }
+    assert!(
+        w.sim.requests().is_empty(),
+        "no API call: {:?}",
+        w.sim.requests()
+    );
+    assert_eq!(w.sim.registration_tokens_issued(), 0);
+}
+
+#[test]
 fn runner_launch_is_the_same_command_and_help_is_fast_to_reach() {
     let w = World::new();
     let out = w.cml(&["runner", "launch", "--help"]).output().unwrap();
@@ -493,6 +529,72 @@ fn no_secret_reaches_logs_command_lines_or_job_steps() {
         assert!(
             !job_output.contains(s.as_str()),
             "a secret reached the job step: {s} in\n{job_output}"
+        );
+    }
+}
+
+/// The supervisor is handed its token through its environment, or on its command line; once
+/// it runs, neither `/proc/PID/environ` nor `/proc/PID/cmdline` (which the kernel shows from
+/// the memory the process started with, whatever it did with its environment since) holds it.
+#[test]
+fn the_supervisor_keeps_no_secret_in_its_environment_or_command_line() {
+    const ENV_PAT: &str = "ghp_scrubenvtestonlytoken012345678";
+    const ARG_PAT: &str = "ghp_scrubargtestonlytoken012345678";
+    const UNUSED: &str = "glpat-unusedscrubtestonlytoken0123";
+    let w = World::with(|c| {
+        for token in [ENV_PAT, ARG_PAT] {
+            c.pats.push(Pat {
+                token: token.into(),
+                admin: true,
+            })
+        }
+    });
+    let repo = w.repo_url();
+    let read = |pid: u32, what: &str| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/{what}")).unwrap())
+            .replace('\0', " ")
+    };
+    for (name, token_arg) in [("lc-scrub-env", None), ("lc-scrub-arg", Some(ARG_PAT))] {
+        let workdir = w.workdir(name);
+        let mut args = vec![
+            "runner",
+            "--driver=github",
+            "--repo",
+            &repo,
+            "--name",
+            name,
+            "--labels=s",
+            "--idle-timeout=never",
+            "--workdir",
+            workdir.to_str().unwrap(),
+        ];
+        if let Some(token) = token_arg {
+            args.extend(["--token", token]);
+        }
+        let mut cmd = w.cml(&args);
+        cmd.env("GITLAB_TOKEN", UNUSED);
+        if token_arg.is_none() {
+            cmd.env("REPO_TOKEN", ENV_PAT);
+        }
+        let mut r = Running::spawn(cmd);
+        r.wait_status("ready", SECS(20));
+        let pid = r.child.id();
+        let environ = read(pid, "environ");
+        assert!(environ.contains("PATH="), "{environ}");
+        let cmdline = read(pid, "cmdline");
+        assert!(cmdline.contains("--workdir"), "{cmdline}");
+        for secret in [ENV_PAT, ARG_PAT, UNUSED] {
+            assert!(!environ.contains(secret), "{name}: environ holds {secret}");
+            assert!(
+                !cmdline.contains(secret),
+                "{name}: cmdline holds {secret}: {cmdline}"
+            );
+        }
+        r.signal(libc::SIGTERM);
+        assert_eq!(r.wait_exit(SECS(20)), 143, "{}", r.output());
+        assert!(
+            w.runner_names().is_empty(),
+            "the token still worked: the runner was deregistered"
         );
     }
 }

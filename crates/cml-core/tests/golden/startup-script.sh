@@ -1,16 +1,35 @@
 #!/bin/bash
 # Runner machine setup, rendered by cml 0.1.0.
-set -euo pipefail
+set -Eeuo pipefail
 umask 077
 # Files go below $CML_MACHINE_ROOT (empty on a real machine; a sandbox in tests).
 R=${CML_MACHINE_ROOT:-}
 log() { echo "cml-setup: $*"; echo "cml-setup: $*" > /dev/console 2>/dev/null || true; }
 
-# 1. Secrets: a root-only file read by cml.service alone.
+# 0. Until cml.service runs, any failure logs to the console and powers the machine off
+# (shutdown behaviour `terminate` removes it): no half-set-up machine lives on.
+cml_setup_failed() {
+  trap - ERR EXIT HUP INT TERM
+  local code=$1
+  if [ "$code" = 0 ]; then code=1; fi
+  log "setup failed at line $2 of the startup script (exit status $1); powering off"
+  systemctl poweroff --no-block || poweroff || shutdown -h now || true
+  exit "$code"
+}
+trap 'cml_setup_failed $? $LINENO' ERR EXIT
+trap 'cml_setup_failed 129 $LINENO' HUP
+trap 'cml_setup_failed 130 $LINENO' INT
+trap 'cml_setup_failed 143 $LINENO' TERM
+
+# 1. Secrets: a root-only file; cml.service is given its path only.
 install -d -m 0700 "$R/etc/cml"
+cat > "$R/etc/cml/credentials" <<'CML_CREDENTIALS'
+REPO_TOKEN="ghp_secretvalue"
+CML_CREDENTIALS
+chmod 0600 "$R/etc/cml/credentials"
+# The service's other settings, none secret.
 cat > "$R/etc/cml/env" <<'CML_ENV'
 CML_GITHUB_RUNNER_RELEASES_URL="http://mirror/releases"
-REPO_TOKEN="ghp_secretvalue"
 CML_ENV
 chmod 0600 "$R/etc/cml/env"
 
@@ -40,7 +59,7 @@ systemctl daemon-reload
 systemctl enable --now cml-deadline.timer
 log 'this machine powers off 435600 s after boot at the latest'
 
-# 2. The user's startup script, before anything else.
+# 2. The user's startup script, before cml is installed.
 cat > "$R/etc/cml/startup.sh" <<'CML_USER_SCRIPT'
 #!/bin/sh
 echo 'network setup'
@@ -49,7 +68,9 @@ chmod 0700 "$R/etc/cml/startup.sh"
 log 'running --cloud-startup-script'
 bash "$R/etc/cml/startup.sh"
 
-# 3. cml, the same version as the launcher.
+# 3. Jobs run as root (no --cloud-job-user).
+
+# 4. cml, the same version as the launcher.
 arch=$(uname -m)
 url='https://releases.example.com/cml/v0.1.0/cml-{arch}-linux'
 url=${url//\{arch\}/$arch}
@@ -65,7 +86,8 @@ echo 'abababababababababababababababababababababababababababababababab''  '"$tmp
 chmod 0755 "$tmp"
 mv -f "$tmp" "$R/usr/local/bin/cml"
 
-# 4. The runner, under systemd.
+# 5. The runner, under systemd.
+install -d -m 0755 "$R/var/lib/cml"
 install -d -m 0700 "$R/var/lib/cml/runner"
 install -d -m 0755 "$R/etc/systemd/system"
 cat > "$R/etc/systemd/system/cml.service" <<'CML_UNIT'
@@ -77,7 +99,7 @@ Wants=network-online.target
 [Service]
 Type=simple
 EnvironmentFile=/etc/cml/env
-ExecStart=/usr/local/bin/cml "runner" "--labels" "cml-gpu" "--idle-timeout" "300" "--name" "odd \"name\" $$HOME 100%%"
+ExecStart=/usr/local/bin/cml "runner" "--labels" "cml-gpu" "--idle-timeout" "300" "--name" "odd \"name\" $$HOME 100%%" "--credentials-file" "/etc/cml/credentials"
 # However cml ends (even killed or crashed), the machine goes: shutdown terminates it.
 ExecStopPost=/bin/systemctl poweroff --no-block
 Restart=no
@@ -90,4 +112,6 @@ CML_UNIT
 chmod 0644 "$R/etc/systemd/system/cml.service"
 systemctl daemon-reload
 systemctl enable --now cml.service
+# From here on, cml.service (and its ExecStopPost) owns the machine's end.
+trap - ERR EXIT HUP INT TERM
 log 'cml.service started'

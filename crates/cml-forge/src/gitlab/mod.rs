@@ -22,8 +22,11 @@
 //!   and any found is deleted before creating it again (bounded).
 //! - The token and every minted runner token are secrets: never in `Debug`, errors or logs.
 
+mod own;
 mod report;
 mod workflow;
+
+pub use own::OwnRunner;
 
 use async_trait::async_trait;
 use cml_core::repo::RepoUrl;

@@ -51,6 +51,7 @@ pub fn route(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
     // The runner API authenticates with runner and job tokens, not faulted.
     match (m, rest) {
         ("POST", ["runners", "verify"]) => return verify(sh, req),
+        ("DELETE", ["runners"]) => return delete_by_token(sh, req),
         ("POST", ["jobs", "request"]) => return request_job(sh, req),
         ("PUT", ["jobs", id]) => return update_job(sh, req, id),
         ("PATCH", ["jobs", id, "trace"]) => return append_trace(sh, req, id),
@@ -536,6 +537,22 @@ fn verify(sh: &Shared, req: &Req) -> Resp {
         }
         None => error(403, "403 Forbidden"),
     }
+}
+
+/// `DELETE /runners` with the runner's own authentication token (`token`, form, JSON or
+/// query), as GitLab documents it: 204 and the runner is gone; 403 for a token GitLab does
+/// not know (already deleted included).
+fn delete_by_token(sh: &Shared, req: &Req) -> Resp {
+    let token = param(req, "token").unwrap_or_default();
+    let mut st = sh.gitlab();
+    let Some(id) = st.runner_by_token(&token).map(|r| r.id) else {
+        return error(403, "403 Forbidden");
+    };
+    if let Some(r) = st.runners.remove(&id) {
+        st.deletes.push((r.id.to_string(), r.description));
+        st.token_deletes.push(r.id.to_string());
+    }
+    Resp::empty(204)
 }
 
 fn request_job(sh: &Shared, req: &Req) -> Resp {

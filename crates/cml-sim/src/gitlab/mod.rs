@@ -138,6 +138,26 @@ impl SimServer {
         self.shared.gitlab().deletes.clone()
     }
 
+    /// Creates a runner of project `project` (`group/app`), as `POST /user/runners` does;
+    /// returns its id and its `glrt-` token.
+    pub fn gitlab_create_runner(
+        &self,
+        project: &str,
+        name: &str,
+        tags: &[&str],
+    ) -> (String, String) {
+        let mut st = self.shared.gitlab();
+        let p = st.project(project, false);
+        let tags = tags.iter().map(|t| t.to_string()).collect();
+        let r = st.create_runner(p.id, name, tags, true);
+        (r.id.to_string(), r.token)
+    }
+
+    /// Ids of the runners that deleted themselves with their own token (`DELETE /runners`).
+    pub fn gitlab_token_deletes(&self) -> Vec<String> {
+        self.shared.gitlab().token_deletes.clone()
+    }
+
     pub fn gitlab_registered_names(&self) -> Vec<String> {
         self.shared.gitlab().registered_names.clone()
     }

@@ -15,11 +15,16 @@
 //! environment (as gitlab-runner's shell executor does), with the docker executor in a clean
 //! one (the job's container has only the job's variables).
 //!
-//! Knobs: `CML_SIM_AGENT_IGNORE_SIGINT`, `CML_SIM_AGENT_CRASH_AFTER_READY`,
+//! Knobs: `CML_SIM_GITLAB_QUIET_JOBS=1` (print nothing about jobs taken and finished: a
+//! supervisor sees the runner idle while it runs a job, as in the moment between taking a
+//! job and printing so), `CML_SIM_AGENT_IGNORE_SIGINT`, `CML_SIM_AGENT_CRASH_AFTER_READY`,
 //! `CML_SIM_AGENT_IGNORE_WAIT_TIMEOUT` (never exit for `--wait-timeout`, so that the
 //! supervisor's own idle deadline comes first),
 //! `CML_SIM_AGENT_SPLIT_WRITES` (stdout only; gitlab-runner writes to stderr),
 //! `CML_SIM_AGENT_EVENTS_FILE`. The arguments received are written to `./.sim-argv`.
+//!
+//! Signals, as `run-single` handles them: SIGINT and SIGTERM abort a running job (it fails)
+//! and exit; SIGQUIT lets a running job finish, takes no new one, and exits 0.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -144,11 +149,16 @@ fn read_config(o: &mut Opts, path: &str) -> Result<(), String> {
 struct Log<'a> {
     out: &'a Out,
     json: bool,
+    /// Print nothing.
+    quiet: bool,
 }
 
 impl Log<'_> {
     /// One logrus record on stderr.
     fn log(&self, level: &str, msg: &str, fields: &[(&str, Value)]) {
+        if self.quiet {
+            return;
+        }
         let time = crate::util::rfc3339(std::time::SystemTime::now());
         if self.json {
             let mut m: BTreeMap<&str, Value> = fields.iter().cloned().collect();
@@ -199,7 +209,11 @@ pub fn main(args: Vec<String>) -> i32 {
 }
 
 async fn run(out: &Out, o: Opts) -> i32 {
-    let log = Log { out, json: o.json };
+    let log = Log {
+        out,
+        json: o.json,
+        quiet: false,
+    };
     let short: String = o
         .token
         .trim_start_matches("glrt-")
@@ -251,6 +265,7 @@ async fn run(out: &Out, o: Opts) -> i32 {
         o.wait_timeout
     };
     let mut forbidden_logged = false;
+    let mut quitting = false;
     loop {
         if wait_timeout > 0 && last_build.elapsed() >= Duration::from_secs(wait_timeout) {
             log.log(
@@ -272,7 +287,12 @@ async fn run(out: &Out, o: Opts) -> i32 {
                 forbidden_logged = false;
                 let job: Value = r.json().await.unwrap_or(Value::Null);
                 let id = job["id"].as_u64().unwrap_or(0);
-                log.log(
+                let jobs_log = Log {
+                    out,
+                    json: o.json,
+                    quiet: env_on("CML_SIM_GITLAB_QUIET_JOBS"),
+                };
+                jobs_log.log(
                     "info",
                     "Checking for jobs... received",
                     &[
@@ -282,11 +302,20 @@ async fn run(out: &Out, o: Opts) -> i32 {
                     ],
                 );
                 let started = Instant::now();
-                let outcome = tokio::select! {
-                    r = run_job(&http, &api, &job, &o) => Outcome::Done(r),
-                    _ = sigint.recv(), if !ignore => Outcome::Interrupted("interrupt"),
-                    _ = sigterm.recv(), if !ignore => Outcome::Interrupted("terminated"),
-                    _ = sigquit.recv(), if !ignore => Outcome::Interrupted("quit"),
+                // SIGQUIT is gitlab-runner's graceful stop: the running job finishes, no new
+                // one is taken. SIGINT and SIGTERM abort the job.
+                let job_run = run_job(&http, &api, &job, &o);
+                tokio::pin!(job_run);
+                let outcome = loop {
+                    tokio::select! {
+                        r = &mut job_run => break Outcome::Done(r),
+                        _ = sigint.recv(), if !ignore => break Outcome::Interrupted("interrupt"),
+                        _ = sigterm.recv(), if !ignore => break Outcome::Interrupted("terminated"),
+                        _ = sigquit.recv(), if !ignore && !quitting => {
+                            quitting = true;
+                            log.log("warning", "Requested quit, waiting for builds to finish", &[]);
+                        }
+                    }
                 };
                 let job_token = job["token"].as_str().unwrap_or_default();
                 let duration = json!(started.elapsed().as_secs_f64());
@@ -299,11 +328,11 @@ async fn run(out: &Out, o: Opts) -> i32 {
                 match outcome {
                     Outcome::Done(Ok(())) => {
                         update(&http, &api, id, job_token, "success").await;
-                        log.log("info", "Job succeeded", &fields);
+                        jobs_log.log("info", "Job succeeded", &fields);
                     }
                     Outcome::Done(Err(code)) => {
                         update(&http, &api, id, job_token, "failed").await;
-                        log.log("warning", &format!("Job failed: exit code {code}"), &fields);
+                        jobs_log.log("warning", &format!("Job failed: exit code {code}"), &fields);
                     }
                     Outcome::Interrupted(sig) => {
                         update(&http, &api, id, job_token, "failed").await;
@@ -317,6 +346,9 @@ async fn run(out: &Out, o: Opts) -> i32 {
                 }
                 builds += 1;
                 last_build = Instant::now();
+                if quitting {
+                    return 0;
+                }
                 if o.max_builds > 0 && builds >= o.max_builds {
                     log.log(
                         "info",

@@ -104,6 +104,8 @@ pub struct State {
     pub runners: BTreeMap<u64, Runner>,
     pub jobs: BTreeMap<u64, Job>,
     pub deletes: Vec<(String, String)>,
+    /// Ids of runners that deleted themselves with their own token (`DELETE /runners`).
+    pub token_deletes: Vec<String>,
     pub registered_names: Vec<String>,
     /// Every secret handed out (runner, job and registration tokens).
     pub issued: Vec<String>,

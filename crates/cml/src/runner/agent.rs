@@ -15,7 +15,7 @@ use cml_agent::bitbucket::{BitbucketAgent, Runtime};
 use cml_agent::github::{configure, run_command, ConfigureArgs};
 use cml_agent::gitlab::{DownloadSource, Executor, RunSingle};
 use cml_agent::install::{ensure_github_agent, Installed, ReleaseSource};
-use cml_agent::AgentProcess;
+use cml_agent::{AgentProcess, RunAs};
 use cml_core::{Driver, IdleTimeout};
 use cml_forge::Registration;
 
@@ -121,14 +121,20 @@ impl Agent {
         }
     }
 
-    /// Starts the agent for `registration` with the filtered environment `env`. GitHub's agent
-    /// is configured (registered) first.
+    /// Starts the agent for `registration` with the filtered environment `env`, as `run_as`
+    /// when given (the work directory is handed to that user first). GitHub's agent is
+    /// configured (registered) first.
     pub async fn start(
         &self,
         s: &RunnerSettings,
         registration: Registration,
         env: &[(String, String)],
+        run_as: Option<&RunAs>,
     ) -> Result<AgentProcess, cml_agent::AgentError> {
+        let own = || match run_as {
+            Some(user) => user.own(&s.workdir),
+            None => Ok(()),
+        };
         match (self, registration) {
             (Agent::Github, Registration::GithubToken { url, token }) => {
                 let args = ConfigureArgs {
@@ -140,8 +146,9 @@ impl Agent {
                     work: s.workdir.join("_work"),
                     ephemeral: s.single,
                 };
-                configure(&args, env).await?;
-                AgentProcess::spawn(run_command(&s.workdir, env), "run.sh")
+                own()?;
+                configure(&args, env, run_as).await?;
+                AgentProcess::spawn_as(run_command(&s.workdir, env), "run.sh", run_as)
             }
             (Agent::Gitlab(executor), Registration::Gitlab { url, token, .. }) => {
                 let args = RunSingle {
@@ -158,10 +165,9 @@ impl Agent {
                     docker_volumes: s.docker_volumes.clone(),
                     builds_dir: s.workdir.join("builds"),
                 };
-                AgentProcess::spawn(
-                    cml_agent::gitlab::run_single_command(&args, env)?,
-                    "gitlab-runner",
-                )
+                let cmd = cml_agent::gitlab::run_single_command(&args, env)?;
+                own()?;
+                AgentProcess::spawn_as(cmd, "gitlab-runner", run_as)
             }
             (
                 Agent::Bitbucket(runtime),
@@ -183,10 +189,9 @@ impl Agent {
                     oauth_client_secret,
                     working_dir: s.workdir.join("work"),
                 };
-                AgentProcess::spawn(
-                    cml_agent::bitbucket::agent_command(&a, env),
-                    "the Bitbucket runner",
-                )
+                let cmd = cml_agent::bitbucket::agent_command(&a, env);
+                own()?;
+                AgentProcess::spawn_as(cmd, "the Bitbucket runner", run_as)
             }
             (agent, registration) => Err(cml_agent::AgentError::Spawn {
                 program: agent.describe(),

@@ -17,12 +17,10 @@
 use super::signals::Signals;
 use crate::exit::{ExitCode, Failure};
 use crate::progress::Progress;
-use crate::settings::{vars, Credential, RunnerSettings};
+use crate::settings::RunnerSettings;
 use cml_cloud::aws::AwsProvider;
 use cml_cloud::{Created, Machine, MachineSpec, Provider, Resource};
 use cml_core::cloud::{resource_tags, CloudSpec};
-use cml_core::startup::{StartupScript, MACHINE_WORKDIR};
-use cml_core::{IdleTimeout, Secret};
 use cml_forge::Forge;
 use std::time::{Duration, Instant};
 
@@ -44,10 +42,11 @@ pub async fn launch(
     forge: &dyn Forge,
     signals: &mut Signals,
 ) -> Result<ExitCode, Failure> {
-    let machine_spec = MachineSpec {
+    let hands_over = super::machine::hands_over_runner_token(s);
+    let spec_for = |own: Option<&super::machine::GitlabRunner>| MachineSpec {
         name: s.name.clone(),
         cloud: spec.clone(),
-        user_data: startup_script(s).render(),
+        user_data: super::machine::startup_script(s, own).render(),
         tags: resource_tags(
             &s.name,
             &s.repo.to_string(),
@@ -56,8 +55,11 @@ pub async fn launch(
         ),
         ssh_private_key: s.cloud_ssh_private.clone(),
     };
-    // Limits are checked before anything exists.
-    cml_cloud::aws::check_user_data(&machine_spec).map_err(|e| Failure::usage(e.into()))?;
+    // Limits are checked before anything exists (a runner token the launcher is yet to create
+    // is stood in for by one of the longest kind).
+    let probe = hands_over.then(super::machine::GitlabRunner::stand_in);
+    cml_cloud::aws::check_user_data(&spec_for(probe.as_ref()))
+        .map_err(|e| Failure::usage(e.into()))?;
     let provider = tokio::select! {
         p = AwsProvider::new(&spec.region) => p
             .map_err(|e| Failure::error(e.into()))?
@@ -65,6 +67,21 @@ pub async fn launch(
             .with_destroy_timeout(s.cloud_teardown_timeout),
         sig = signals.recv() => return Ok(ExitCode::from_signal(sig)),
     };
+    // A GitLab runner without re-runs is created here, so the machine gets only its own
+    // token; a failure or signal from here on tears down like any other.
+    let own = if hands_over {
+        let created = tokio::select! {
+            r = create_gitlab_runner(s, forge) => r.map_err(LaunchError::Failed),
+            sig = signals.recv() => Err(LaunchError::Signal(sig)),
+        };
+        match created {
+            Ok(own) => Some(own),
+            Err(e) => return Err(teardown(s, &provider, &Created::new(), forge, e, signals).await),
+        }
+    } else {
+        None
+    };
+    let machine_spec = spec_for(own.as_ref());
     let created = Created::new();
     let progress = Progress::start();
     let outcome = tokio::select! {
@@ -96,6 +113,28 @@ pub async fn launch(
         machine.public_ip.as_deref().or(machine.private_ip.as_deref()).unwrap_or("none"),
     );
     Ok(ExitCode::Success)
+}
+
+/// Creates the machine's GitLab runner (see [`super::machine::hands_over_runner_token`]).
+async fn create_gitlab_runner(
+    s: &RunnerSettings,
+    forge: &dyn Forge,
+) -> anyhow::Result<super::machine::GitlabRunner> {
+    let registration = forge.registration(&s.name, &s.labels).await?;
+    crate::logging::add_secrets(forge.secrets());
+    match registration {
+        cml_forge::Registration::Gitlab { url, id, token } => {
+            tracing::info!(
+                "created GitLab runner {} (id {id}); the machine gets only its runner token",
+                s.name
+            );
+            Ok(super::machine::GitlabRunner { url, id, token })
+        }
+        _ => anyhow::bail!(
+            "{} answered a registration that is not GitLab's",
+            forge.scope()
+        ),
+    }
 }
 
 async fn create_and_register(
@@ -294,72 +333,4 @@ fn left_over(created: &Created) -> Vec<String> {
         )
     }));
     lines
-}
-
-/// The machine's startup script: the same runner options, run by `cml` under systemd.
-fn startup_script(s: &RunnerSettings) -> StartupScript {
-    let mut args: Vec<String> = vec![
-        "runner".into(),
-        "--driver".into(),
-        s.driver.to_string(),
-        "--repo".into(),
-        s.repo.to_string(),
-        "--name".into(),
-        s.name.clone(),
-        "--labels".into(),
-        s.labels.to_string(),
-        "--idle-timeout".into(),
-        match s.idle_timeout {
-            IdleTimeout::Never => "never".into(),
-            IdleTimeout::After(d) => d.as_secs().max(1).to_string(),
-        },
-        "--workdir".into(),
-        MACHINE_WORKDIR.into(),
-        "--destroy-delay".into(),
-        s.destroy_delay.as_secs().to_string(),
-        "--self-terminate".into(),
-    ];
-    if s.single {
-        args.push("--single".into());
-    }
-    if s.no_retry {
-        args.push("--no-retry".into());
-    }
-    if let Some(v) = &s.github_runner_version {
-        args.push("--github-runner-version".into());
-        args.push(v.clone());
-    }
-    for v in &s.docker_volumes {
-        args.push("--docker-volumes".into());
-        args.push(v.clone());
-    }
-    let mut env: Vec<(String, String)> = vars::FORWARDED_TO_MACHINES
-        .iter()
-        .filter_map(|k| {
-            std::env::var(k)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(|v| (k.to_string(), v))
-        })
-        .collect();
-    if let Some(c) = &s.cloud {
-        env.push((vars::MACHINE_CLOUD.to_string(), c.cloud.to_string()));
-    }
-    let secrets = match &s.credential {
-        Credential::Token { token, .. } => vec![("REPO_TOKEN".to_string(), token.clone())],
-        Credential::GithubApp { app_id, pem } => vec![
-            (vars::GITHUB_APP_ID.to_string(), Secret::new(app_id.clone())),
-            (vars::GITHUB_APP_PEM.to_string(), pem.clone()),
-        ],
-    };
-    StartupScript {
-        cml_url_template: s.cloud_cml_url.clone(),
-        cml_version: env!("CARGO_PKG_VERSION").into(),
-        cml_sha256: s.cloud_cml_sha256.clone(),
-        user_script: s.cloud.as_ref().and_then(|c| c.startup_script.clone()),
-        runner_args: args,
-        max_lifetime: s.cloud_max_lifetime,
-        env,
-        secrets,
-    }
 }

@@ -10,6 +10,7 @@ mod agent;
 pub mod cleanup;
 mod cloud;
 mod forge;
+mod machine;
 mod registration;
 mod signals;
 mod supervise;
@@ -42,9 +43,19 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
             sig = signals.recv() => return Ok(terminated_before_registration(sig)),
         },
     };
-    let client = tokio::select! {
-        r = forge::connect(&s, agent.as_ref().and_then(Agent::runtime_label)) => r.map_err(Failure::error)?,
-        sig = signals.recv() => return Ok(terminated_before_registration(sig)),
+    // The job user is resolved before anything is registered. On a cloud machine the
+    // startup script has created it; a launcher only passes the name on.
+    let run_as = match (&s.job_user, &s.cloud) {
+        (Some(user), None) => Some(job_user(user)?),
+        _ => None,
+    };
+    let client = match &s.gitlab_own_runner {
+        // On a cloud machine whose launcher created the GitLab runner: its own token only.
+        Some(own) => own_gitlab_runner(&s, own)?,
+        None => tokio::select! {
+            r = forge::connect(&s, agent.as_ref().and_then(Agent::runtime_label)) => r.map_err(Failure::error)?,
+            sig = signals.recv() => return Ok(terminated_before_registration(sig)),
+        },
     };
     let forge = client.as_ref();
     logging::add_secrets(forge.secrets());
@@ -62,10 +73,15 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         }
     );
 
-    // 1. The token works and the reuse rules allow launching (nothing registered yet).
-    let runners = tokio::select! {
+    // 1. The token works and the reuse rules allow launching (nothing registered yet). A
+    // runner the launcher created exists by design: it is only checked when it is started.
+    let runners = if s.gitlab_own_runner.is_some() {
+        Vec::new()
+    } else {
+        tokio::select! {
         r = forge.runners() => r.map_err(|e| Failure::error(e.into()))?,
         sig = signals.recv() => return Ok(terminated_before_registration(sig)),
+        }
     };
     match decide(&runners, &s.name, &s.labels, s.reuse, s.reuse_idle) {
         ReuseDecision::Launch => {}
@@ -116,6 +132,7 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         forge,
         &agent,
         registration,
+        run_as.as_ref(),
         &mut registered,
         &mut signals,
     )
@@ -149,12 +166,16 @@ async fn registered_lifecycle(
     forge: &dyn Forge,
     agent: &Agent,
     registration: Registration,
+    run_as: Option<&cml_agent::RunAs>,
     registered: &mut Registered<'_>,
     signals: &mut Signals,
 ) -> Result<supervise::Ended, Failure> {
-    let env = cml_agent::env::agent_env(&forge.secrets());
+    let mut env = cml_agent::env::agent_env(&forge.secrets());
+    if let Some(user) = run_as {
+        user.apply_env(&mut env);
+    }
     let process = tokio::select! {
-        r = agent.start(s, registration, &env) => r.map_err(|e| Failure::error(e.into()))?,
+        r = agent.start(s, registration, &env, run_as) => r.map_err(|e| Failure::error(e.into()))?,
         sig = signals.recv() => {
             tracing::info!(status = "terminated", reason = "signal", "stopped by signal {sig} while configuring");
             return Ok(supervise::Ended { code: ExitCode::from_signal(sig), interrupted_job: None });
@@ -293,6 +314,48 @@ async fn terminated_during_registration(
         "stopped by signal {sig} while registering; nothing is left registered"
     );
     Ok(ExitCode::from_signal(sig))
+}
+
+/// The GitLab runner the launcher created for this machine, seen with its own token.
+fn own_gitlab_runner(
+    s: &RunnerSettings,
+    own: &crate::settings::OwnRunner,
+) -> Result<Box<dyn Forge>, Failure> {
+    let crate::settings::Credential::Token { token, .. } = &s.credential else {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "a GitLab runner created by the launcher needs its runner token"
+        )));
+    };
+    logging::add_secrets([token.expose().to_string()]);
+    let runner = cml_forge::gitlab::OwnRunner::new(
+        &own.url,
+        &own.id,
+        &s.name,
+        &s.labels,
+        token.clone(),
+        cml_forge::RetryPolicy::default(),
+    )
+    .map_err(|e| Failure::error(e.into()))?;
+    tracing::info!(
+        "GitLab runner {} (id {}) was created by the launcher; this machine holds only its runner token",
+        s.name,
+        own.id
+    );
+    Ok(Box::new(runner))
+}
+
+/// The `--cloud-job-user` the agent will run as: an existing unprivileged user, and `cml`
+/// running as root (only root can start a process as another user).
+fn job_user(name: &str) -> Result<cml_agent::RunAs, Failure> {
+    let user = cml_agent::RunAs::lookup(name).map_err(|e| Failure::usage(e.into()))?;
+    // SAFETY: geteuid(2) reads this process's effective user id; it cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--cloud-job-user={name}: cml runs as an unprivileged user and cannot start the agent as another one\nhint: run cml as root, or leave --cloud-job-user unset to run jobs as yourself; nothing was registered"
+        )));
+    }
+    tracing::info!("the agent and its jobs run as {name} (uid {})", user.uid);
+    Ok(user)
 }
 
 fn terminated_before_registration(sig: i32) -> ExitCode {

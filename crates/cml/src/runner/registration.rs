@@ -47,6 +47,12 @@ impl<'a> Registered<'a> {
         }
     }
 
+    /// Whether the forge can tell that the runner is running a job; when it cannot, the
+    /// runner may only be deleted after its agent stopped taking jobs.
+    pub fn sees_running_jobs(&self) -> bool {
+        self.forge.sees_running_jobs()
+    }
+
     /// One attempt while the agent may still run: the forge deletes the runner only if it has
     /// no job, and `Busy` (it has one, and keeps it) is returned, not retried. On an error the
     /// runner may still exist and be handed jobs: its agent must be kept.

@@ -130,6 +130,18 @@ pub async fn supervise(
             continue;
         };
         if let (StopReason::IdleTimeout(_), false) = (&reason, agent_exited) {
+            if !registered.sees_running_jobs() {
+                // The forge cannot tell whether a job has just been taken: the agent stops
+                // taking jobs first and finishes any it has (gitlab-runner: SIGQUIT), and the
+                // runner is deleted after it exited.
+                tracing::info!("idle: the agent finishes any job it has and stops");
+                agent.signal(libc::SIGQUIT);
+                if let Some(sig) = drain(s, &mut agent, signals).await {
+                    tracing::info!("received signal {sig}; stopping the runner");
+                    break StopReason::Signal(sig);
+                }
+                break reason;
+            }
             match registered.try_deregister().await {
                 Ok(Deleted::Busy(_)) => {
                     tracing::info!("the runner took a job as the idle timeout expired; keeping it");
@@ -229,6 +241,25 @@ fn deregistration_retry(failures: u32, idle: cml_core::IdleTimeout) -> std::time
     idle.as_duration()
         .map_or(doubled, |d| doubled.min(d))
         .max(DEREGISTER_RETRY_MIN)
+}
+
+/// Waits, as long as it takes, for the agent to exit by itself, logging what it prints and
+/// the events in it meanwhile; a signal ends the wait (and is returned).
+async fn drain(s: &RunnerSettings, agent: &mut AgentProcess, signals: &mut Signals) -> Option<i32> {
+    loop {
+        tokio::select! {
+            out = agent.next() => match out {
+                Output::Line(line) => {
+                    log_line(line.stream, &line.text);
+                    if let Some(event) = parse_line(s.driver, &line.text) {
+                        log_event(&event);
+                    }
+                }
+                Output::Exited(_) => return None,
+            },
+            sig = signals.recv() => return Some(sig),
+        }
+    }
 }
 
 /// Lets the agent exit by itself within `limit`, logging what it prints meanwhile.

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod moto;
+pub mod netns;
 
 use cml_sim::{write_agent_scripts, AnyJob, AnyRunner, SimConfig, SimServer, DEFAULT_PAT};
 use serde_json::Value;
