@@ -129,9 +129,10 @@ impl ShellRunnerSource {
 pub async fn ensure_shell_runner(
     dir: &Path,
     source: &ShellRunnerSource,
+    agent_user: Option<u32>,
 ) -> Result<Installed, AgentError> {
     if dir.join(SHELL_RUNNER_START).is_file() {
-        crate::install::check_install(dir, &[SHELL_RUNNER_BIN])?;
+        crate::install::check_install(dir, &[SHELL_RUNNER_BIN], agent_user)?;
         return Ok(Installed::Existing);
     }
     let Some(url) = &source.url else {
@@ -139,7 +140,7 @@ pub async fn ensure_shell_runner(
             path: dir.join(SHELL_RUNNER_START),
         });
     };
-    crate::install::prepare_workdir(dir)?;
+    crate::install::prepare_workdir(dir, agent_user)?;
     let client = http_client().map_err(|reason| AgentError::Download {
         url: url.clone(),
         reason,
@@ -407,7 +408,7 @@ mod tests {
             sha256: Some("0".repeat(64)),
         };
         let err = rt
-            .block_on(ensure_shell_runner(dir.path(), &wrong))
+            .block_on(ensure_shell_runner(dir.path(), &wrong, None))
             .unwrap_err();
         assert!(matches!(err, AgentError::Checksum { .. }), "{err}");
         assert!(!dir.path().join(SHELL_RUNNER_START).exists());
@@ -416,7 +417,7 @@ mod tests {
             sha256: Some(sha.to_uppercase()),
         };
         assert!(matches!(
-            rt.block_on(ensure_shell_runner(dir.path(), &right))
+            rt.block_on(ensure_shell_runner(dir.path(), &right, None))
                 .unwrap(),
             Installed::Downloaded { .. }
         ));
@@ -438,6 +439,7 @@ mod tests {
             .block_on(ensure_shell_runner(
                 dir.path(),
                 &ShellRunnerSource::default(),
+                None,
             ))
             .unwrap_err();
         assert!(err.to_string().contains("hint:"), "{err}");
@@ -447,7 +449,8 @@ mod tests {
         assert_eq!(
             rt.block_on(ensure_shell_runner(
                 dir.path(),
-                &ShellRunnerSource::default()
+                &ShellRunnerSource::default(),
+                None,
             ))
             .unwrap(),
             Installed::Existing

@@ -143,13 +143,14 @@ pub fn platform() -> Option<String> {
 pub async fn ensure_gitlab_runner(
     dir: &Path,
     source: &DownloadSource,
+    agent_user: Option<u32>,
 ) -> Result<Installed, AgentError> {
     let target = dir.join("gitlab-runner");
     if is_executable(&target) {
-        crate::install::check_install(dir, &["gitlab-runner"])?;
+        crate::install::check_install(dir, &["gitlab-runner"], agent_user)?;
         return Ok(Installed::Existing);
     }
-    crate::install::prepare_workdir(dir)?;
+    crate::install::prepare_workdir(dir, agent_user)?;
     let platform = platform().ok_or_else(|| AgentError::NoAsset {
         version: source.version.clone(),
         asset: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),

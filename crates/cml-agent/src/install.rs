@@ -87,15 +87,21 @@ pub const GITHUB_EXECUTED: &[&str] = &[
 /// since running it would run their code with our credentials. Checked: `workdir` itself,
 /// each of `executed` (paths relative to `workdir`; a directory with everything in it, without
 /// following symbolic links into other directories), and every directory between them and
-/// `workdir`. Each must be owned by this process's effective user or by root, and not be
-/// writable by group or others; a symbolic link is judged by its target (the link itself can
+/// `workdir`. Each must be owned by this process's effective user, by root, or by `agent_user`
+/// (the user the agent will run as, when another: whatever that user can change only ever runs
+/// as that user), and not be writable by group or others; a symbolic link is judged by its target (the link itself can
 /// only be replaced through its directory, which is checked). Entries of `executed` that do
 /// not exist are skipped: completeness is checked elsewhere. Directories above `workdir` are
 /// not checked.
-pub fn check_install(workdir: &Path, executed: &[&str]) -> Result<(), AgentError> {
+pub fn check_install(
+    workdir: &Path,
+    executed: &[&str],
+    agent_user: Option<u32>,
+) -> Result<(), AgentError> {
     // SAFETY: geteuid(2) has no preconditions, takes no pointer and cannot fail.
     let me = unsafe { libc::geteuid() };
-    check_entry(workdir, workdir, me)?;
+    let trusted = |uid: u32| uid == me || uid == 0 || Some(uid) == agent_user;
+    check_entry(workdir, workdir, me, &trusted)?;
     for rel in executed {
         let path = workdir.join(rel);
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -104,10 +110,10 @@ pub fn check_install(workdir: &Path, executed: &[&str]) -> Result<(), AgentError
         // The directories between `workdir` and the entry.
         let mut dir = path.parent();
         while let Some(d) = dir.filter(|d| d.starts_with(workdir) && *d != workdir) {
-            check_entry(workdir, d, me)?;
+            check_entry(workdir, d, me, &trusted)?;
             dir = d.parent();
         }
-        check_entry(workdir, &path, me)?;
+        check_entry(workdir, &path, me, &trusted)?;
         if meta.is_dir() {
             let mut pending = vec![path];
             while let Some(d) = pending.pop() {
@@ -117,7 +123,7 @@ pub fn check_install(workdir: &Path, executed: &[&str]) -> Result<(), AgentError
                 })?;
                 for entry in entries.flatten() {
                     let p = entry.path();
-                    check_entry(workdir, &p, me)?;
+                    check_entry(workdir, &p, me, &trusted)?;
                     if entry.file_type().is_ok_and(|t| t.is_dir()) {
                         pending.push(p);
                     }
@@ -129,7 +135,12 @@ pub fn check_install(workdir: &Path, executed: &[&str]) -> Result<(), AgentError
 }
 
 /// One path of [`check_install`], its symbolic link followed.
-fn check_entry(workdir: &Path, path: &Path, me: u32) -> Result<(), AgentError> {
+fn check_entry(
+    workdir: &Path,
+    path: &Path,
+    me: u32,
+    trusted: &dyn Fn(u32) -> bool,
+) -> Result<(), AgentError> {
     use std::os::unix::fs::MetadataExt;
     let unsafe_install = |problem: String| AgentError::UnsafeInstall {
         workdir: workdir.to_path_buf(),
@@ -138,7 +149,7 @@ fn check_entry(workdir: &Path, path: &Path, me: u32) -> Result<(), AgentError> {
     };
     let meta =
         std::fs::metadata(path).map_err(|e| unsafe_install(format!("cannot be examined ({e})")))?;
-    if meta.uid() != me && meta.uid() != 0 {
+    if !trusted(meta.uid()) {
         return Err(unsafe_install(format!(
             "belongs to user id {}, not to this user (id {me}) or root",
             meta.uid()
@@ -161,7 +172,7 @@ fn check_entry(workdir: &Path, path: &Path, me: u32) -> Result<(), AgentError> {
 /// Creates `dir` (and its parents) for a fresh install, with mode 0755 where created, and
 /// refuses a directory that exists already but that other users could change (see
 /// [`check_install`]).
-pub fn prepare_workdir(dir: &Path) -> Result<(), AgentError> {
+pub fn prepare_workdir(dir: &Path, agent_user: Option<u32>) -> Result<(), AgentError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -171,7 +182,7 @@ pub fn prepare_workdir(dir: &Path) -> Result<(), AgentError> {
             path: dir.to_path_buf(),
             cause,
         })?;
-    check_install(dir, &[])
+    check_install(dir, &[], agent_user)
 }
 
 /// Removes the group and others write permissions from `root` and everything in it (symbolic
@@ -216,12 +227,13 @@ struct Asset {
 pub async fn ensure_github_agent(
     dir: &Path,
     source: &ReleaseSource,
+    agent_user: Option<u32>,
 ) -> Result<Installed, AgentError> {
     if is_installed(dir) {
-        check_install(dir, GITHUB_EXECUTED)?;
+        check_install(dir, GITHUB_EXECUTED, agent_user)?;
         return Ok(Installed::Existing);
     }
-    prepare_workdir(dir)?;
+    prepare_workdir(dir, agent_user)?;
     let version_label = source.version.clone().unwrap_or_else(|| "latest".into());
     let url = match &source.version {
         Some(v) => format!("{}/tags/v{}", source.api, v.trim_start_matches('v')),
@@ -534,7 +546,7 @@ mod tests {
     }
 
     fn refused(w: &Path) -> String {
-        match check_install(w, GITHUB_EXECUTED) {
+        match check_install(w, GITHUB_EXECUTED, None) {
             Err(e @ AgentError::UnsafeInstall { .. }) => e.to_string(),
             other => panic!("not refused: {other:?}"),
         }
@@ -544,10 +556,10 @@ mod tests {
     fn an_install_others_can_change_is_refused_naming_the_path_and_the_fix() {
         let dir = install_tree();
         let w = dir.path();
-        check_install(w, GITHUB_EXECUTED).unwrap();
+        check_install(w, GITHUB_EXECUTED, None).unwrap();
         // The job workspace is not part of the agent: anything may be in it.
         chmod(&w.join("_work/job"), 0o777);
-        check_install(w, GITHUB_EXECUTED).unwrap();
+        check_install(w, GITHUB_EXECUTED, None).unwrap();
         for (path, mode, problem) in [
             ("run.sh", 0o757, "is writable by every user (mode 757)"),
             ("config.sh", 0o775, "is writable by its group (mode 775)"),
@@ -575,12 +587,12 @@ mod tests {
                 "{e}"
             );
             std::fs::set_permissions(&p, before.permissions()).unwrap();
-            check_install(w, GITHUB_EXECUTED).unwrap();
+            check_install(w, GITHUB_EXECUTED, None).unwrap();
         }
     }
 
     #[test]
-    fn links_are_judged_by_their_targets_and_owners_must_be_this_user_or_root() {
+    fn links_are_judged_by_their_targets_and_owners_must_be_this_user_root_or_the_agent_s_user() {
         let dir = install_tree();
         let w = dir.path();
         let elsewhere = tempfile::tempdir().unwrap();
@@ -588,7 +600,7 @@ mod tests {
         std::fs::write(&target, "").unwrap();
         chmod(&target, 0o755);
         std::os::unix::fs::symlink(&target, w.join("bin/node")).unwrap();
-        check_install(w, GITHUB_EXECUTED).unwrap();
+        check_install(w, GITHUB_EXECUTED, None).unwrap();
         chmod(&target, 0o757);
         let e = refused(w);
         assert!(e.contains("bin/node is writable by every user"), "{e}");
@@ -605,6 +617,10 @@ mod tests {
                 e.contains("run.sh belongs to user id 12345, not to this user (id 0) or root"),
                 "{e}"
             );
+            // Unless that someone is the user the agent runs as (a job user's own workdir):
+            // whatever it changes only ever runs as itself. Anyone else is still refused.
+            check_install(w, GITHUB_EXECUTED, Some(12345)).unwrap();
+            assert!(check_install(w, GITHUB_EXECUTED, Some(54321)).is_err());
         }
     }
 
@@ -612,7 +628,7 @@ mod tests {
     fn a_fresh_install_is_made_owner_writable_only() {
         let dir = tempfile::tempdir().unwrap();
         let w = dir.path().join("new/workdir");
-        prepare_workdir(&w).unwrap();
+        prepare_workdir(&w, None).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&w).unwrap().permissions().mode() & 0o022,
@@ -653,7 +669,7 @@ mod tests {
         std::fs::create_dir(&open).unwrap();
         chmod(&open, 0o777);
         assert!(matches!(
-            prepare_workdir(&open),
+            prepare_workdir(&open, None),
             Err(AgentError::UnsafeInstall { .. })
         ));
     }
@@ -672,7 +688,7 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(
-            rt.block_on(ensure_github_agent(dir.path(), &source))
+            rt.block_on(ensure_github_agent(dir.path(), &source, None))
                 .unwrap(),
             Installed::Existing
         );

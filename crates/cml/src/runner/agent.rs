@@ -72,21 +72,27 @@ impl Agent {
     }
 
     /// Installs the agent into the work directory unless it is there already.
-    pub async fn install(&self, s: &RunnerSettings) -> Result<(), cml_agent::AgentError> {
+    /// `agent_user`: the uid the agent will run as, when not this process's (its files may be
+    /// that user's, see [`cml_agent::install::check_install`]).
+    pub async fn install(
+        &self,
+        s: &RunnerSettings,
+        agent_user: Option<u32>,
+    ) -> Result<(), cml_agent::AgentError> {
         let installed = match self {
             Agent::Github => {
                 let source = ReleaseSource {
                     api: s.github_runner_releases.clone(),
                     version: s.github_runner_version.clone(),
                 };
-                ensure_github_agent(&s.workdir, &source).await?
+                ensure_github_agent(&s.workdir, &source, agent_user).await?
             }
             Agent::Gitlab(_) => {
                 let source = DownloadSource {
                     base: s.gitlab_runner_download.clone(),
                     version: s.gitlab_runner_version.clone(),
                 };
-                cml_agent::gitlab::ensure_gitlab_runner(&s.workdir, &source).await?
+                cml_agent::gitlab::ensure_gitlab_runner(&s.workdir, &source, agent_user).await?
             }
             Agent::Bitbucket(Runtime::Docker) => return Ok(()),
             Agent::Bitbucket(Runtime::Shell) => {
@@ -94,7 +100,7 @@ impl Agent {
                     url: s.bitbucket_runner_url.clone(),
                     sha256: s.bitbucket_runner_sha256.clone(),
                 };
-                cml_agent::bitbucket::ensure_shell_runner(&s.workdir, &source).await?
+                cml_agent::bitbucket::ensure_shell_runner(&s.workdir, &source, agent_user).await?
             }
         };
         match installed {

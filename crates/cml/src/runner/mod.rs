@@ -110,7 +110,7 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
 
     // 2. The agent is installed (no registration yet, so a failed download leaves nothing).
     tokio::select! {
-        r = agent.install(&s) => r.map_err(|e| Failure::error(e.into()))?,
+        r = agent.install(&s, run_as.as_ref().map(|u| u.uid)) => r.map_err(|e| Failure::error(e.into()))?,
         sig = signals.recv() => return Ok(terminated_before_registration(sig)),
     };
 
