@@ -229,8 +229,9 @@ fn unknown_commands_run_plugins_from_path() {
     let out = run(cmd);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stderr
-            .contains("unknown command \"nosuchcommand\", and no program cml-nosuchcommand on PATH"),
+        out.stderr.contains("unknown command")
+            && out.stderr.contains("nosuchcommand")
+            && out.stderr.contains("and no program cml-nosuchcommand on PATH"),
         "{}",
         out.stderr
     );

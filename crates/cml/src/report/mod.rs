@@ -73,7 +73,10 @@ pub fn git_timeout() -> Result<Duration, Failure> {
             Ok(_) => Err(Failure::usage(anyhow!(
                 "invalid {GIT_TIMEOUT_VAR}={v:?}: it must be longer than 0\nhint: give seconds (600) or a duration such as 20m"
             ))),
-            Err(e) => Err(Failure::usage(anyhow!("invalid {GIT_TIMEOUT_VAR}: {e}"))),
+            Err(e) => Err(Failure::usage(anyhow!(
+                "invalid {GIT_TIMEOUT_VAR}={v:?}: {}\nhint: give seconds (600) or a duration such as 20m, at most a day",
+                e.to_string().lines().next().unwrap_or_default()
+            ))),
         },
     }
 }
