@@ -106,7 +106,9 @@ if grep -q '^pip ' <<<"$NEEDS"; then
   while read -r kind package version check; do
     [ "$kind" = pip ] || continue
     name="${package%%[*}"
-    if ! "$CML_TEST_VENV/bin/python" -m pip show "$name" 2>/dev/null | grep -qx "Version: $version"; then
+    # (Read whole first: `grep -q` in a pipe would end pip early, which pipefail counts as failure.)
+    shown=$("$CML_TEST_VENV/bin/python" -m pip show "$name" 2>/dev/null || true)
+    if ! grep -qx "Version: $version" <<<"$shown"; then
       echo "installing $package==$version from PyPI"
       "$CML_TEST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$package==$version" ||
         die "pip could not install $package==$version" "check the network and PyPI, then run this again"
