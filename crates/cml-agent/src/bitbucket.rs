@@ -4,7 +4,7 @@
 //! | runtime | when | how | runtime label |
 //! |---|---|---|---|
 //! | Docker | `docker info` succeeds | `docker container run -a stderr -a stdout --rm ... IMAGE` | `linux` |
-//! | Shell | no Docker engine (or `CML_BITBUCKET_RUNTIME=shell`) | `<workdir>/atlassian-bitbucket-pipelines-runner/bin/start.sh ...` | `linux.shell` |
+//! | Shell | no Docker engine (or `CML_BITBUCKET_RUNTIME=shell`) | `./start.sh ... --workingDirectory ../temp` in `<workdir>/atlassian-bitbucket-pipelines-runner/bin` | `linux.shell` |
 //!
 //! Secrets: the Docker runner gets its OAuth client through the environment of the `docker`
 //! client (`-e NAME` without a value), never on a command line; its steps run in their own
@@ -26,7 +26,11 @@
 //!
 //! The Linux Shell runner's tarball has its files at the archive's root (`bin/start.sh`, ...):
 //! Bitbucket's instructions unpack it into a directory made for it, as [`ensure_shell_runner`]
-//! does.
+//! does, then say to go to its `bin` directory and run the command the runner dialog shows,
+//! which ends with `--runtime linux-shell --workingDirectory ../temp`. The runner is started
+//! exactly so: `start.sh` runs `java -jar ./runner.jar`, a path relative to the current
+//! directory, so it only works from `bin`; steps then run under the install's `temp`
+//! directory.
 
 use crate::install::{download, http_client, remove_group_other_write, unpack, Installed};
 use crate::AgentError;
@@ -41,8 +45,11 @@ pub const IMAGE: &str =
     "docker-public.packages.atlassian.com/sox/atlassian/bitbucket-pipelines-runner:1";
 /// Where the Linux Shell runner lives inside the work directory.
 pub const SHELL_RUNNER_START: &str = "atlassian-bitbucket-pipelines-runner/bin/start.sh";
-/// The Linux Shell runner's programs, checked before an existing install is run.
-const SHELL_RUNNER_BIN: &str = "atlassian-bitbucket-pipelines-runner/bin";
+/// The Linux Shell runner's programs (checked before an existing install is run) and its
+/// current directory, inside the work directory (Bitbucket's run command is given from there).
+pub const SHELL_RUNNER_BIN: &str = "atlassian-bitbucket-pipelines-runner/bin";
+/// The `--workingDirectory` of Bitbucket's run command, relative to [`SHELL_RUNNER_BIN`].
+pub const SHELL_RUNNER_WORKING_DIRECTORY: &str = "../temp";
 
 /// Which runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,8 +206,6 @@ pub struct BitbucketAgent {
     pub runner_uuid: String,
     pub oauth_client_id: String,
     pub oauth_client_secret: Secret,
-    /// Where steps run.
-    pub working_dir: PathBuf,
 }
 
 /// The arguments of the runner's command (see the module table).
@@ -261,19 +266,22 @@ pub fn agent_args(a: &BitbucketAgent) -> Vec<String> {
             "--runtime".into(),
             "linux-shell".into(),
             "--workingDirectory".into(),
-            a.working_dir.to_string_lossy().into_owned(),
+            SHELL_RUNNER_WORKING_DIRECTORY.into(),
         ],
     }
 }
 
 /// The runner's command with `env` (Docker: plus the values its `-e NAME` arguments take).
+/// The Shell runner runs as Bitbucket's run command says: `start.sh` from its `bin`
+/// directory (the current directory), steps under `../temp`; the Docker client runs in the
+/// work directory.
 pub fn agent_command(a: &BitbucketAgent, env: &[(String, String)]) -> Command {
-    let program = match a.runtime {
-        Runtime::Docker => PathBuf::from("docker"),
-        Runtime::Shell => a.dir.join(SHELL_RUNNER_START),
+    let (program, cwd) = match a.runtime {
+        Runtime::Docker => (PathBuf::from("docker"), a.dir.clone()),
+        Runtime::Shell => (a.dir.join(SHELL_RUNNER_START), a.dir.join(SHELL_RUNNER_BIN)),
     };
     let mut cmd = Command::new(program);
-    cmd.current_dir(&a.dir)
+    cmd.current_dir(cwd)
         .args(agent_args(a))
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)));
@@ -302,7 +310,6 @@ mod tests {
             runner_uuid: "{u-1}".into(),
             oauth_client_id: "cid".into(),
             oauth_client_secret: Secret::new("oauth-secret-value"),
-            working_dir: "/w/work".into(),
         }
     }
 
@@ -349,12 +356,26 @@ mod tests {
     }
 
     #[test]
-    fn shell_runner_arguments() {
+    fn shell_runner_is_started_as_bitbuckets_run_command_says() {
         let args = agent_args(&agent(Runtime::Shell)).join(" ");
         assert_eq!(
             args,
-            "--accountUuid {a} --repositoryUuid {r} --runnerUuid {u-1} --OAuthClientId cid --OAuthClientSecret oauth-secret-value --runtime linux-shell --workingDirectory /w/work"
+            "--accountUuid {a} --repositoryUuid {r} --runnerUuid {u-1} --OAuthClientId cid --OAuthClientSecret oauth-secret-value --runtime linux-shell --workingDirectory ../temp"
         );
+        // `cd atlassian-bitbucket-pipelines-runner/bin && ./start.sh ...`
+        let cmd = agent_command(&agent(Runtime::Shell), &[]);
+        let cmd = cmd.as_std();
+        assert_eq!(
+            cmd.get_current_dir(),
+            Some(Path::new("/w/atlassian-bitbucket-pipelines-runner/bin"))
+        );
+        assert_eq!(
+            Path::new(cmd.get_program()),
+            Path::new("/w/atlassian-bitbucket-pipelines-runner/bin/start.sh")
+        );
+        // The Docker client stays in the work directory.
+        let docker = agent_command(&agent(Runtime::Docker), &[]);
+        assert_eq!(docker.as_std().get_current_dir(), Some(Path::new("/w")));
     }
 
     /// Serves `body` to every GET on a local port, for at most `count` requests.

@@ -10,6 +10,7 @@ pub mod event;
 pub mod labels;
 pub mod orphans;
 pub mod policy;
+pub mod release;
 pub mod repo;
 pub mod report;
 pub mod reuse;

@@ -72,12 +72,26 @@ fn register(http: &Http, sim: &SimServer, name: &str, labels: &[&str]) -> Regist
     }
 }
 
-/// `start.sh` of a simulated Linux Shell runner installed in `dir`, with the arguments
-/// Bitbucket's run command gives it.
+/// Where the simulated Linux Shell runner installed in `dir` has `start.sh` and `runner.jar`.
+fn runner_bin(dir: &Path) -> std::path::PathBuf {
+    dir.join("atlassian-bitbucket-pipelines-runner/bin")
+}
+
+/// Bitbucket's run command for a runner installed in `dir`: from its `bin` directory,
+/// `./start.sh ... --runtime linux-shell --workingDirectory ../temp`.
 fn shell_runner(dir: &Path, sim: &SimServer, r: &Registered, env: &[(&str, &str)]) -> Agent {
     write_shell_runner(dir, EXE.as_ref()).unwrap();
-    let work = dir.join("work");
-    let mut cmd = Command::new(dir.join("atlassian-bitbucket-pipelines-runner/bin/start.sh"));
+    let mut cmd = shell_runner_command(dir, r, &runner_bin(dir), "../temp");
+    cmd.env(API_URL_VAR, sim.url());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Agent::spawn(cmd)
+}
+
+/// The installed `start.sh` of `dir` with the run command's arguments, started in `cwd`.
+fn shell_runner_command(dir: &Path, r: &Registered, cwd: &Path, working_dir: &str) -> Command {
+    let mut cmd = Command::new(runner_bin(dir).join("start.sh"));
     cmd.args([
         "--accountUuid",
         &r.account,
@@ -92,14 +106,10 @@ fn shell_runner(dir: &Path, sim: &SimServer, r: &Registered, env: &[(&str, &str)
         "--runtime",
         "linux-shell",
         "--workingDirectory",
-        &work.to_string_lossy(),
+        working_dir,
     ])
-    .current_dir(dir)
-    .env(API_URL_VAR, sim.url());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Agent::spawn(cmd)
+    .current_dir(cwd);
+    cmd
 }
 
 /// `[YYYY-MM-DD HH:MM:SS,mmm] message`
@@ -134,8 +144,11 @@ fn shell_runner_runs_matching_steps_and_stops_taking_work_once_deleted() {
         is_runner_line(&ready, READY) && ready.ends_with(READY),
         "{ready}"
     );
-    let argv = std::fs::read_to_string(dir.path().join(".sim-argv")).unwrap();
-    assert!(argv.contains("--runtime\nlinux-shell\n"), "{argv}");
+    let argv = std::fs::read_to_string(runner_bin(dir.path()).join(".sim-argv")).unwrap();
+    assert!(
+        argv.ends_with("--runtime\nlinux-shell\n--workingDirectory\n../temp\n"),
+        "{argv}"
+    );
     wait_until(T, "the runner is online", || {
         sim.bitbucket_runners()
             .iter()
@@ -175,7 +188,17 @@ fn shell_runner_runs_matching_steps_and_stops_taking_work_once_deleted() {
     let job = sim.bitbucket_job(&ok).unwrap();
     assert_eq!(job.runner_name.as_deref(), Some("shell-1"));
     assert!(job.output.contains("mark=inherited"), "{}", job.output);
-    assert!(job.output.contains("/work"), "{}", job.output);
+    // `../temp` from `bin`: the install's `temp` directory.
+    let temp = dir
+        .path()
+        .join("atlassian-bitbucket-pipelines-runner/temp")
+        .canonicalize()
+        .unwrap();
+    assert!(
+        job.output.contains(&format!("\n{}\n", temp.display())),
+        "{}",
+        job.output
+    );
     assert!(
         !job.output.contains(&r.secret),
         "the OAuth secret is not in a step's environment"
@@ -406,6 +429,52 @@ fn wrong_oauth_client_is_refused_and_the_runner_exits() {
     assert!(!agent.has("Updating runner status to"));
 }
 
+/// Atlassian's `start.sh` runs `java -jar ./runner.jar`: from anywhere but its `bin`
+/// directory it cannot start, and it requires `--workingDirectory`.
+#[test]
+fn shell_runner_starts_only_from_its_bin_directory_and_with_a_working_directory() {
+    let sim = server(Duration::from_secs(2));
+    let http = Http::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_shell_runner(dir.path(), EXE.as_ref()).unwrap();
+    let r = register(&http, &sim, "where", &["self.hosted", "linux.shell"]);
+    // Its exit code and what it printed on stderr (bounded: a runner that starts is killed).
+    let run = |cwd: &Path, working_dir: &str| {
+        let mut cmd = shell_runner_command(dir.path(), &r, cwd, working_dir);
+        cmd.env(API_URL_VAR, sim.url());
+        let mut agent = Agent::spawn(cmd);
+        let code = agent.finish(T);
+        let stderr: Vec<String> = agent
+            .lines
+            .iter()
+            .filter(|(stderr, _)| *stderr)
+            .map(|(_, l)| l.clone())
+            .collect();
+        (code, stderr)
+    };
+    for cwd in [dir.path().to_path_buf(), runner_bin(dir.path()).join("..")] {
+        assert_eq!(
+            run(&cwd, "../temp"),
+            (
+                1,
+                vec!["Error: Unable to access jarfile ./runner.jar".to_string()]
+            )
+        );
+    }
+    assert_eq!(
+        run(&runner_bin(dir.path()), ""),
+        (
+            1,
+            vec!["start.sh: --workingDirectory is required.".to_string()]
+        )
+    );
+    // Nothing reached Bitbucket: the runner never came online.
+    assert!(sim
+        .bitbucket_runners()
+        .iter()
+        .all(|x| x.id != r.uuid || !x.online));
+}
+
 #[test]
 fn cli_help_install_and_queue_job() {
     let sim = server(Duration::from_secs(2));
@@ -431,10 +500,8 @@ fn cli_help_install_and_queue_job() {
         .status()
         .unwrap();
     assert!(st.success());
-    assert!(dir
-        .path()
-        .join("atlassian-bitbucket-pipelines-runner/bin/start.sh")
-        .is_file());
+    assert!(runner_bin(dir.path()).join("start.sh").is_file());
+    assert!(runner_bin(dir.path()).join("runner.jar").is_file());
 
     let out = Command::new(EXE)
         .args([

@@ -248,9 +248,10 @@ pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs((5 * 24 + 1) * 36
 pub const DEFAULT_JOB_LIMIT: Duration = Duration::from_secs(5 * 24 * 3600);
 
 /// Where cloud machines download `cml` from by default: this project's release of the
-/// launcher's own version.
-pub const DEFAULT_CML_URL: &str =
-    "https://github.com/cml-rs/cml/releases/download/v{version}/cml-{arch}-unknown-linux-gnu";
+/// launcher's own version, the static binary for the machine's architecture (see
+/// `cml_core::release`, which also says where its checksum is published). Forks that publish
+/// elsewhere pass `--cloud-cml-url`.
+pub const DEFAULT_CML_URL: &str = cml_core::release::DEFAULT_URL_TEMPLATE;
 
 /// Looks up environment variables (a function, so tests can give their own).
 pub trait Env {

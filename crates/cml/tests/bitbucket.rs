@@ -1,5 +1,6 @@
 //! Bitbucket-only behaviour of the real `cml` binary against the simulated Bitbucket: the
-//! Docker runner (through a `docker` stand-in), runtime labels, and the token's shape.
+//! Docker runner (through a `docker` stand-in), the Linux Shell runner started as Bitbucket's
+//! run command says, runtime labels, and the token's shape.
 
 mod harness;
 
@@ -66,6 +67,44 @@ fn with_a_docker_engine_the_runner_image_runs_with_its_secret_in_the_environment
         assert!(!step_env.contains(s), "a secret in the step's environment");
         assert!(!r.output().contains(s), "a secret printed");
     }
+}
+
+/// Bitbucket's run command for the Linux Shell runner: from the install's `bin` directory,
+/// `./start.sh ... --runtime linux-shell --workingDirectory ../temp` (the simulated runner,
+/// like Atlassian's `start.sh`, cannot start from anywhere else), so steps run in the
+/// install's `temp` directory.
+#[test]
+fn the_shell_runner_starts_from_its_bin_directory_with_working_directory_temp() {
+    let w = World::of(Kind::Bitbucket);
+    let workdir = w.workdir("shell");
+    let repo = w.repo_url();
+    let mut r = Running::spawn(w.cml(&[
+        "runner",
+        "--driver=bitbucket",
+        "--repo",
+        &repo,
+        "--token",
+        Kind::Bitbucket.token(),
+        "--name=shell",
+        "--labels=local",
+        "--idle-timeout=2",
+        "--workdir",
+        workdir.to_str().unwrap(),
+    ]));
+    r.wait_status("ready", SECS(20));
+    let job = w.queue_job("where", &["self.hosted", "linux.shell", "local"], "pwd");
+    let ended = r.wait_status("job_ended", SECS(20));
+    assert_eq!(ended["success"], true, "{}", r.output());
+    assert_eq!(r.wait_exit(SECS(20)), 0, "{}", r.output());
+
+    let install = workdir.join("atlassian-bitbucket-pipelines-runner");
+    let argv = std::fs::read_to_string(install.join("bin/.sim-argv")).unwrap();
+    assert!(
+        argv.ends_with("--runtime\nlinux-shell\n--workingDirectory\n../temp\n"),
+        "{argv}"
+    );
+    let temp = install.join("temp").canonicalize().unwrap();
+    assert_eq!(w.job(&job).output, format!("{}\n", temp.display()));
 }
 
 #[test]

@@ -72,7 +72,7 @@ pub(crate) fn handle(sh: &Shared, req: &Req, segs: &[&str]) -> Option<Resp> {
 const USAGE: &str = "usage: cml-sim bitbucket runner [start.sh options] | docker ARGS | install DIR | token | queue-job --server URL --repo ws/slug --name N [--labels a,b] --command CMD | help
   runner     the simulated Linux Shell runner (what start.sh runs); finds the server in CML_BITBUCKET_API_URL
   docker     the docker client stand-in: `info`, `container run ... -e NAME ... IMAGE`
-  install    writes DIR/atlassian-bitbucket-pipelines-runner/bin/start.sh running `runner`
+  install    writes DIR/atlassian-bitbucket-pipelines-runner/bin/{start.sh,runner.jar}: start.sh runs `runner`
   token      prints the default admin token (base64 of user:app_password)
   queue-job  queues a one-step pipeline; prints the answer, {\"step_uuid\": ...}";
 
@@ -116,15 +116,21 @@ fn write_exe(path: &Path, text: &str) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
 }
 
-/// Writes `<dir>/atlassian-bitbucket-pipelines-runner/bin/start.sh` running the simulated
-/// Linux Shell runner (a pre-installed agent).
+/// Writes a pre-installed simulated Linux Shell runner, laid out as Atlassian's tarball:
+/// `<dir>/atlassian-bitbucket-pipelines-runner/bin/start.sh` (running the simulated runner,
+/// which must be started from that `bin` directory) and a stand-in `bin/runner.jar`.
 pub fn write_shell_runner(dir: &Path, sim_exe: &Path) -> io::Result<()> {
+    let bin = dir.join("atlassian-bitbucket-pipelines-runner/bin");
     write_exe(
-        &dir.join("atlassian-bitbucket-pipelines-runner/bin/start.sh"),
+        &bin.join("start.sh"),
         &format!(
             "#!/bin/sh\n# Simulated Bitbucket Pipelines Linux Shell runner.\nexec {} bitbucket runner \"$@\"\n",
             crate::tarball::sh_quote(&sim_exe.to_string_lossy())
         ),
+    )?;
+    std::fs::write(
+        bin.join(runner::RUNNER_JAR),
+        "stand-in for the runner's jar\n",
     )
 }
 

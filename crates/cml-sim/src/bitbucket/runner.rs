@@ -4,6 +4,14 @@
 //! runner image (values in `ACCOUNT_UUID`, `REPOSITORY_UUID`, `RUNNER_UUID`, `OAUTH_CLIENT_ID`,
 //! `OAUTH_CLIENT_SECRET`, `WORKING_DIRECTORY`), through the `docker` stand-in.
 //!
+//! As Atlassian's `start.sh`, the Shell runner requires `--accountUuid`, `--runnerUuid`,
+//! `--OAuthClientId`, `--OAuthClientSecret`, `--workingDirectory` and `--runtime`
+//! (`--repositoryUuid` is optional), and then runs `java -jar ./runner.jar`: a path relative
+//! to the current directory, so it fails with Java's `Error: Unable to access jarfile
+//! ./runner.jar` (exit 1) unless it is started from the install's `bin` directory, which holds
+//! `runner.jar` (Bitbucket's instructions: go to the `bin` directory and run the command shown,
+//! `... --workingDirectory ../temp`). A relative working directory is taken from there.
+//!
 //! It prints the runner's lines on stdout, as `[YYYY-MM-DD HH:MM:SS,mmm] message`: `Updating
 //! runner status to "ONLINE" ...` once connected, `Getting step StepId{...}.` when it takes a
 //! step, `Completing step with result Result{status=PASSED|FAILED|STOPPED, error=None}.` when
@@ -58,7 +66,10 @@ fn env_on(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
-/// `start.sh ARGS`.
+/// What Atlassian's `start.sh` runs, relative to the current directory.
+pub const RUNNER_JAR: &str = "runner.jar";
+
+/// `start.sh ARGS`, in the current directory it was started from.
 pub fn main(args: Vec<String>) -> i32 {
     let _ = std::fs::write(".sim-argv", args.join("\n") + "\n");
     let mut v: HashMap<String, String> = HashMap::new();
@@ -69,10 +80,37 @@ pub fn main(args: Vec<String>) -> i32 {
         }
     }
     let get = |k: &str| v.get(k).cloned().unwrap_or_default();
+    // start.sh's `${VAR:?'--option is required.'}` checks, in its order.
+    for option in [
+        "accountUuid",
+        "runnerUuid",
+        "OAuthClientId",
+        "OAuthClientSecret",
+        "workingDirectory",
+        "runtime",
+    ] {
+        if get(option).is_empty() {
+            eprintln!("start.sh: --{option} is required.");
+            return 1;
+        }
+    }
+    // `exec java -jar ... ./runner.jar`
+    if !std::path::Path::new(RUNNER_JAR).is_file() {
+        eprintln!("Error: Unable to access jarfile ./{RUNNER_JAR}");
+        return 1;
+    }
     if get("runtime") != "linux-shell" {
         eprintln!("Unsupported runtime: {:?}", get("runtime"));
         return 1;
     }
+    // The JVM resolves a relative working directory against the current directory.
+    let working_dir = match std::path::absolute(get("workingDirectory")) {
+        Ok(p) => p.to_string_lossy().into_owned(),
+        Err(e) => {
+            eprintln!("cannot resolve the working directory: {e}");
+            return 1;
+        }
+    };
     run(Opts {
         server: std::env::var(super::API_URL_VAR).unwrap_or_default(),
         account: get("accountUuid"),
@@ -80,7 +118,7 @@ pub fn main(args: Vec<String>) -> i32 {
         runner: get("runnerUuid"),
         client_id: get("OAuthClientId"),
         client_secret: get("OAuthClientSecret"),
-        working_dir: get("workingDirectory"),
+        working_dir,
         containerized: false,
     })
 }

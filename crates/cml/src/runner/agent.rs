@@ -193,7 +193,6 @@ impl Agent {
                     runner_uuid,
                     oauth_client_id,
                     oauth_client_secret,
-                    working_dir: s.workdir.join("work"),
                 };
                 let cmd = cml_agent::bitbucket::agent_command(&a, env);
                 own()?;
