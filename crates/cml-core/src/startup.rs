@@ -35,14 +35,27 @@ pub const MACHINE_CREDENTIALS: &str = "/etc/cml/credentials";
 /// The instance metadata service's addresses (IPv4, and IPv6 on Nitro instances).
 pub const METADATA_ADDRESSES: [&str; 2] = ["169.254.169.254", "fd00:ec2::254"];
 
+/// What the downloaded `cml` is checked against before it is installed; a mismatch, or no
+/// checksum found, fails the setup (and so powers the machine off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CmlChecksum {
+    /// This SHA-256 (`--cloud-cml-sha256`).
+    Sha256(String),
+    /// The line for the downloaded file's name in the checksum list at this URL (`{version}`
+    /// and `{arch}` substituted like the download's): a release's `SHA256SUMS`, published next
+    /// to its binaries (see `crate::release`).
+    Published { sums_url_template: String },
+}
+
 /// Everything the script needs.
 pub struct StartupScript {
     /// The `cml` release URL template (`{version}`, `{arch}` = `x86_64` / `aarch64`).
     pub cml_url_template: String,
     /// The version substituted for `{version}`.
     pub cml_version: String,
-    /// Expected SHA-256 of the downloaded binary, when known.
-    pub cml_sha256: Option<String>,
+    /// How the downloaded binary is checked: always, against a given SHA-256 or the release's
+    /// published checksums.
+    pub cml_checksum: CmlChecksum,
     /// The decoded `--cloud-startup-script`.
     pub user_script: Option<String>,
     /// Arguments after `cml` for the machine's runner (no secrets). The script adds
@@ -221,12 +234,24 @@ impl StartupScript {
         s.push_str("  if [ \"$attempt\" = 5 ]; then log \"cannot download $url\"; exit 1; fi\n");
         s.push_str("  sleep $((attempt * 3))\n");
         s.push_str("done\n");
-        if let Some(sha) = &self.cml_sha256 {
-            s.push_str(&format!(
-                "echo {}'  '\"$tmp\" | sha256sum -c --quiet || {{ log 'cml checksum mismatch'; rm -f \"$tmp\"; exit 1; }}\n",
-                shell_quote(sha)
-            ));
+        match &self.cml_checksum {
+            CmlChecksum::Sha256(sha) => s.push_str(&format!("expected={}\n", shell_quote(sha))),
+            CmlChecksum::Published { sums_url_template } => {
+                let sums = sums_url_template.replace("{version}", &self.cml_version);
+                s.push_str(&format!("sums_url={}\n", shell_quote(&sums)));
+                s.push_str("sums_url=${sums_url//\\{arch\\}/$arch}\n");
+                s.push_str("asset=${url##*/}\n");
+                s.push_str("for attempt in 1 2 3 4 5; do\n");
+                s.push_str("  if curl -fsSL --connect-timeout 20 -o \"$tmp.sums\" \"$sums_url\"; then break; fi\n");
+                s.push_str("  if [ \"$attempt\" = 5 ]; then log \"cannot download $sums_url\"; rm -f \"$tmp\"; exit 1; fi\n");
+                s.push_str("  sleep $((attempt * 3))\n");
+                s.push_str("done\n");
+                s.push_str("expected=$(awk -v f=\"$asset\" '($2 == f || $2 == \"*\" f) && length($1) == 64 {print $1; exit}' \"$tmp.sums\")\n");
+                s.push_str("rm -f \"$tmp.sums\"\n");
+                s.push_str("[ -n \"$expected\" ] || { log \"no checksum for $asset in $sums_url\"; rm -f \"$tmp\"; exit 1; }\n");
+            }
         }
+        s.push_str("echo \"$expected  $tmp\" | sha256sum -c --quiet || { log 'cml checksum mismatch'; rm -f \"$tmp\"; exit 1; }\n");
         s.push_str("chmod 0755 \"$tmp\"\nmv -f \"$tmp\" \"$R/usr/local/bin/cml\"\n\n");
 
         s.push_str("# 5. The runner, under systemd.\n");
@@ -417,7 +442,7 @@ mod tests {
         StartupScript {
             cml_url_template: "https://releases.example.com/cml/v{version}/cml-{arch}-linux".into(),
             cml_version: "0.1.0".into(),
-            cml_sha256: Some("ab".repeat(32)),
+            cml_checksum: CmlChecksum::Sha256("ab".repeat(32)),
             user_script: Some("#!/bin/sh\necho 'network setup'\n".into()),
             runner_args: vec![
                 "runner".into(),
@@ -528,6 +553,24 @@ mod tests {
             "systemd quoting"
         );
         assert!(!format!("{:?}", sample()).contains("ghp_secretvalue"));
+    }
+
+    #[test]
+    fn without_a_given_sha256_the_release_s_published_checksum_is_checked() {
+        let mut s = sample();
+        s.cml_checksum = CmlChecksum::Published {
+            sums_url_template: "https://releases.example.com/cml/v{version}/SHA256SUMS".into(),
+        };
+        let out = s.render();
+        let at = |needle: &str| out.find(needle).unwrap_or_else(|| panic!("{needle} missing"));
+        assert!(out.contains("sums_url='https://releases.example.com/cml/v0.1.0/SHA256SUMS'"));
+        assert!(out.contains("asset=${url##*/}"));
+        assert!(at("curl -fsSL --connect-timeout 20 -o \"$tmp.sums\"") < at("sha256sum -c"));
+        assert!(
+            at("no checksum for $asset") < at("sha256sum -c"),
+            "a list without the file fails the setup"
+        );
+        assert!(at("sha256sum -c") < at("mv -f \"$tmp\""), "checked before it is installed");
     }
 
     #[test]

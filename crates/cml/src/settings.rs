@@ -216,7 +216,10 @@ pub struct RunnerSettings {
     pub job_limit: Duration,
     pub job_time_limit_margin: Option<Duration>,
     pub cloud_cml_url: String,
-    pub cloud_cml_sha256: Option<String>,
+    /// What the machine checks the downloaded `cml` against: `--cloud-cml-sha256`, else the
+    /// `SHA256SUMS` published next to `--cloud-cml-url`. Always set for a cloud runner
+    /// (resolution fails otherwise); `None` only for a runner on this machine.
+    pub cloud_cml_checksum: Option<cml_core::startup::CmlChecksum>,
     pub cloud_poll_interval: Duration,
     /// How long the launcher's teardown may take (`CML_CLOUD_TEARDOWN_TIMEOUT`).
     pub cloud_teardown_timeout: Duration,
@@ -537,6 +540,31 @@ pub fn resolve_runner(
             });
         }
     }
+    let cloud_cml_url = pick(
+        args.cloud_cml_url.clone(),
+        env,
+        &["CML_RUNNER_CLOUD_CML_URL"],
+    )
+    .unwrap_or_else(|| DEFAULT_CML_URL.to_string());
+    let cloud_cml_checksum = match cloud_cml_sha256 {
+        Some(sha) => Some(cml_core::startup::CmlChecksum::Sha256(
+            sha.to_ascii_lowercase(),
+        )),
+        None => match cml_core::release::checksums_for(&cloud_cml_url) {
+            Some(c) => Some(cml_core::startup::CmlChecksum::Published {
+                sums_url_template: c.sums_url,
+            }),
+            None if cloud.is_some() => {
+                return Err(SettingsError::Value {
+                    option: "cloud-cml-url",
+                    value: cloud_cml_url,
+                    reason: "the machine cannot find a checksum for it (not an http(s) URL with a file name, or a signed URL with a query)\nhint: pass --cloud-cml-sha256 with the binary's SHA-256, or publish a SHA256SUMS file next to it",
+                })
+            }
+            // No machine is made: nothing is downloaded.
+            None => None,
+        },
+    };
     let mode_var = match driver {
         Driver::Gitlab => Some(vars::GITLAB_EXECUTOR),
         Driver::Bitbucket => Some(vars::BITBUCKET_RUNTIME),
@@ -625,13 +653,8 @@ pub fn resolve_runner(
         job_time_limit,
         job_limit,
         job_time_limit_margin,
-        cloud_cml_url: pick(
-            args.cloud_cml_url.clone(),
-            env,
-            &["CML_RUNNER_CLOUD_CML_URL"],
-        )
-        .unwrap_or_else(|| DEFAULT_CML_URL.to_string()),
-        cloud_cml_sha256,
+        cloud_cml_url,
+        cloud_cml_checksum,
         cloud_poll_interval,
         cloud_teardown_timeout,
         self_terminate: flag(args.self_terminate, env, &["CML_RUNNER_SELF_TERMINATE"]),
@@ -1324,6 +1347,48 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert_eq!(with(Some("never"), "0").unwrap().job_time_limit, None);
+    }
+
+    #[test]
+    fn a_cloud_machine_always_checks_the_cml_it_downloads() {
+        use cml_core::startup::CmlChecksum;
+        let g = global("https://github.com/o/r", Some("t"));
+        let with = |url: Option<&str>, sha: Option<&str>| {
+            let args = RunnerArgs {
+                cloud: Some("aws".into()),
+                cloud_cml_url: url.map(String::from),
+                cloud_cml_sha256: sha.map(String::from),
+                ..Default::default()
+            };
+            resolve_runner(&g, &args, &env(&[("HOME", "/h")]), || None)
+        };
+        // By default: the SHA256SUMS of the launcher's own release.
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            with(None, None).unwrap().cloud_cml_checksum,
+            Some(CmlChecksum::Published {
+                sums_url_template: format!(
+                    "{}/releases/download/v{{version}}/SHA256SUMS",
+                    cml_core::release::REPOSITORY
+                )
+            }),
+            "{version}"
+        );
+        let sha = "AB".repeat(32);
+        assert_eq!(
+            with(Some("file:///opt/cml"), Some(&sha))
+                .unwrap()
+                .cloud_cml_checksum,
+            Some(CmlChecksum::Sha256("ab".repeat(32)))
+        );
+        // A URL next to which no checksum list can be found, and no SHA-256: refused.
+        for url in ["file:///opt/cml", "https://bucket.example.com/cml?X-Amz-Signature=1"] {
+            let e = with(Some(url), None).unwrap_err().to_string();
+            assert!(
+                e.contains("--cloud-cml-url") && e.contains("hint: pass --cloud-cml-sha256"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

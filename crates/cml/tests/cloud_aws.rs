@@ -323,9 +323,12 @@ fn a_machine_whose_setup_fails_powers_itself_off() {
     // `echo preparing the network; exit 3`
     let failing_script = "--cloud-startup-script=ZWNobyBwcmVwYXJpbmcgdGhlIG5ldHdvcms7IGV4aXQgMwo=";
     let wrong_sum = format!("--cloud-cml-sha256={}", "0".repeat(64));
+    // Without --cloud-cml-sha256 the release's published SHA256SUMS is the reference: the
+    // stand-in `curl` publishes a wrong one when the machine has `.sums-wrong`.
     for (name, extra, why) in [
         ("aws-bad-script", failing_script, "(exit status 3)"),
         ("aws-bad-sum", wrong_sum.as_str(), "cml checksum mismatch"),
+        ("aws-bad-published-sum", "--cloud-hdd-size=35", "cml checksum mismatch"),
     ] {
         let mut launch = Running::spawn(launcher(&w, &moto, name, &[extra, "--cloud-timeout=300"]));
         let instance = wait_for("the instance", SECS(60), || {
@@ -335,6 +338,10 @@ fn a_machine_whose_setup_fails_powers_itself_off() {
         });
         let imds = cml_sim::ImdsServer::start(&instance.id, REGION).unwrap();
         let root = w.tmp.path().join(name);
+        if name == "aws-bad-published-sum" {
+            std::fs::create_dir_all(&root).unwrap();
+            std::fs::write(root.join(".sums-wrong"), "").unwrap();
+        }
         let booted = run_user_data(
             &w,
             &moto,
@@ -351,6 +358,16 @@ fn a_machine_whose_setup_fails_powers_itself_off() {
         );
         assert!(log.contains("setup failed at line"), "{name}: {log}");
         assert!(log.contains(why), "{name}: {log}");
+        if name == "aws-bad-published-sum" {
+            let asked = std::fs::read_to_string(root.join("curl.log")).unwrap();
+            assert!(
+                asked.lines().nth(1).is_some_and(|l| l
+                    == format!(
+                        "https://releases.example.invalid/SHA256SUMS"
+                    )),
+                "the release's checksum list was read: {asked}"
+            );
+        }
         assert!(
             !root.join("cml.service.pid").exists() && !root.join("usr/local/bin/cml").exists(),
             "{name}: cml was never installed nor started"

@@ -82,7 +82,8 @@ for attempt in 1 2 3 4 5; do
   if [ "$attempt" = 5 ]; then log "cannot download $url"; exit 1; fi
   sleep $((attempt * 3))
 done
-echo 'abababababababababababababababababababababababababababababababab''  '"$tmp" | sha256sum -c --quiet || { log 'cml checksum mismatch'; rm -f "$tmp"; exit 1; }
+expected='abababababababababababababababababababababababababababababababab'
+echo "$expected  $tmp" | sha256sum -c --quiet || { log 'cml checksum mismatch'; rm -f "$tmp"; exit 1; }
 chmod 0755 "$tmp"
 mv -f "$tmp" "$R/usr/local/bin/cml"
 

@@ -53,7 +53,10 @@ pub fn startup_script(s: &RunnerSettings, own: Option<&GitlabRunner>) -> Startup
     StartupScript {
         cml_url_template: s.cloud_cml_url.clone(),
         cml_version: env!("CARGO_PKG_VERSION").into(),
-        cml_sha256: s.cloud_cml_sha256.clone(),
+        cml_checksum: s
+            .cloud_cml_checksum
+            .clone()
+            .expect("settings resolve the download's checksum for every cloud runner"),
         user_script: s.cloud.as_ref().and_then(|c| c.startup_script.clone()),
         runner_args: machine_args(s),
         env: machine_env(s, own),
