@@ -10,6 +10,7 @@ pub mod agent;
 pub mod bitbucket;
 pub mod config;
 pub mod ec2proxy;
+pub mod gcp;
 mod github;
 pub mod gitlab;
 pub mod imds;
