@@ -975,3 +975,51 @@ fn regions_zones_and_images() {
         "leak-1"
     );
 }
+
+#[test]
+fn cml_sim_gcp_serve_runs_the_simulator() {
+    use std::io::{BufRead, BufReader};
+    let exe = env!("CARGO_BIN_EXE_cml-sim");
+    let bad = std::process::Command::new(exe)
+        .args(["gcp", "serve", "--token", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("--public-key and --token need --service-account"));
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "gcp",
+            "serve",
+            "--service-account",
+            SA,
+            "--token",
+            "ya29.cli-token",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let endpoint = lines.next().unwrap().unwrap();
+    let endpoint = endpoint
+        .strip_prefix("compute endpoint ")
+        .unwrap()
+        .to_string();
+    assert!(
+        first.starts_with("listening on http://127.0.0.1:"),
+        "{first}"
+    );
+    let c = Client::new();
+    let a = c.api(
+        "GET",
+        &format!("{endpoint}projects/cml-sim-project/zones/{ZONE}/instances"),
+        "ya29.cli-token",
+        None,
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    // SAFETY: kill(2) on the child this test started, by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(0));
+}

@@ -203,7 +203,8 @@ async fn compute(
     let result = prepare(sh, &method, &params, query, headers, raw, takes_body);
     let call = match result {
         Ok(c) => c,
-        Err((e, body, principal)) => {
+        Err(refusal) => {
+            let (e, body, principal) = *refusal;
             record(
                 sh,
                 started,
@@ -308,7 +309,7 @@ async fn compute(
     json_response(status, &body)
 }
 
-type Refusal = (ApiError, Option<Value>, Option<String>);
+type Refusal = Box<(ApiError, Option<Value>, Option<String>)>;
 
 fn prepare(
     sh: &Shared,
@@ -324,17 +325,17 @@ fn prepare(
         match serde_json::from_slice(raw) {
             Ok(v) => Some(v),
             Err(e) => {
-                return Err((
+                return Err(Box::new((
                     ApiError::invalid_payload(format!("Invalid JSON payload received. {e}")),
                     None,
                     None,
-                ))
+                )))
             }
         }
     } else {
         None
     };
-    let refuse = |e: ApiError| (e, body.clone(), None);
+    let refuse = |e: ApiError| Box::new((e, body.clone(), None));
     // Query parameters.
     let qp = contract.check_query(method, query);
     if let Some(p) = qp.first() {
@@ -369,7 +370,7 @@ fn prepare(
     let st = &mut *sh.lock();
     st.advance(Instant::now());
     let (principal, scopes) = authenticate(st, headers).map_err(refuse)?;
-    let refuse = |e: ApiError| (e, body.clone(), Some(principal.clone()));
+    let refuse = |e: ApiError| Box::new((e, body.clone(), Some(principal.clone())));
     let project = params.get("project").cloned().unwrap_or_default();
     let known = if method == "compute.images.getFromFamily" {
         st.images_project(&project) || st.is_project(&project)

@@ -34,6 +34,7 @@
 //! - **Metadata server** per instance ([`GcpSim::metadata_server`]): see [`metadata`].
 
 pub mod api;
+mod cli;
 pub mod contract;
 pub mod errors;
 pub mod filter;
@@ -48,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub use cli::cli_main;
 pub use metadata::GcpMetadataServer;
 pub use state::{
     SCOPE_CLOUD_PLATFORM, SCOPE_CLOUD_PLATFORM_READONLY, SCOPE_COMPUTE, SCOPE_COMPUTE_READONLY,
@@ -306,18 +308,23 @@ impl GcpSim {
 
     /// An access token for `email` with `scopes`, as if the token endpoint had issued it.
     pub fn issue_token(&self, email: &str, scopes: &[&str]) -> String {
-        let mut st = self.shared.lock();
         let token = format!("ya29.c.{}", crate::util::random_hex(48));
+        self.add_token(&token, email, scopes);
+        token
+    }
+
+    /// Accepts `token` as an access token of `email` with `scopes`.
+    pub fn add_token(&self, token: &str, email: &str, scopes: &[&str]) {
+        let mut st = self.shared.lock();
         let expires = Instant::now() + st.cfg.token_ttl;
         st.tokens.insert(
-            token.clone(),
+            token.into(),
             state::Token {
                 principal: email.into(),
                 scopes: scopes.iter().map(|s| s.to_string()).collect(),
                 expires,
             },
         );
-        token
     }
 
     /// How many access tokens the token endpoint granted.

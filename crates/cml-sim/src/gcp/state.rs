@@ -312,7 +312,7 @@ pub fn machine_cpus(t: &str) -> Option<u32> {
         if (rest.len() == 2 || ext) && i <= 1 {
             let cpus: u32 = rest[0].parse().ok()?;
             let mem: u32 = rest[1].parse().ok()?;
-            return (cpus > 0 && mem > 0 && mem % 256 == 0).then_some(cpus);
+            return (cpus > 0 && mem > 0 && mem.is_multiple_of(256)).then_some(cpus);
         }
         return None;
     }
@@ -858,12 +858,26 @@ impl State {
         zone: &str,
         op_type: &'static str,
         target: Target,
-        target_link: String,
-        target_id: u64,
         user: &str,
         request_id: Option<&str>,
         error: Option<OpError>,
     ) -> Value {
+        let (target_link, target_id) = match target {
+            Target::Instance(i) => (
+                self.instances
+                    .get(&i)
+                    .map(|x| self.link(&format!("zones/{}/instances/{}", x.zone, x.name)))
+                    .unwrap_or_default(),
+                i,
+            ),
+            Target::Disk(d) => (
+                self.disks
+                    .get(&d)
+                    .map(|x| self.link(&format!("zones/{}/disks/{}", x.zone, x.name)))
+                    .unwrap_or_default(),
+                d,
+            ),
+        };
         let id = new_id();
         let name = format!(
             "operation-{}-{}-{}-{}",
@@ -1184,7 +1198,6 @@ impl State {
                 deleting: false,
                 label_fingerprint: fingerprint(),
             });
-            let _ = dname;
         }
         // Service account.
         let service_account = body["serviceAccounts"]
@@ -1287,13 +1300,10 @@ impl State {
                 fingerprint: fingerprint(),
             },
         );
-        let link = self.link(&format!("zones/{zone}/instances/{name}"));
         Ok(self.new_op(
             zone,
             "insert",
             Target::Instance(id),
-            link,
-            id,
             user,
             request_id,
             failure,
@@ -1398,18 +1408,8 @@ impl State {
         inst.phase = Phase::Deleting;
         inst.phase_until = None;
         inst.run_deadline = None;
-        let (id, iname) = (inst.id, inst.name.clone());
-        let link = self.link(&format!("zones/{zone}/instances/{iname}"));
-        Ok(self.new_op(
-            zone,
-            "delete",
-            Target::Instance(id),
-            link,
-            id,
-            user,
-            request_id,
-            None,
-        ))
+        let id = inst.id;
+        Ok(self.new_op(zone, "delete", Target::Instance(id), user, request_id, None))
     }
 
     /// Instances of `zone` (all zones: `None`) passing `filter`, ordered.
@@ -1550,21 +1550,11 @@ impl State {
         if disk.deleting {
             return Err(ApiError::not_ready(&rest));
         }
-        let (id, dname) = (disk.id, disk.name.clone());
+        let id = disk.id;
         if let Some(d) = self.disks.get_mut(&id) {
             d.deleting = true;
         }
-        let link = self.link(&format!("zones/{zone}/disks/{dname}"));
-        Ok(self.new_op(
-            zone,
-            "delete",
-            Target::Disk(id),
-            link,
-            id,
-            user,
-            request_id,
-            None,
-        ))
+        Ok(self.new_op(zone, "delete", Target::Disk(id), user, request_id, None))
     }
 
     pub fn get_zone(&self, zone: &str) -> Result<Value, ApiError> {
@@ -1691,7 +1681,7 @@ fn sort(v: &mut [(String, SystemTime, Value)], order: Order) {
     match order {
         Order::Unspecified => {}
         Order::Name => v.sort_by(|a, b| a.2["name"].as_str().cmp(&b.2["name"].as_str())),
-        Order::NewestFirst => v.sort_by(|a, b| b.1.cmp(&a.1)),
+        Order::NewestFirst => v.sort_by_key(|x| std::cmp::Reverse(x.1)),
     }
 }
 
