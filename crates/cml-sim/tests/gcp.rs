@@ -371,6 +371,20 @@ fn an_insert_with_the_same_request_id_is_done_once() {
         "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
     );
     assert_eq!(sim.instances().len(), 1);
+    // A request id must be a UUID.
+    for bad in ["retry-1", "00000000-0000-0000-0000-000000000000"] {
+        let r = c.api(
+            "POST",
+            &api_url(&sim, &format!("zones/{ZONE}/instances?requestId={bad}")),
+            &t,
+            Some(&instance_body("vm-2", ZONE)),
+        );
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be a valid UUID"));
+    }
     // Without a request id, the same name is a conflict.
     let dup = insert(&c, &sim, &t, ZONE, &body);
     assert_eq!(dup.status, 409);
@@ -442,6 +456,18 @@ fn a_lost_answer_leaves_an_instance_found_by_its_owner_label() {
     );
     assert_eq!(d.status, 503);
     assert_eq!(d.json["error"]["errors"][0]["reason"], "backendError");
+    // A hung endpoint never answers, and nothing is done.
+    sim.inject("compute.instances.delete", GcpFault::Hang, Some(1));
+    let quick = Client::with_timeout(Duration::from_millis(300));
+    let auth = format!("Bearer {t}");
+    let hung = quick.send(
+        "DELETE",
+        &api_url(&sim, &format!("zones/{ZONE}/instances/vm-lost")),
+        &[("authorization", auth.as_str())],
+        None,
+    );
+    assert!(hung.is_err(), "{hung:?}");
+    assert_eq!(sim.requests().last().unwrap().status, 0);
     assert_eq!(
         sim.instance(ZONE, "vm-lost").unwrap()["status"]
             .as_str()
@@ -724,6 +750,10 @@ fn the_metadata_server_answers_a_machine_about_itself() {
         sim.instance(ZONE, "vm-1").unwrap()["status"] == "RUNNING"
     });
     let inst = sim.instance(ZONE, "vm-1").unwrap();
+    assert!(
+        !sim.preempt(ZONE, "vm-1"),
+        "a standard instance is not preempted"
+    );
     let md = sim.metadata_server(ZONE, "vm-1").unwrap();
     let base = md.url();
     // Without the header, refused.

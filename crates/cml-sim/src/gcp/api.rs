@@ -517,6 +517,13 @@ async fn perform(sh: &Arc<Shared>, call: &Call) -> Result<Value, ApiError> {
     st.advance(Instant::now());
     let zone = call.p("zone");
     let request_id = call.q("requestId");
+    if let Some(r) = request_id.filter(|r| !is_request_uuid(r)) {
+        return Err(ApiError::invalid_field(
+            "requestId",
+            r,
+            "The request ID must be a valid UUID with the exception that zero UUID is not supported (00000000-0000-0000-0000-000000000000).",
+        ));
+    }
     match call.method.as_str() {
         "compute.instances.insert" => {
             let body = call.body.clone().unwrap_or(Value::Null);
@@ -614,6 +621,18 @@ async fn perform(sh: &Arc<Shared>, call: &Call) -> Result<Value, ApiError> {
             format!("{other}: not served"),
         )),
     }
+}
+
+/// Whether `r` is a UUID (8-4-4-4-12 hex digits) other than the zero UUID, as Compute Engine
+/// requires of `requestId`.
+fn is_request_uuid(r: &str) -> bool {
+    let groups: Vec<&str> = r.split('-').collect();
+    let shape = groups.iter().map(|g| g.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12];
+    shape
+        && groups
+            .iter()
+            .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+        && r.chars().any(|c| c != '0' && c != '-')
 }
 
 /// A body that fails at once, so the server cuts the connection: the caller gets no answer.

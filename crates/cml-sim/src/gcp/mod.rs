@@ -420,7 +420,8 @@ impl GcpSim {
 
     /// Compute Engine preempts the (spot) instance: `instance/preempted` turns TRUE, and
     /// after the preemption notice it is stopped or, with `instanceTerminationAction:
-    /// DELETE`, deleted. False if it is not running.
+    /// DELETE`, deleted. False if it is not a running spot (or preemptible) instance:
+    /// Compute Engine preempts no other.
     pub fn preempt(&self, zone: &str, name: &str) -> bool {
         self.now().preempt(zone, name)
     }

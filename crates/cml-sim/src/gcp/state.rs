@@ -598,7 +598,11 @@ impl State {
     pub fn preempt(&mut self, zone: &str, name: &str) -> bool {
         let notice = self.cfg.preemption_notice;
         match self.find_mut(zone, name) {
-            Some(i) if matches!(i.phase, Phase::Running | Phase::Staging) => {
+            Some(i)
+                if matches!(i.phase, Phase::Running | Phase::Staging)
+                    && (i.spec["scheduling"]["provisioningModel"] == "SPOT"
+                        || i.spec["scheduling"]["preemptible"] == true) =>
+            {
                 let action = match i.spec["scheduling"]["instanceTerminationAction"].as_str() {
                     Some("DELETE") => After::Delete,
                     _ => After::Stop,

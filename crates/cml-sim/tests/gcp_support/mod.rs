@@ -36,6 +36,11 @@ impl Answer {
 
 impl Client {
     pub fn new() -> Client {
+        Client::with_timeout(Duration::from_secs(30))
+    }
+
+    /// A client that gives up on an answer after `timeout`.
+    pub fn with_timeout(timeout: Duration) -> Client {
         Client {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -43,7 +48,7 @@ impl Client {
                 .unwrap(),
             http: reqwest::Client::builder()
                 .no_proxy()
-                .timeout(Duration::from_secs(30))
+                .timeout(timeout)
                 .build()
                 .unwrap(),
         }
