@@ -61,6 +61,8 @@ pub enum CloudError {
     NodeSelector(String),
     #[error("--{option} is empty")]
     Empty { option: &'static str },
+    #[error(transparent)]
+    Gcp(#[from] crate::gcp::GcpError),
 }
 
 /// Generic machine types (CML's table): `type+gpu` → per-cloud native type.
@@ -279,10 +281,22 @@ pub fn validate(args: &CloudArgs) -> Result<Option<CloudSpec>, CloudError> {
                 .ok_or_else(|| CloudError::NodeSelector(args.kubernetes_node_selector.clone()))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let (region, machine_type) = match cloud {
+        // Compute Engine: a zone, and `MACHINE[+ACCELERATOR*COUNT]` (see [`crate::gcp`]).
+        Cloud::Gcp => {
+            let machine = crate::gcp::machine(&args.machine_type, gpu.as_deref())?;
+            crate::gcp::image(args.image.as_deref(), &machine)?;
+            (crate::gcp::zone(&args.region)?, machine.to_string())
+        }
+        _ => (
+            region(cloud, args.region.trim()),
+            machine_type(cloud, args.machine_type.trim(), gpu.as_deref()),
+        ),
+    };
     Ok(Some(CloudSpec {
         cloud,
-        region: region(cloud, args.region.trim()),
-        machine_type: machine_type(cloud, args.machine_type.trim(), gpu.as_deref()),
+        region,
+        machine_type,
         gpu,
         hdd_size_gb: hdd as u32,
         spot: args.spot,
@@ -417,6 +431,64 @@ mod tests {
             let e = validate(&a).unwrap_err().to_string();
             assert!(e.contains(needle), "{e} should mention {needle}");
         }
+    }
+
+    #[test]
+    fn gcp_values_resolve_to_zones_and_machines() {
+        let mut a = args("gcp");
+        a.gpu = Some("t4".into());
+        let spec = validate(&a).unwrap().unwrap();
+        assert_eq!(spec.region, "us-west1-b");
+        assert_eq!(spec.machine_type, "n1-standard-4+nvidia-tesla-t4*1");
+        a.machine_type = "n1-highmem-8".into();
+        a.region = "europe-west4-a".into();
+        let spec = validate(&a).unwrap().unwrap();
+        assert_eq!(spec.machine_type, "n1-highmem-8+nvidia-tesla-t4*1");
+        assert_eq!(spec.region, "europe-west4-a");
+        a.gpu = None;
+        a.machine_type = "g2-standard-16+nvidia-l4*1".into();
+        assert_eq!(
+            validate(&a).unwrap().unwrap().machine_type,
+            "g2-standard-16+nvidia-l4*1"
+        );
+    }
+
+    #[test]
+    fn bad_gcp_values_are_rejected_with_the_option_named() {
+        type Mutation = Box<dyn Fn(&mut CloudArgs)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (
+                Box::new(|a| a.region = "us-east1".into()),
+                "--cloud-region \"us-east1\" is a Compute Engine region",
+            ),
+            (
+                Box::new(|a| a.region = "mars".into()),
+                "--cloud-region \"mars\"",
+            ),
+            (
+                Box::new(|a| a.machine_type = "g2-standard-16+nvidia-l4*99".into()),
+                "--cloud-type",
+            ),
+            (
+                Box::new(|a| a.gpu = Some("nvidia-l4".into())),
+                "--cloud-type \"m\" with --cloud-gpu \"nvidia-l4\"",
+            ),
+            (
+                Box::new(|a| a.image = Some("noble".into())),
+                "--cloud-image \"noble\"",
+            ),
+        ];
+        for (mutate, needle) in cases {
+            let mut a = args("gcp");
+            mutate(&mut a);
+            let e = validate(&a).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e} should mention {needle}");
+            assert!(e.contains("hint:"), "{e}");
+        }
+        // The same values are no concern of the other clouds.
+        let mut a = args("aws");
+        a.image = Some("noble".into());
+        assert!(validate(&a).is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod cloud;
 pub mod duration;
 pub mod event;
+pub mod gcp;
 pub mod labels;
 pub mod orphans;
 pub mod policy;

@@ -1,6 +1,9 @@
 //! Simulators for tests and the offline demo: a stateful GitHub-compatible REST API server
 //! ([`SimServer`]) and a simulated `actions/runner` agent (`cml-sim agent config|run`).
 //!
+//! [`gcp::GcpSim`] is a simulated Google Compute Engine (REST API v1, OAuth token endpoint,
+//! per-instance metadata servers) checked against Google's discovery document.
+//!
 //! The server serves GitHub's runner, job, run, App-installation and release routes (both at
 //! the root and under `/api/v3`), plus simulator-only routes under `/_sim/`. The agent is the
 //! `cml-sim` binary itself, started through `config.sh`/`run.sh` scripts written by
@@ -10,6 +13,7 @@ pub mod agent;
 pub mod bitbucket;
 pub mod config;
 pub mod ec2proxy;
+pub mod gcp;
 mod github;
 pub mod gitlab;
 pub mod imds;

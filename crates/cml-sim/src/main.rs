@@ -5,6 +5,7 @@
 //! - `cml-sim queue-job --server URL --repo owner/repo --name NAME [--labels a,b] --command CMD`
 //! - `cml-sim state --server URL`
 //! - `cml-sim agent config|run|remove ...`
+//! - `cml-sim gcp serve ...` (the simulated Compute Engine; `cml-sim gcp help`)
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -93,6 +94,11 @@ enum Cmd {
         #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Google Compute Engine: the simulated API (`cml-sim gcp help`).
+    Gcp {
+        #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() {
@@ -101,6 +107,7 @@ fn main() {
         Cmd::Agent { args } => cml_sim::agent::main(args),
         Cmd::Gitlab { args } => cml_sim::gitlab::cli_main(args),
         Cmd::Bitbucket { args } => cml_sim::bitbucket::cli_main(args),
+        Cmd::Gcp { args } => cml_sim::gcp::cli_main(args),
         Cmd::InstallAgent { dir } => {
             match exe().and_then(|e| cml_sim::write_agent_scripts(&dir, &e)) {
                 Ok(()) => 0,
