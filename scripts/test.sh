@@ -16,6 +16,9 @@ cd "$(dirname "$0")/.."
 #   npm  an npm package, installed under $CML_TEST_NPM; CHECK is `-`.
 #   apt  a Debian package, installed only when one of the CHECK commands (comma-separated;
 #        also looked up in git's exec path) is missing; VERSION is `-` (Debian's).
+# google-api-python-client: Google's discovery document for Compute Engine v1
+# (compute.v1.json), the contract crates/cml-sim/gcp/compute-subset.json is extracted from and
+# the simulated Compute Engine is checked against.
 # moto: the EC2 emulator the AWS tests start on 127.0.0.1. @octokit/openapi: GitHub's official
 # OpenAPI description, for the test that re-extracts crates/cml-sim/openapi/github-subset.json
 # (pinned to the version the subset was extracted from). openssl: the App tests' RSA keys. git:
@@ -24,6 +27,7 @@ cd "$(dirname "$0")/.."
 # and applies its metadata-service firewall rule with `nft`.
 NEEDS='
 pip  moto[server]       5.2.1   moto_server
+pip  google-api-python-client 2.202.0 -
 npm  @octokit/openapi   23.0.2  -
 apt  openssl            -       openssl
 apt  git                -       git,git-http-backend
@@ -138,6 +142,12 @@ done <<<"$NEEDS"
 
 export CML_OCTOKIT_OPENAPI="$CML_TEST_NPM/node_modules/@octokit/openapi/generated/api.github.com.json"
 [ -f "$CML_OCTOKIT_OPENAPI" ] || die "$CML_OCTOKIT_OPENAPI is missing" "remove $CML_TEST_NPM and run this again"
+if grep -q '^pip ' <<<"$NEEDS"; then
+  CML_GCP_DISCOVERY=$("$CML_TEST_VENV/bin/python" -c 'import googleapiclient, os; print(os.path.join(os.path.dirname(googleapiclient.__file__), "discovery_cache", "documents", "compute.v1.json"))') ||
+    die "google-api-python-client is not importable from $CML_TEST_VENV" "remove $CML_TEST_VENV and run this again"
+  export CML_GCP_DISCOVERY
+  [ -f "$CML_GCP_DISCOVERY" ] || die "$CML_GCP_DISCOVERY is missing" "remove $CML_TEST_VENV and run this again"
+fi
 # A test whose tool is missing fails rather than skips.
 export CML_REQUIRE_ALL_TOOLS=1
 

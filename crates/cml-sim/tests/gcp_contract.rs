@@ -406,10 +406,15 @@ fn the_simulator_refuses_misspelled_fields() {
 }
 
 /// With `CML_GCP_DISCOVERY=/path/to/compute.v1.json` (from google-api-python-client 2.202.0),
-/// re-extracting gives the committed subset.
+/// re-extracting gives the committed subset. Without it the check is skipped, unless
+/// `CML_REQUIRE_ALL_TOOLS=1` (set by `scripts/test.sh`), where a skip is a failure.
 #[test]
 fn committed_subset_matches_extraction() {
     let Some(doc) = std::env::var_os("CML_GCP_DISCOVERY") else {
+        assert!(
+            std::env::var_os("CML_REQUIRE_ALL_TOOLS").is_none_or(|v| v != "1"),
+            "CML_GCP_DISCOVERY is unset and CML_REQUIRE_ALL_TOOLS=1 forbids skipping\nhint: run scripts/test.sh, which installs google-api-python-client and sets it"
+        );
         eprintln!(
             "note: CML_GCP_DISCOVERY is unset; skipping the re-extraction check. Set it to \
              googleapiclient/discovery_cache/documents/compute.v1.json of \
