@@ -941,7 +941,13 @@ fn ci_configures_identity_and_the_token_for_plain_git() {
             Kind::Gitlab => &["repo", "prepare"],
             _ => &["ci"],
         };
-        let r = s.run(&[command, &["--user-name=Bot", "--user-email=bot@example.com"]].concat());
+        let r = s.run(
+            &[
+                command,
+                &["--user-name=Bot", "--user-email=bot@example.com"],
+            ]
+            .concat(),
+        );
         assert_eq!(r.code, 0, "{kind:?}: {}", r.stderr);
         s.assert_no_secret(&r);
         assert_eq!(git(&s.work, &["config", "user.name"]), "Bot");

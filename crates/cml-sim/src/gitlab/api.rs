@@ -467,7 +467,11 @@ fn pipeline_json(st: &super::state::State, pid: u64) -> Option<Value> {
 
 fn get_pipeline(sh: &Shared, id: &str) -> Resp {
     let st = sh.gitlab();
-    match id.parse::<u64>().ok().and_then(|pid| pipeline_json(&st, pid)) {
+    match id
+        .parse::<u64>()
+        .ok()
+        .and_then(|pid| pipeline_json(&st, pid))
+    {
         Some(p) => Resp::json(200, p),
         None => error(404, "404 Not found"),
     }
