@@ -500,3 +500,429 @@ fn find_long<'a>(cmd: &'a Command, name: &str) -> Option<&'a Arg> {
         a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|al| al.contains(&name))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::{BTreeSet, HashMap};
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k: &str| m.get(k).cloned()
+    }
+
+    fn argv(args: &[&str]) -> Vec<OsString> {
+        std::iter::once("cml")
+            .chain(args.iter().copied())
+            .map(Into::into)
+            .collect()
+    }
+
+    /// Every command that runs (no group), as its path, with its required positionals.
+    fn commands() -> Vec<(Vec<String>, Vec<String>)> {
+        fn walk(cmd: &Command, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, Vec<String>)>) {
+            for sc in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                path.push(sc.get_name().to_string());
+                let required = sc
+                    .get_positionals()
+                    .filter(|a| a.is_required_set())
+                    .map(|_| "positional".to_string())
+                    .collect();
+                if !sc.is_subcommand_required_set() {
+                    out.push((path.clone(), required));
+                }
+                walk(sc, path, out);
+                path.pop();
+            }
+        }
+        let (cmd, _) = command(&env(&[]));
+        let mut out = Vec::new();
+        walk(&cmd, &mut Vec::new(), &mut out);
+        out
+    }
+
+    fn find<'a>(root: &'a Command, path: &[String]) -> &'a Command {
+        path.iter()
+            .fold(root, |c, name| c.find_subcommand(name).expect("subcommand"))
+    }
+
+    /// The test value of a variable of `arg`, and the value the option then has.
+    fn marker(arg: &Arg, var: &str) -> (String, Value) {
+        if SECRET_OPTIONS.contains(&arg.get_long().unwrap_or_default()) {
+            (format!("v-{var}"), Value::String("***".into()))
+        } else if is_boolean(arg) {
+            ("true".into(), Value::Bool(true))
+        } else if is_array(arg) || matches!(arg.get_action(), ArgAction::Append) {
+            (format!("v-{var}"), serde_json::json!([format!("v-{var}")]))
+        } else {
+            (format!("v-{var}"), Value::String(format!("v-{var}")))
+        }
+    }
+
+    /// For every option of every command: its help names exactly the variables it is read
+    /// from, each of them alone sets it (and is named as its source), and when all are set
+    /// the first one wins.
+    #[test]
+    fn every_option_is_read_from_exactly_the_variables_its_help_names() {
+        let (root, _) = command(&env(&[]));
+        let mut checked = 0;
+        for (path, positionals) in commands() {
+            let cmd = find(&root, &path);
+            let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+            args.extend(positionals.iter().map(String::as_str));
+            for arg in cmd.get_arguments().filter(|a| !is_builtin(a)) {
+                let names: Vec<&str> = path.iter().map(String::as_str).collect();
+                let vars = variables(&names, arg);
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let listed = help
+                    .rsplit_once("[env: ")
+                    .map(|(_, l)| l.trim_end_matches(']').to_string());
+                let Some(long) = arg.get_long() else {
+                    assert!(vars.is_empty() && listed.is_none(), "{path:?} {help}");
+                    continue;
+                };
+                if path[0] == "tensorboard" || path[0] == "tensorboard-dev" {
+                    continue;
+                }
+                assert_eq!(
+                    listed.as_deref(),
+                    Some(vars.join(", ").as_str()),
+                    "{path:?} --{long}: {help}"
+                );
+                assert!(!vars.is_empty(), "{path:?} --{long} has no variable");
+                for var in &vars {
+                    let (value, expected) = marker(arg, var);
+                    let parsed = parse(argv(&args), &env(&[(var.as_str(), value.as_str())]))
+                        .unwrap_or_else(|e| panic!("{path:?} {var}: {e}"));
+                    assert_eq!(
+                        parsed.options["options"][long], expected,
+                        "{path:?} --{long} from {var}: {}",
+                        parsed.options
+                    );
+                    assert_eq!(
+                        parsed.options["sources"][long],
+                        Value::String(var.clone()),
+                        "{path:?} --{long} from {var}"
+                    );
+                    checked += 1;
+                }
+                // All set: the first wins.
+                let values: Vec<(String, String)> =
+                    vars.iter().map(|v| (v.clone(), marker(arg, v).0)).collect();
+                let pairs: Vec<(&str, &str)> = values
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let parsed = parse(argv(&args), &env(&pairs)).unwrap();
+                assert_eq!(
+                    parsed.options["sources"][long],
+                    Value::String(vars[0].clone()),
+                    "{path:?} --{long}"
+                );
+            }
+        }
+        assert!(checked > 200, "only {checked} variables checked");
+    }
+
+    /// Parsing reads no variable but the options' own.
+    #[test]
+    fn parsing_reads_only_the_options_variables() {
+        let (root, _) = command(&env(&[]));
+        let mut all = BTreeSet::new();
+        for (path, _) in commands() {
+            let names: Vec<&str> = path.iter().map(String::as_str).collect();
+            for arg in find(&root, &path).get_arguments() {
+                all.extend(variables(&names, arg));
+            }
+        }
+        let asked = RefCell::new(BTreeSet::new());
+        let recording = |k: &str| {
+            asked.borrow_mut().insert(k.to_string());
+            None
+        };
+        parse(argv(&["runner", "--single"]), &recording).unwrap();
+        let asked = asked.into_inner();
+        assert!(asked.is_subset(&all), "{:?}", asked.difference(&all));
+        assert!(asked.contains("RUNNER_LABELS") && asked.contains("CML_COMMENT_TARGET"));
+    }
+
+    /// The settings read no option's variable themselves: they come through [`parse`] only
+    /// (so the help cannot name variables the settings do not read, or the other way round).
+    #[test]
+    fn settings_read_no_option_variable() {
+        let (root, _) = command(&env(&[]));
+        let mut all = BTreeSet::new();
+        for (path, _) in commands() {
+            let names: Vec<&str> = path.iter().map(String::as_str).collect();
+            for arg in find(&root, &path).get_arguments() {
+                all.extend(variables(&names, arg));
+            }
+        }
+        let asked = RefCell::new(BTreeSet::new());
+        let recording = |k: &str| {
+            asked.borrow_mut().insert(k.to_string());
+            match k {
+                "HOME" => Some("/h".to_string()),
+                "REPO_TOKEN" => Some("t".to_string()),
+                _ => None,
+            }
+        };
+        let cli = parse(
+            argv(&["runner", "--repo=https://github.com/o/r", "--cloud=aws"]),
+            &env(&[]),
+        )
+        .unwrap()
+        .cli;
+        let crate::cli::Command::Runner { args, .. } = &cli.command else {
+            panic!()
+        };
+        crate::settings::resolve_runner(&cli.global, args, &recording, || None).unwrap();
+        crate::settings::resolve_report(&cli.global, &recording, || None, None).unwrap();
+        let cleanup = crate::cli::CleanupArgs {
+            cloud: Some("aws".into()),
+            ..Default::default()
+        };
+        crate::settings::resolve_cleanup(&cli.global, &cleanup, &recording, || None).unwrap();
+        let asked = asked.into_inner();
+        let both: Vec<_> = asked.intersection(&all).collect();
+        assert!(both.is_empty(), "settings read option variables: {both:?}");
+        assert!(asked.contains("REPO_TOKEN"), "{asked:?}");
+    }
+
+    #[test]
+    fn variables_follow_cml_s_order() {
+        let (root, _) = command(&env(&[]));
+        let vars = |path: &[&str], long: &str| {
+            let owned: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+            let arg = find_long(find(&root, &owned), long).expect(long);
+            variables(path, arg)
+        };
+        assert_eq!(
+            vars(&["runner"], "labels"),
+            ["RUNNER_LABELS", "CML_RUNNER_LABELS"]
+        );
+        assert_eq!(
+            vars(&["runner", "launch"], "repo"),
+            ["RUNNER_REPO", "CML_REPO", "CML_RUNNER_REPO"]
+        );
+        assert_eq!(
+            vars(&["runner"], "workdir"),
+            ["RUNNER_PATH", "CML_RUNNER_WORKDIR", "CML_RUNNER_PATH"]
+        );
+        assert_eq!(
+            vars(&["runner"], "driver-token"),
+            [
+                "CML_DRIVER_TOKEN",
+                "CML_TOKEN",
+                "CML_RUNNER_DRIVER_TOKEN",
+                "CML_RUNNER_TOKEN"
+            ]
+        );
+        assert_eq!(
+            vars(&["runner"], "cloud-aws-subnet"),
+            [
+                "CML_RUNNER_CLOUD_AWS_SUBNET",
+                "CML_RUNNER_CLOUD_AWS_SUBNET_ID"
+            ]
+        );
+        assert_eq!(
+            vars(&["comment", "update"], "publish-native"),
+            [
+                "CML_SEND_COMMENT_PUBLISH_NATIVE",
+                "CML_SEND_COMMENT_NATIVE",
+                "CML_COMMENT_PUBLISH_NATIVE",
+                "CML_COMMENT_NATIVE"
+            ]
+        );
+        assert_eq!(
+            vars(&["send-comment"], "publish-url"),
+            [
+                "CML_SEND_COMMENT_PUBLISH_URL",
+                "CML_COMMENT_PUBLISH_URL",
+                "CML_PUBLISH_URL"
+            ]
+        );
+        assert_eq!(
+            vars(&["ci"], "repo"),
+            ["CML_REPO", "CML_CI_REPO", "CML_REPO_REPO"]
+        );
+        assert_eq!(
+            vars(&["repo", "prepare"], "fetch-depth"),
+            ["CML_CI_FETCH_DEPTH", "CML_REPO_FETCH_DEPTH"]
+        );
+        assert_eq!(
+            vars(&["pr"], "merge"),
+            ["CML_PR_MERGE", "CML_PR_AUTO_MERGE"]
+        );
+        assert_eq!(
+            vars(&["publish"], "url"),
+            ["CML_PUBLISH_URL", "CML_ASSET_URL"]
+        );
+        assert_eq!(
+            vars(&["send-github-check"], "conclusion"),
+            ["CML_SEND_GITHUB_CHECK_CONCLUSION", "CML_CHECK_CONCLUSION"]
+        );
+        assert_eq!(
+            vars(&["workflow", "rerun"], "id"),
+            ["CML_RERUN_WORKFLOW_ID", "CML_WORKFLOW_ID"]
+        );
+        assert_eq!(vars(&["runner"], "log"), ["CML_LOG", "CML_RUNNER_LOG"]);
+    }
+
+    #[test]
+    fn cml_s_forms_are_rewritten_for_the_parser() {
+        let (root, _) = command(&env(&[]));
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["runner", "--single"], &["runner", "--single"]),
+            (
+                &["runner", "--single", "true", "--labels", "x"],
+                &["runner", "--single=true", "--labels", "x"],
+            ),
+            (
+                &["runner", "--single", "maybe"],
+                &["runner", "--single", "maybe"],
+            ),
+            (&["runner", "--no-single"], &["runner", "--single=false"]),
+            (
+                &["runner", "--no-single=false"],
+                &["runner", "--single=true"],
+            ),
+            (
+                &["runner", "--no-cloud-spot"],
+                &["runner", "--cloud-spot=false"],
+            ),
+            (&["runner", "--no-retry"], &["runner", "--no-retry"]),
+            (
+                &["runner", "--no-retry", "false"],
+                &["runner", "--no-retry=false"],
+            ),
+            (
+                &["runner", "--idleTimeout", "5"],
+                &["runner", "--idle-timeout", "5"],
+            ),
+            (&["runner", "--noRetry"], &["runner", "--no-retry"]),
+            (
+                &["runner", "--reuseIdle=true"],
+                &["runner", "--reuse-idle=true"],
+            ),
+            (&["runner", "--noSingle"], &["runner", "--single=false"]),
+            // A value is not an option, whatever it looks like.
+            (
+                &["runner", "--name", "--no-single"],
+                &["runner", "--name", "--no-single"],
+            ),
+            (
+                &["runner", "launch", "--no-reuse"],
+                &["runner", "launch", "--reuse=false"],
+            ),
+            (
+                &["--log", "debug", "runner", "--no-reuse"],
+                &["--log", "debug", "runner", "--reuse=false"],
+            ),
+            (
+                &["comment", "create", "--no-publish", "r.md"],
+                &["comment", "create", "--publish=false", "r.md"],
+            ),
+            (
+                &["send-comment", "r.md", "--native", "false"],
+                &["send-comment", "r.md", "--native=false"],
+            ),
+            (
+                &["pr", "--auto-merge", "true"],
+                &["pr", "--auto-merge=true"],
+            ),
+            (
+                &["asset", "publish", "-t", "--md", "f"],
+                &["asset", "publish", "-t", "--md", "f"],
+            ),
+            // Not ours to rewrite: unknown options, after `--`, plugins, tensorboard.
+            (&["runner", "--no-such"], &["runner", "--no-such"]),
+            (&["runner", "--no-labels"], &["runner", "--no-labels"]),
+            (&["pr", "--", "--no-md"], &["pr", "--", "--no-md"]),
+            (
+                &["hello", "--no-single", "true"],
+                &["hello", "--no-single", "true"],
+            ),
+            (
+                &["tensorboard-dev", "--no-md", "--md", "true"],
+                &["tensorboard-dev", "--no-md", "--md", "true"],
+            ),
+        ];
+        for (given, expected) in cases {
+            let out = normalize(argv(given), &root);
+            let out: Vec<String> = out[1..]
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(out, *expected, "{given:?}");
+        }
+    }
+
+    #[test]
+    fn boolean_variables_are_true_only_when_true() {
+        for (value, single, warned) in [
+            ("true", true, false),
+            ("false", false, false),
+            ("1", false, true),
+            ("yes", false, true),
+            ("TRUE", false, true),
+        ] {
+            let p = parse(argv(&["runner"]), &env(&[("CML_RUNNER_SINGLE", value)])).unwrap();
+            let crate::cli::Command::Runner { args, .. } = &p.cli.command else {
+                panic!()
+            };
+            assert_eq!(args.single, Some(single), "{value}");
+            assert_eq!(
+                p.warnings
+                    .iter()
+                    .any(|w| w.contains("CML_RUNNER_SINGLE") && w.contains("means false")),
+                warned,
+                "{value}: {:?}",
+                p.warnings
+            );
+        }
+        // Empty: unset, so the next variable counts.
+        let p = parse(
+            argv(&["runner"]),
+            &env(&[("RUNNER_SINGLE", ""), ("CML_RUNNER_SINGLE", "true")]),
+        )
+        .unwrap();
+        assert_eq!(p.options["sources"]["single"], "CML_RUNNER_SINGLE");
+        // The command line wins, even its false.
+        let p = parse(
+            argv(&["runner", "--single=false"]),
+            &env(&[("RUNNER_SINGLE", "true")]),
+        )
+        .unwrap();
+        assert_eq!(p.options["options"]["single"], false);
+        assert_eq!(p.options["sources"].get("single"), None);
+    }
+
+    #[test]
+    fn a_bad_boolean_value_is_refused_with_the_option_named() {
+        let e = parse(argv(&["runner", "--single=yes"]), &env(&[])).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("invalid value 'yes'") && text.contains("--single"),
+            "{text}"
+        );
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn help_shows_no_value_from_a_variable() {
+        let (mut cmd, _) = command(&env(&[
+            ("CML_TOKEN", "ghp_secret_help_token"),
+            ("CML_RUNNER_CLOUD_SSH_PRIVATE", "-----BEGIN KEY-----"),
+        ]));
+        let runner = cmd.find_subcommand_mut("runner").unwrap();
+        let help = runner.render_long_help().to_string();
+        assert!(help.contains("[env: CML_DRIVER_TOKEN, CML_TOKEN"), "{help}");
+        assert!(!help.contains("ghp_secret_help_token"), "{help}");
+        assert!(!help.contains("BEGIN KEY"), "{help}");
+    }
+}

@@ -318,9 +318,10 @@ impl<F: Fn(&str) -> Option<String>> Env for F {
     }
 }
 
-/// A non-empty value given.
+/// The value given, if any. An empty value given on the command line is a value like any
+/// other, and validated as such (an empty variable never reaches here: it counts as unset).
 fn given(value: &Option<String>) -> Option<String> {
-    value.clone().filter(|v| !v.is_empty())
+    value.clone()
 }
 
 /// The log level (`--log`).
