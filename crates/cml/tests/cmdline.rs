@@ -21,10 +21,7 @@ struct Out {
 fn run(w: &World, args: &[&str], vars: &[(&str, &str)]) -> Out {
     let mut cmd = w.cml(args);
     cmd.current_dir(w.tmp.path()).env("CML_PRINT_SETTINGS", "1");
-    if !vars
-        .iter()
-        .any(|(k, _)| k.ends_with("REPO"))
-    {
+    if !vars.iter().any(|(k, _)| k.ends_with("REPO")) {
         cmd.env("CML_REPO", "https://github.com/octo/app");
     }
     if !vars.iter().any(|(k, _)| k.contains("TOKEN")) {

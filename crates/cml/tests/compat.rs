@@ -243,8 +243,10 @@ fn unknown_commands_run_plugins_from_path() {
     cmd.env("PATH", &path);
     let out = run(cmd);
     assert_eq!(out.code, 2, "{}", out.stderr);
+    // A JSON record, standard output not being a terminal.
+    let record: serde_json::Value = serde_json::from_str(out.stderr.trim()).unwrap();
     assert!(
-        out.stderr.contains(
+        record["message"].as_str().unwrap_or_default().contains(
             "unknown command \"nosuchcommand\", and no program cml-nosuchcommand on PATH"
         ),
         "{}",

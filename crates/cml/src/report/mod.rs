@@ -73,6 +73,11 @@ pub fn git_timeout() -> Result<Duration, Failure> {
             Ok(_) => Err(Failure::usage(anyhow!(
                 "invalid {GIT_TIMEOUT_VAR}={v:?}: it must be longer than 0\nhint: give seconds (600) or a duration such as 20m"
             ))),
+            Err(cml_core::duration::DurationError::Invalid { reason, .. }) => {
+                Err(Failure::usage(anyhow!(
+                    "invalid {GIT_TIMEOUT_VAR}={v:?}: {reason}\nhint: give seconds (600) or a duration such as 20m"
+                )))
+            }
             Err(e) => Err(Failure::usage(anyhow!("invalid {GIT_TIMEOUT_VAR}: {e}"))),
         },
     }
