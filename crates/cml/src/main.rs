@@ -19,8 +19,9 @@ use exit::Failure;
 use settings::{Env, ProcessEnv};
 use std::io::IsTerminal;
 
-/// Set to `1`, every command prints its resolved options and settings as JSON on standard
-/// output (credentials as `***`) and exits 0 without doing anything: a debugging aid.
+/// Set to `1`, `cml runner` (launch, cleanup), the report commands and `workflow rerun` print
+/// their resolved options and settings as JSON on standard output (credentials as `***`) and
+/// exit 0 without doing anything: a debugging aid.
 const PRINT_SETTINGS_VAR: &str = "CML_PRINT_SETTINGS";
 
 fn main() {
