@@ -88,8 +88,8 @@ pub mod limits {
     pub const CLOUD_MAX_LIFETIME: Duration = Duration::from_secs(365 * DAY);
     /// `CML_JOB_TIME_LIMIT` (and so `--job-time-limit-margin`, which must be shorter).
     pub const JOB_TIME_LIMIT: Duration = Duration::from_secs(30 * DAY);
-    /// `CML_CLOUD_POLL_INTERVAL`.
-    pub const CLOUD_POLL_INTERVAL: Duration = Duration::from_secs(10 * MINUTE);
+    /// `CML_CLOUD_POLL_INTERVAL` (which takes 0.1 to 300 seconds).
+    pub const CLOUD_POLL_INTERVAL: Duration = Duration::from_secs(5 * MINUTE);
     /// `cml runner cleanup --older-than`.
     pub const CLEANUP_OLDER_THAN: Duration = Duration::from_secs(365 * DAY);
 }
@@ -102,6 +102,13 @@ pub enum SettingsError {
     Duration {
         option: &'static str,
         cause: cml_core::duration::DurationError,
+    },
+    /// A duration longer than its maximum, for a setting that also has a minimum.
+    #[error("{option}: {cause} (it takes {range})")]
+    DurationRange {
+        option: &'static str,
+        cause: cml_core::duration::DurationError,
+        range: &'static str,
     },
     #[error("--job-time-limit-margin ({margin} s) must be shorter than the job time limit ({limit} s, CML_JOB_TIME_LIMIT): a job would be stopped as soon as it starts\nhint: give a smaller --job-time-limit-margin, a larger CML_JOB_TIME_LIMIT, or --job-time-limit-margin=never")]
     MarginNotShorter { margin: u64, limit: u64 },
@@ -482,10 +489,13 @@ pub fn resolve_runner(
         5,
         limits::CLOUD_POLL_INTERVAL,
     ) {
-        Err(SettingsError::Duration {
-            cause: cml_core::duration::DurationError::TooLong { input, .. },
-            ..
-        }) => return Err(poll_range(input)),
+        Err(SettingsError::Duration { option, cause }) => {
+            return Err(SettingsError::DurationRange {
+                option,
+                cause,
+                range: "0.1 to 300 seconds",
+            })
+        }
         other => other?,
     };
     if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&cloud_poll_interval) {
@@ -1169,13 +1179,16 @@ mod tests {
             );
             assert!(e.contains("hint: give at most"), "{e}");
         }
-        // The poll interval says its range.
+        // The poll interval also says its range.
         let e = refused(
             RunnerArgs::default(),
             &[("CML_CLOUD_POLL_INTERVAL", "1e30")],
         );
         assert!(
-            e.contains("CML_CLOUD_POLL_INTERVAL") && e.contains("0.1 to 300 seconds"),
+            e.starts_with("CML_CLOUD_POLL_INTERVAL: ")
+                && e.contains("maximum of 5 minutes")
+                && e.contains("hint: give at most")
+                && e.contains("0.1 to 300 seconds"),
             "{e}"
         );
         // The maxima themselves are accepted.

@@ -68,7 +68,7 @@ fn absurd_durations_are_refused_before_anything_is_registered() {
             vec!["--cloud=aws"],
             vec![("CML_CLOUD_POLL_INTERVAL", "1e30")],
             "CML_CLOUD_POLL_INTERVAL",
-            "10 minutes",
+            "5 minutes",
         ),
     ];
     for kind in [Kind::Github, Kind::Gitlab] {
