@@ -69,11 +69,12 @@ pub fn launcher(cml: &Path, sim_exe: &Path) {
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("CML_CLOUD_POLL_INTERVAL", "0.1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // Its log records are on standard error.
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("cml starts");
-        let out = child.stdout.take().unwrap();
+        let out = child.stderr.take().unwrap();
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {

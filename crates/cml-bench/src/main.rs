@@ -121,13 +121,14 @@ fn lifecycle(cml: &Path, sim_exe: &Path, jobs: usize) {
         .arg(&workdir)
         .env("HOME", tmp.path())
         .env("CML_SIM_AGENT_EVENTS_FILE", &events)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        // Its log records are on standard error.
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("cml starts");
     let pid = child.id();
     let (tx, rx) = mpsc::channel::<Value>();
-    let out = child.stdout.take().unwrap();
+    let out = child.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             if let Ok(v) = serde_json::from_str::<Value>(&line) {

@@ -8,7 +8,7 @@
 mod bitbucket;
 mod gitlab;
 
-pub use bitbucket::parse_bitbucket_line;
+pub use bitbucket::{bitbucket_pipeline, parse_bitbucket_line};
 pub use gitlab::parse_gitlab_line;
 
 use crate::Driver;

@@ -562,7 +562,10 @@ mod tests {
             sums_url_template: "https://releases.example.com/cml/v{version}/SHA256SUMS".into(),
         };
         let out = s.render();
-        let at = |needle: &str| out.find(needle).unwrap_or_else(|| panic!("{needle} missing"));
+        let at = |needle: &str| {
+            out.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing"))
+        };
         assert!(out.contains("sums_url='https://releases.example.com/cml/v0.1.0/SHA256SUMS'"));
         assert!(out.contains("asset=${url##*/}"));
         assert!(at("curl -fsSL --connect-timeout 20 -o \"$tmp.sums\"") < at("sha256sum -c"));
@@ -570,7 +573,10 @@ mod tests {
             at("no checksum for $asset") < at("sha256sum -c"),
             "a list without the file fails the setup"
         );
-        assert!(at("sha256sum -c") < at("mv -f \"$tmp\""), "checked before it is installed");
+        assert!(
+            at("sha256sum -c") < at("mv -f \"$tmp\""),
+            "checked before it is installed"
+        );
     }
 
     #[test]

@@ -22,10 +22,10 @@ pub mod workflow;
 
 pub use error::{ApiError, ForgeError};
 pub use http::RetryPolicy;
-pub use workflow::Workflows;
 pub use report::{
     AutoMerged, CheckRun, Comment, MergeMethod, NewPullRequest, PullRequest, Reports, Upload,
 };
+pub use workflow::Workflows;
 
 use async_trait::async_trait;
 use cml_core::{Labels, RunnerInfo, Secret};

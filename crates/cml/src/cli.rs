@@ -1,9 +1,20 @@
 //! Every command-line argument of `cml`, in one place.
 //!
-//! Values given here win over environment variables, which win over defaults; that
-//! resolution happens once, in [`crate::settings`]. Options are plain `Option`s so that the
-//! settings layer can tell "given" from "not given".
+//! Declaring an option here is all it takes: [`crate::options::parse`] gives it CML's forms
+//! and its environment variables by rule. Conventions:
+//! - an option is an `Option` (or a `Vec`), so that "given" and "not given" differ;
+//! - a boolean is `Option<bool>` with a plain `#[arg(long)]`: it then takes `--x`,
+//!   `--x=true|false`, `--x true|false` and `--no-x`, and its variables' `true` / other;
+//! - a `Vec` with `num_args = 1..` takes several values after one flag and repeated flags
+//!   (CML's array options); a plain `Vec` takes one value per flag, repeatable;
+//! - positional arguments come from the command line only;
+//! - help texts name no variable: `[env: ...]` is added from the same table the values are
+//!   read through ([`crate::options::variables`]).
+//!
+//! Values given on the command line win over the variables, which win over the defaults
+//! [`crate::settings`] applies.
 
+use crate::options::Sources;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -20,19 +31,19 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every subcommand takes (env: `CML_<NAME>`).
+/// Options every subcommand takes.
 #[derive(Debug, Args, Clone, Default)]
 pub struct GlobalArgs {
-    /// Log level: error, warn, info or debug [env: CML_LOG] [default: info]
+    /// Log level: error, warn, info or debug [default: info]
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log: Option<String>,
-    /// Forge: github, gitlab or bitbucket [env: CML_DRIVER, RUNNER_DRIVER] [default: inferred from --repo or the CI environment]
+    /// Forge: github, gitlab or bitbucket [default: inferred from --repo or the CI environment]
     #[arg(long, global = true, value_name = "DRIVER")]
     pub driver: Option<String>,
-    /// Repository URL, or an organization URL for an organization runner [env: CML_REPO, RUNNER_REPO] [default: the `origin` remote]
+    /// Repository URL, or an organization URL for an organization runner [default: report commands: the CI's repository, then the `origin` remote; runner: the `origin` remote]
     #[arg(long, global = true, value_name = "URL")]
     pub repo: Option<String>,
-    /// Personal access token [env: CML_DRIVER_TOKEN, CML_TOKEN, REPO_TOKEN, repo_token, GITHUB_TOKEN, GITLAB_TOKEN, BITBUCKET_TOKEN]
+    /// Forge token; when neither it nor its variables are set: a GitHub App (CML_GITHUB_APP_ID and CML_GITHUB_APP_PEM), then REPO_TOKEN, repo_token, GITHUB_TOKEN, GITLAB_TOKEN, BITBUCKET_TOKEN
     #[arg(
         long = "driver-token",
         visible_alias = "token",
@@ -40,6 +51,10 @@ pub struct GlobalArgs {
         value_name = "TOKEN"
     )]
     pub driver_token: Option<String>,
+    /// Which variable each option not given on the command line came from (filled by
+    /// [`crate::options::parse`]), to name it in messages.
+    #[arg(skip)]
+    pub sources: Sources,
 }
 
 // Parsed once per process: the size of its variants does not matter.
@@ -126,7 +141,7 @@ pub enum WorkflowCommand {
 /// `cml workflow rerun` options.
 #[derive(Debug, Args, Clone, Default)]
 pub struct WorkflowRerunArgs {
-    /// Run to re-run: a GitHub workflow run id, a GitLab pipeline id, a Bitbucket pipeline {uuid} [env: CML_WORKFLOW_ID, CML_RERUN_WORKFLOW_ID] [default: this CI run: GITHUB_RUN_ID, CI_PIPELINE_ID, BITBUCKET_PIPELINE_UUID]
+    /// Run to re-run: a GitHub workflow run id, a GitLab pipeline id, a Bitbucket pipeline {uuid} [default: this CI run: GITHUB_RUN_ID, CI_PIPELINE_ID, BITBUCKET_PIPELINE_UUID]
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
 }
@@ -158,45 +173,45 @@ pub enum CommentCommand {
     Update(CommentArgs),
 }
 
-/// `cml comment create|update` options [env: `CML_COMMENT_<OPTION>`].
+/// `cml comment create|update` options.
 #[derive(Debug, Args, Clone, Default)]
 pub struct CommentArgs {
     /// Markdown file to post
     #[arg(value_name = "MARKDOWN_FILE")]
     pub markdown_file: String,
-    /// Where: auto, pr, commit, commit/SHA, pr/N or issue/N; auto is the current pull request, else the open pull request containing the commit, else the commit [env: CML_COMMENT_TARGET] [default: auto]
+    /// Where: auto, pr, commit, commit/SHA, pr/N or issue/N; auto is the current pull request, else the open pull request containing the commit, else the commit [default: auto]
     #[arg(long, value_name = "TARGET")]
     pub target: Option<String>,
     /// Same as --target=pr (CML's older option)
     #[arg(long, hide = true)]
-    pub pr: bool,
-    /// Commit to comment on or look pull requests up by [env: CML_COMMENT_COMMIT_SHA] [default: the CI's commit (GITHUB_SHA, CI_COMMIT_SHA, BITBUCKET_COMMIT), else `git rev-parse HEAD`]
+    pub pr: Option<bool>,
+    /// Commit to comment on or look pull requests up by [default: the CI's commit (GITHUB_SHA, CI_COMMIT_SHA, BITBUCKET_COMMIT), else `git rev-parse HEAD`]
     #[arg(long, visible_alias = "head-sha", value_name = "SHA")]
     pub commit_sha: Option<String>,
     /// Edit our last comment on the target (found by its watermark) instead of adding one
     #[arg(long)]
-    pub update: bool,
-    /// Text in the hidden watermark, so several reports on one target update separately; {workflow} and {run} are replaced [env: CML_COMMENT_WATERMARK_TITLE]
+    pub update: Option<bool>,
+    /// Text in the hidden watermark, so several reports on one target update separately; {workflow} and {run} are replaced
     #[arg(long, value_name = "TITLE")]
     pub watermark_title: Option<String>,
     /// Do not add the hidden watermark (the comment can then not be updated)
-    #[arg(long, conflicts_with = "update")]
-    pub rm_watermark: bool,
-    /// Upload local images and files the report links to, and link to the uploads (the default)
     #[arg(long)]
-    pub publish: bool,
-    /// Leave local links as they are
-    #[arg(long, conflicts_with = "publish")]
-    pub no_publish: bool,
-    /// Upload linked files to this asset server (POST, answering the URL) instead of the forge [env: CML_COMMENT_PUBLISH_URL]
+    pub rm_watermark: Option<bool>,
+    /// Upload local images and files the report links to, and link to the uploads; --no-publish leaves local links as they are [default: true]
+    #[arg(long)]
+    pub publish: Option<bool>,
+    /// Upload linked files to this asset server (POST, answering the URL) instead of the forge
     #[arg(long, value_name = "URL")]
     pub publish_url: Option<String>,
-    /// Upload linked files to the forge (the default when --publish-url is not given)
-    #[arg(long)]
-    pub native: bool,
+    /// Upload linked files to the forge, even when --publish-url is given (the default when it is not)
+    #[arg(long, visible_alias = "native")]
+    pub publish_native: Option<bool>,
     /// Keep running and update the comment each time the file changes (until interrupted)
     #[arg(long)]
-    pub watch: bool,
+    pub watch: Option<bool>,
+    /// With --watch: post (then update) the comment each time this file appears or changes, and delete it, instead of watching the report
+    #[arg(long, value_name = "FILE")]
+    pub trigger_file: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,16 +254,16 @@ pub struct PublishArgs {
     pub asset: String,
     /// Print Markdown: `![](URL "TITLE")` for images and videos, `[TITLE](URL)` otherwise
     #[arg(long)]
-    pub md: bool,
+    pub md: Option<bool>,
     /// Title of the Markdown image or link
     #[arg(long, short = 't')]
     pub title: Option<String>,
-    /// Upload to this asset server (POST of the file, answering its URL) instead of the forge [env: CML_PUBLISH_URL]
+    /// Upload to this asset server (POST of the file, answering its URL) instead of the forge
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
-    /// Upload to the forge: GitLab project uploads, Bitbucket downloads, GitHub: a commit on the `cml-assets` branch (the default when --url is not given)
-    #[arg(long, alias = "gitlab-uploads", conflicts_with = "url")]
-    pub native: bool,
+    /// Upload to the forge: GitLab project uploads, Bitbucket downloads, GitHub: a commit on the `cml-assets` branch (the default when --url is not given; with --url, --url is ignored, as in CML)
+    #[arg(long, alias = "gitlab-uploads")]
+    pub native: Option<bool>,
     /// MIME type [default: from the file's contents or name]
     #[arg(long, value_name = "TYPE")]
     pub mime_type: Option<String>,
@@ -257,7 +272,7 @@ pub struct PublishArgs {
     pub file: Option<String>,
     /// Accepted for compatibility; published URLs carry no watermark
     #[arg(long, hide = true)]
-    pub rm_watermark: bool,
+    pub rm_watermark: Option<bool>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,19 +289,19 @@ pub struct PrArgs {
     pub globs: Vec<String>,
     /// Print a Markdown link to the pull request instead of its URL
     #[arg(long)]
-    pub md: bool,
-    /// Ask the forge to merge it (merge commit) once its checks pass
-    #[arg(long, conflicts_with_all = ["squash", "rebase"])]
-    pub merge: bool,
+    pub md: Option<bool>,
+    /// Ask the forge to merge it (merge commit) once its checks pass; at most one of --merge, --squash, --rebase
+    #[arg(long, visible_alias = "auto-merge")]
+    pub merge: Option<bool>,
     /// Ask the forge to squash-merge it once its checks pass
-    #[arg(long, conflicts_with = "rebase")]
-    pub squash: bool,
+    #[arg(long)]
+    pub squash: Option<bool>,
     /// Ask the forge to rebase-merge it once its checks pass
     #[arg(long)]
-    pub rebase: bool,
+    pub rebase: Option<bool>,
     /// Add `[skip ci]` to the commit message [default: unless merging]
     #[arg(long)]
-    pub skip_ci: bool,
+    pub skip_ci: Option<bool>,
     /// Branch to create [default: TARGET-cml-pr-SHORTSHA]
     #[arg(long)]
     pub branch: Option<String>,
@@ -316,9 +331,12 @@ pub struct PrArgs {
 /// `cml ci` options.
 #[derive(Debug, Args, Clone, Default)]
 pub struct CiArgs {
-    /// Fetch the full history when the checkout is shallow
+    /// Commits of history to fetch (with the tags) from the remote; 0 or less: the full history when the checkout is shallow
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub fetch_depth: Option<String>,
+    /// Fetch the full history when the checkout is shallow (the same as --fetch-depth=0)
     #[arg(long)]
-    pub unshallow: bool,
+    pub unshallow: Option<bool>,
     /// Git author email [default: olivaw@iterative.ai]
     #[arg(long)]
     pub user_email: Option<String>,
@@ -341,124 +359,123 @@ pub enum RunnerCommand {
 /// `cml runner cleanup` options.
 #[derive(Debug, Args, Clone, Default)]
 pub struct CleanupArgs {
-    /// Cloud provider to search: aws [env: CML_RUNNER_CLOUD]
+    /// Cloud provider to search: aws
     #[arg(long)]
     pub cloud: Option<String>,
-    /// Generic or native region to search [env: CML_RUNNER_CLOUD_REGION] [default: us-west]
+    /// Generic or native region to search [default: us-west]
     #[arg(long)]
     pub cloud_region: Option<String>,
     /// Delete what is orphaned (without it, only the table is shown)
     #[arg(long)]
-    pub delete: bool,
+    pub delete: Option<bool>,
     /// A running machine without an online runner counts as orphaned only when older than this [default: 20 minutes]
     #[arg(long, value_name = "DURATION")]
     pub older_than: Option<String>,
 }
 
-/// `cml runner launch` options. Each also comes from `CML_RUNNER_<NAME>` (for example
-/// `--idle-timeout` from `CML_RUNNER_IDLE_TIMEOUT`).
+/// `cml runner launch` options.
 #[derive(Debug, Args, Clone, Default)]
 pub struct RunnerArgs {
-    /// Comma-separated runner labels [env: CML_RUNNER_LABELS, RUNNER_LABELS] [default: cml]
+    /// Comma-separated runner labels; given several times, they are joined [default: cml]
     #[arg(long)]
-    pub labels: Option<String>,
-    /// Seconds (or `5 minutes`, `1h30m`) to wait for jobs before stopping; `never` or ≤ 0 waits forever [env: CML_RUNNER_IDLE_TIMEOUT, RUNNER_IDLE_TIMEOUT] [default: 5 minutes]
+    pub labels: Vec<String>,
+    /// Seconds (or `5 minutes`, `1h30m`) to wait for jobs before stopping; `never` or ≤ 0 waits forever [default: 5 minutes]
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub idle_timeout: Option<String>,
-    /// Runner name [env: CML_RUNNER_NAME] [default: cml-<10 random base36 characters>]
+    /// Runner name [default: cml-<10 random base36 characters>]
     #[arg(long)]
     pub name: Option<String>,
-    /// Do not re-run workflows interrupted by spot loss or job time limits [env: CML_RUNNER_NO_RETRY, RUNNER_NO_RETRY]
+    /// Do not re-run workflows interrupted by spot loss or job time limits
     #[arg(long)]
-    pub no_retry: bool,
-    /// Stop after one job [env: CML_RUNNER_SINGLE, RUNNER_SINGLE]
-    #[arg(long, conflicts_with_all = ["reuse", "reuse_idle"])]
-    pub single: bool,
-    /// Exit without launching if a runner with this name exists, or an online runner has all the labels [env: CML_RUNNER_REUSE, RUNNER_REUSE]
+    pub no_retry: Option<bool>,
+    /// Stop after one job
     #[arg(long)]
-    pub reuse: bool,
-    /// Exit without launching if an online, idle runner has all the labels [env: CML_RUNNER_REUSE_IDLE]
+    pub single: Option<bool>,
+    /// Exit without launching if a runner with this name exists, or an online runner has all the labels
     #[arg(long)]
-    pub reuse_idle: bool,
-    /// Agent install and work directory [env: CML_RUNNER_WORKDIR, CML_RUNNER_PATH, RUNNER_PATH] [default: ~/.cml/<name>]
+    pub reuse: Option<bool>,
+    /// Exit without launching if an online, idle runner has all the labels
+    #[arg(long)]
+    pub reuse_idle: Option<bool>,
+    /// Agent install and work directory [default: ~/.cml/<name>]
     #[arg(long, visible_alias = "path", value_name = "DIR")]
     pub workdir: Option<String>,
-    /// Docker volumes for GitLab's docker executor (repeatable) [env: CML_RUNNER_DOCKER_VOLUMES]
-    #[arg(long, value_name = "VOLUME")]
+    /// Docker volumes for GitLab's docker executor (several after one flag, or repeated; variables: comma-separated)
+    #[arg(long, value_name = "VOLUME", num_args = 1..)]
     pub docker_volumes: Vec<String>,
-    /// Cloud provider: aws, azure, gcp or kubernetes [env: CML_RUNNER_CLOUD] [default: this machine]
+    /// Cloud provider: aws, azure, gcp or kubernetes [default: this machine]
     #[arg(long)]
     pub cloud: Option<String>,
-    /// Generic (us-east, us-west, eu-north, eu-west) or native region [env: CML_RUNNER_CLOUD_REGION] [default: us-west]
+    /// Generic (us-east, us-west, eu-north, eu-west) or native region [default: us-west]
     #[arg(long)]
     pub cloud_region: Option<String>,
-    /// Generic (s, m, l, xl, with +k80/+v100/+t4) or native machine type [env: CML_RUNNER_CLOUD_TYPE] [default: m]
+    /// Generic (s, m, l, xl, with +k80/+v100/+t4) or native machine type [default: m]
     #[arg(long)]
     pub cloud_type: Option<String>,
-    /// GPU: nogpu, k80, v100, t4 (tesla = v100) or a native accelerator [env: CML_RUNNER_CLOUD_GPU]
+    /// GPU: nogpu, k80, v100, t4 (tesla = v100) or a native accelerator
     #[arg(long)]
     pub cloud_gpu: Option<String>,
-    /// Disk size in GB [env: CML_RUNNER_CLOUD_HDD_SIZE] [default: 35]
+    /// Disk size in GB [default: 35]
     #[arg(long, allow_hyphen_values = true)]
     pub cloud_hdd_size: Option<String>,
-    /// Request a spot (preemptible) instance [env: CML_RUNNER_CLOUD_SPOT]
+    /// Request a spot (preemptible) instance
     #[arg(long)]
-    pub cloud_spot: bool,
-    /// With --cloud-spot: when no zone of the region has spot capacity at the price, launch an on-demand machine instead of failing [env: CML_RUNNER_CLOUD_SPOT_FALLBACK]
+    pub cloud_spot: Option<bool>,
+    /// With --cloud-spot: when no zone of the region has spot capacity at the price, launch an on-demand machine instead of failing
     #[arg(long)]
-    pub cloud_spot_fallback: bool,
-    /// Maximum spot price in USD per hour; -1 = market price [env: CML_RUNNER_CLOUD_SPOT_PRICE] [default: -1]
+    pub cloud_spot_fallback: Option<bool>,
+    /// Maximum spot price in USD per hour; -1 = market price [default: -1]
     #[arg(long, allow_hyphen_values = true)]
     pub cloud_spot_price: Option<String>,
-    /// AWS instance profile ARN, GCP `email,scopes=a,b`, Azure identity ids, Kubernetes service account [env: CML_RUNNER_CLOUD_PERMISSION_SET]
+    /// AWS instance profile ARN, GCP `email,scopes=a,b`, Azure identity ids, Kubernetes service account
     #[arg(long)]
     pub cloud_permission_set: Option<String>,
-    /// Tag or label `key=value` for the cloud resources (repeatable) [env: CML_RUNNER_CLOUD_METADATA]
-    #[arg(long, value_name = "KEY=VALUE")]
+    /// Tags or labels `key=value` for the cloud resources (several after one flag, or repeated; a later key wins; variables: comma-separated)
+    #[arg(long, value_name = "KEY=VALUE", num_args = 1..)]
     pub cloud_metadata: Vec<String>,
-    /// Base64-encoded shell script run on the machine before the runner starts [env: CML_RUNNER_CLOUD_STARTUP_SCRIPT]
+    /// Base64-encoded shell script run on the machine before the runner starts
     #[arg(long)]
     pub cloud_startup_script: Option<String>,
-    /// PEM private key for SSH access to the machine [env: CML_RUNNER_CLOUD_SSH_PRIVATE] [default: generated]
+    /// PEM private key for SSH access to the machine [default: generated]
     #[arg(long)]
     pub cloud_ssh_private: Option<String>,
-    /// Machine image: AMI id or name, `project/family`, `publisher:offer:sku:version`, container image [env: CML_RUNNER_CLOUD_IMAGE]
+    /// Machine image: AMI id or name, `project/family`, `publisher:offer:sku:version`, container image
     #[arg(long)]
     pub cloud_image: Option<String>,
-    /// AWS security group [env: CML_RUNNER_CLOUD_AWS_SECURITY_GROUP]
+    /// AWS security group
     #[arg(long)]
     pub cloud_aws_security_group: Option<String>,
-    /// AWS subnet [env: CML_RUNNER_CLOUD_AWS_SUBNET]
-    #[arg(long)]
+    /// AWS subnet
+    #[arg(long, visible_alias = "cloud-aws-subnet-id")]
     pub cloud_aws_subnet: Option<String>,
-    /// Kubernetes node selector `key=value[,key=value]` [env: CML_RUNNER_CLOUD_KUBERNETES_NODE_SELECTOR] [default: accelerator=infer]
-    #[arg(long)]
-    pub cloud_kubernetes_node_selector: Option<String>,
-    /// Seconds to wait before a cloud machine destroys itself, so logs can be collected [env: CML_RUNNER_DESTROY_DELAY] [default: 10]
+    /// Kubernetes node selector `key=value` pairs (several after one flag, repeated, or comma-separated; a later key wins) [default: accelerator=infer]
+    #[arg(long, value_name = "KEY=VALUE", num_args = 1..)]
+    pub cloud_kubernetes_node_selector: Vec<String>,
+    /// Seconds to wait before a cloud machine destroys itself, so logs can be collected [default: 10]
     #[arg(long, allow_hyphen_values = true)]
     pub destroy_delay: Option<String>,
-    /// How long to wait for a cloud runner to be online in the forge before destroying the machine [env: CML_RUNNER_CLOUD_TIMEOUT] [default: 20 minutes]
+    /// How long to wait for a cloud runner to be online in the forge before destroying the machine [default: 20 minutes]
     #[arg(long, value_name = "DURATION")]
     pub cloud_timeout: Option<String>,
-    /// Hard limit on a cloud machine's life, enforced by the machine itself (a systemd timer set at boot powers it off, which terminates it), even if cml hangs or dies; `never` disables it [env: CML_RUNNER_CLOUD_MAX_LIFETIME] [default: 121h, GitHub's 5-day job limit plus an hour]
+    /// Hard limit on a cloud machine's life, enforced by the machine itself (a systemd timer set at boot powers it off, which terminates it), even if cml hangs or dies; `never` disables it [default: 121h, GitHub's 5-day job limit plus an hour]
     #[arg(long, value_name = "DURATION")]
     pub cloud_max_lifetime: Option<String>,
-    /// Where cloud machines download cml from; {version} and {arch} (x86_64, aarch64) are substituted [env: CML_RUNNER_CLOUD_CML_URL] [default: the project's release for this version]
+    /// Where cloud machines download cml from; {version} and {arch} (x86_64, aarch64) are substituted [default: the project's release for this version]
     #[arg(long, value_name = "URL")]
     pub cloud_cml_url: Option<String>,
-    /// SHA-256 the machine checks the downloaded cml against [env: CML_RUNNER_CLOUD_CML_SHA256]
+    /// SHA-256 the machine checks the downloaded cml against
     #[arg(long, value_name = "HEX")]
     pub cloud_cml_sha256: Option<String>,
     /// On a cloud machine: remove the machine when the runner ends (set by the launcher)
     #[arg(long, hide = true)]
-    pub self_terminate: bool,
-    /// actions/runner version to install when the workdir has none [env: CML_RUNNER_GITHUB_RUNNER_VERSION] [default: latest]
+    pub self_terminate: Option<bool>,
+    /// actions/runner version to install when the workdir has none [default: latest]
     #[arg(long, value_name = "VERSION")]
     pub github_runner_version: Option<String>,
-    /// GitHub: stop a job this long before GitHub's job time limit (5 days for self-hosted runners; CML_JOB_TIME_LIMIT changes it) and re-run it unless --no-retry; `never` disables it [env: CML_RUNNER_JOB_TIME_LIMIT_MARGIN] [default: 10 minutes]
+    /// GitHub: stop a job this long before GitHub's job time limit (5 days for self-hosted runners; CML_JOB_TIME_LIMIT changes it) and re-run it unless --no-retry; `never` disables it [default: 10 minutes]
     #[arg(long, value_name = "DURATION")]
     pub job_time_limit_margin: Option<String>,
-    /// Seconds the agent gets to stop after SIGINT before it is killed [env: CML_RUNNER_STOP_GRACE] [default: 30]
+    /// Seconds the agent gets to stop after SIGINT before it is killed [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub stop_grace: Option<String>,
     /// Run the agent and its jobs as this unprivileged user (no sudo, no Docker) instead of root: a job can then read no forge credential. Cloud machines create the user if missing and keep the metadata service (and so user-data) for root only; on this machine cml must run as root [env: CML_RUNNER_CLOUD_JOB_USER] [default: root]
@@ -467,4 +484,19 @@ pub struct RunnerArgs {
     /// On a cloud machine: read the forge credential from this root-only file instead of the environment (set by the launcher)
     #[arg(long, hide = true, value_name = "PATH")]
     pub credentials_file: Option<String>,
+    /// CML's Terraform provider version for its cloud machines: no Terraform here (ignored, with a warning)
+    #[arg(long, hide = true, value_name = "VERSION")]
+    pub tpi_version: Option<String>,
+    /// CML's version for its cloud machines: they run this cml's version here, see --cloud-cml-url (ignored, with a warning)
+    #[arg(long, hide = true, value_name = "VERSION")]
+    pub cml_version: Option<String>,
+    /// Passed by CML's cloud machines to their runner so it destroys the machine at the end: means --self-terminate here
+    #[arg(long, hide = true, alias = "tf_resource", value_name = "BASE64")]
+    pub tf_resource: Option<String>,
+    /// Passed by CML's GCP machines: no GCP here (ignored, with a warning)
+    #[arg(long, hide = true, value_name = "TOKEN")]
+    pub gcp_access_token: Option<String>,
+    /// Declared by CML and never used (ignored, with a warning)
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub runner_path: Option<String>,
 }

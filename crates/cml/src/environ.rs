@@ -22,7 +22,16 @@ static CAPTURED: OnceLock<Vec<(String, String)>> = OnceLock::new();
 const MORE_SECRETS: &[&str] = &["CML_RUNNER_CLOUD_SSH_PRIVATE", "CML_GITLAB_RUNNER_TOKEN"];
 
 /// Options whose value is a credential.
-const SECRET_OPTIONS: &[&str] = &["--token", "--driver-token"];
+const SECRET_OPTIONS: &[&str] = &[
+    "--token",
+    "--driver-token",
+    "--driverToken",
+    "--gcp-access-token",
+    "--gcpAccessToken",
+    "--tf-resource",
+    "--tf_resource",
+    "--tfResource",
+];
 
 /// The value a credential variable had when `cml` started.
 pub fn captured(name: &str) -> Option<String> {

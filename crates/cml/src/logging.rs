@@ -1,6 +1,7 @@
-//! Log output: one record per event, human-readable on a terminal, JSON lines otherwise
-//! (`time`, `level`, `message`, then the event's fields such as `status`, `job`, `success`,
-//! `reason`), like CML.
+//! Log output, on standard error for every command (as CML's): one record per event,
+//! human-readable when standard output is a terminal, JSON lines otherwise (`time`, `level`,
+//! `message`, then the event's fields such as `status`, `job`, `success`, `reason`). A runner's
+//! status records (those with a `status`) also carry CML's `date` and `repo`.
 //!
 //! Guarantee: every string written is passed through [`cml_core::secret::redact`] with every
 //! secret registered by [`add_secrets`], so a token that reaches a message by any path (an
@@ -18,6 +19,16 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// The repository of the runner, for the `repo` of status records.
+static REPO: RwLock<Option<String>> = RwLock::new(None);
+
+/// Sets the repository status records name from now on.
+pub fn set_repo(repo: &str) {
+    if let Ok(mut r) = REPO.write() {
+        *r = Some(repo.to_string());
+    }
+}
 
 /// Registers values that must never be printed.
 pub fn add_secrets<I: IntoIterator<Item = String>>(secrets: I) {
@@ -47,34 +58,23 @@ pub fn redact(text: &str) -> String {
     }
 }
 
-/// Where log records go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sink {
-    /// Standard output, as `cml runner` logs (CML's behaviour).
-    Stdout,
-    /// Standard error: commands whose standard output is their result (`cml asset publish
-    /// --md >> report.md`, `cml comment create` printing the comment's URL).
-    Stderr,
-}
-
-/// Installs the global logger. `json`: JSON lines instead of human text.
-pub fn init(level: LogLevel, json: bool, sink: Sink) {
+/// Installs the global logger, writing to standard error. `json`: JSON lines instead of
+/// human text.
+pub fn init(level: LogLevel, json: bool) {
     let max = match level {
         LogLevel::Error => Level::ERROR,
         LogLevel::Warn => Level::WARN,
         LogLevel::Info => Level::INFO,
         LogLevel::Debug => Level::DEBUG,
     };
-    let layer =
-        CmlLayer { json, sink }.with_filter(tracing_subscriber::filter::filter_fn(move |m| {
-            m.level() <= &max && m.target().starts_with("cml")
-        }));
+    let layer = CmlLayer { json }.with_filter(tracing_subscriber::filter::filter_fn(move |m| {
+        m.level() <= &max && m.target().starts_with("cml")
+    }));
     let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
 }
 
 struct CmlLayer {
     json: bool,
-    sink: Sink,
 }
 
 #[derive(Default)]
@@ -128,9 +128,17 @@ impl<S: Subscriber> Layer<S> for CmlLayer {
         };
         let line = if self.json {
             let mut record = Map::new();
-            record.insert("time".into(), Value::String(now_rfc3339()));
+            let time = now_rfc3339();
+            record.insert("time".into(), Value::String(time.clone()));
             record.insert("level".into(), Value::String(level.into()));
             record.insert("message".into(), Value::String(message));
+            if fields.rest.contains_key("status") {
+                // CML's status records: `date`, and the runner's `repo`.
+                record.insert("date".into(), Value::String(time));
+                if let Some(repo) = REPO.read().ok().and_then(|r| r.clone()) {
+                    record.insert("repo".into(), Value::String(redact(&repo)));
+                }
+            }
             record.extend(fields.rest);
             Value::Object(record).to_string()
         } else {
@@ -143,17 +151,9 @@ impl<S: Subscriber> Layer<S> for CmlLayer {
             }
             s
         };
-        match self.sink {
-            Sink::Stdout => {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
-            }
-            Sink::Stderr => {
-                let mut out = std::io::stderr().lock();
-                let _ = writeln!(out, "{line}");
-            }
-        }
+        let mut out = std::io::stderr().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
     }
 }
 

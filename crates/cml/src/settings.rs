@@ -1,5 +1,7 @@
-//! Settings resolved once: command line > `CML_RUNNER_<OPTION>` > `CML_<OPTION>` (global
-//! options) > legacy `RUNNER_<OPTION>` > default, exactly as CML resolves them.
+//! Settings resolved once, from the options [`crate::options::parse`] gave (the command line,
+//! else the options' variables, in CML's order), then the defaults below; validated here,
+//! before anything is done. The variables read here are only those that are no option's
+//! ([`vars`], the CI's, `HOME`).
 
 use crate::cli::{CleanupArgs, GlobalArgs, RunnerArgs};
 use cml_core::cloud::{self, CloudArgs, CloudSpec};
@@ -10,23 +12,17 @@ use cml_core::{Driver, IdleTimeout, Labels, Secret};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Environment variables read besides `CML_RUNNER_<OPTION>`.
+/// Environment variables read besides the options' own (see [`crate::options::variables`]).
 pub mod vars {
-    /// Token variables, in the order they are tried after `--token`.
+    /// Token variables tried, in this order, when `--token` and its variables are not set
+    /// and no GitHub App is.
     pub const TOKEN_CHAIN: &[&str] = &[
-        "CML_RUNNER_DRIVER_TOKEN",
-        "CML_RUNNER_TOKEN",
-        "CML_DRIVER_TOKEN",
-        "CML_TOKEN",
-        // A GitHub App (below) is tried here, before the generic token variables.
         "REPO_TOKEN",
         "repo_token",
         "GITHUB_TOKEN",
         "GITLAB_TOKEN",
         "BITBUCKET_TOKEN",
     ];
-    /// Number of entries of [`TOKEN_CHAIN`] that outrank a GitHub App.
-    pub const EXPLICIT_TOKENS: usize = 4;
     /// GitHub App id and private key (PEM contents).
     pub const GITHUB_APP_ID: &str = "CML_GITHUB_APP_ID";
     pub const GITHUB_APP_PEM: &str = "CML_GITHUB_APP_PEM";
@@ -87,7 +83,7 @@ pub mod limits {
     pub const CLOUD_MAX_LIFETIME: Duration = Duration::from_secs(365 * DAY);
     /// `CML_JOB_TIME_LIMIT` (and so `--job-time-limit-margin`, which must be shorter).
     pub const JOB_TIME_LIMIT: Duration = Duration::from_secs(30 * DAY);
-    /// `CML_CLOUD_POLL_INTERVAL`.
+    /// `CML_CLOUD_POLL_INTERVAL` (which takes 0.1 to 300 seconds).
     pub const CLOUD_POLL_INTERVAL: Duration = Duration::from_secs(5 * MINUTE);
     /// `cml runner cleanup --older-than`.
     pub const CLEANUP_OLDER_THAN: Duration = Duration::from_secs(365 * DAY);
@@ -101,6 +97,13 @@ pub enum SettingsError {
     Duration {
         option: &'static str,
         cause: cml_core::duration::DurationError,
+    },
+    /// A duration longer than its maximum, for a setting that also has a minimum.
+    #[error("{option}: {cause} (it takes {range})")]
+    DurationRange {
+        option: &'static str,
+        cause: cml_core::duration::DurationError,
+        range: &'static str,
     },
     #[error("--job-time-limit-margin ({margin} s) must be shorter than the job time limit ({limit} s, CML_JOB_TIME_LIMIT): a job would be stopped as soon as it starts\nhint: give a smaller --job-time-limit-margin, a larger CML_JOB_TIME_LIMIT, or --job-time-limit-margin=never")]
     MarginNotShorter { margin: u64, limit: u64 },
@@ -128,7 +131,7 @@ pub enum SettingsError {
     CleanupCloud,
     #[error("--single cannot be combined with --reuse or --reuse-idle (CML refuses this too)")]
     SingleWithReuse,
-    #[error("no token found\nhint: pass --token, or set one of {tried}{forge_hint}")]
+    #[error("no token found\nhint: pass --token, or set CML_TOKEN or one of {tried}{forge_hint}")]
     NoToken {
         tried: String,
         forge_hint: &'static str,
@@ -243,6 +246,84 @@ pub struct OwnRunner {
     pub url: String,
 }
 
+/// Seconds, for the JSON summaries.
+fn secs(d: Duration) -> serde_json::Value {
+    serde_json::json!(d.as_secs_f64())
+}
+
+fn credential_json(c: &Credential) -> serde_json::Value {
+    match c {
+        Credential::Token { source, .. } => serde_json::json!({"token_from": source}),
+        Credential::GithubApp { app_id, .. } => serde_json::json!({"github_app": app_id}),
+    }
+}
+
+fn cloud_json(c: &CloudSpec) -> serde_json::Value {
+    let pairs = |p: &[(String, String)]| {
+        p.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+    };
+    serde_json::json!({
+        "cloud": c.cloud.to_string(),
+        "region": c.region,
+        "type": c.machine_type,
+        "gpu": c.gpu,
+        "hdd_size": c.hdd_size_gb,
+        "spot": c.spot,
+        "spot_price": c.spot_price,
+        "spot_fallback": c.spot_fallback,
+        "permission_set": c.permission_set,
+        "metadata": pairs(&c.metadata),
+        "startup_script": c.startup_script.is_some(),
+        "image": c.image,
+        "aws_security_group": c.aws_security_group,
+        "aws_subnet": c.aws_subnet,
+        "kubernetes_node_selector": pairs(&c.kubernetes_node_selector),
+    })
+}
+
+impl RunnerSettings {
+    /// The settings as JSON, credentials left out (for `CML_PRINT_SETTINGS`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "repo": self.repo.to_string(),
+            "driver": self.driver.to_string(),
+            "credential": credential_json(&self.credential),
+            "labels": self.labels.to_string(),
+            "idle_timeout": match self.idle_timeout {
+                IdleTimeout::Never => serde_json::json!("never"),
+                IdleTimeout::After(d) => secs(d),
+            },
+            "name": self.name,
+            "no_retry": self.no_retry,
+            "single": self.single,
+            "reuse": self.reuse,
+            "reuse_idle": self.reuse_idle,
+            "workdir": self.workdir.display().to_string(),
+            "docker_volumes": self.docker_volumes,
+            "cloud": self.cloud.as_ref().map(cloud_json),
+            "destroy_delay": secs(self.destroy_delay),
+            "github_runner_version": self.github_runner_version,
+            "stop_grace": secs(self.stop_grace),
+            "cloud_timeout": secs(self.cloud_timeout),
+            "cloud_max_lifetime": self.cloud_max_lifetime.map(secs),
+            "job_time_limit": self.job_time_limit.map(secs),
+            "cloud_cml_url": self.cloud_cml_url,
+            "cloud_cml_checksum": match &self.cloud_cml_checksum {
+                None => serde_json::Value::Null,
+                Some(cml_core::startup::CmlChecksum::Sha256(sha)) => serde_json::json!({ "sha256": sha }),
+                Some(cml_core::startup::CmlChecksum::Published { sums_url_template }) => {
+                    serde_json::json!({ "published": sums_url_template })
+                }
+            },
+            "self_terminate": self.self_terminate,
+            "cloud_ssh_private": self.cloud_ssh_private.is_some(),
+            "job_user": self.job_user,
+        })
+    }
+}
+
 /// A cloud machine's default hard lifetime: GitHub stops a self-hosted job after 5 days, so no
 /// job outlives this; the hour is for the last job's wind-down.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs((5 * 24 + 1) * 3600);
@@ -277,30 +358,15 @@ impl<F: Fn(&str) -> Option<String>> Env for F {
     }
 }
 
-/// First non-empty of the CLI value and the variables `names`.
-fn pick(cli: Option<String>, env: &dyn Env, names: &[&str]) -> Option<String> {
-    cli.or_else(|| {
-        names
-            .iter()
-            .find_map(|n| env.get(n).filter(|v| !v.is_empty()))
-    })
+/// The value given, if any. An empty value given on the command line is a value like any
+/// other, and validated as such (an empty variable never reaches here: it counts as unset).
+fn given(value: &Option<String>) -> Option<String> {
+    value.clone()
 }
 
-fn flag(cli: bool, env: &dyn Env, names: &[&str]) -> bool {
-    cli || names.iter().any(|n| {
-        env.get(n).is_some_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        })
-    })
-}
-
-/// The log level (`--log`, `CML_RUNNER_LOG`, `CML_LOG`).
-pub fn log_level(global: &GlobalArgs, env: &dyn Env) -> Result<LogLevel, SettingsError> {
-    let v = pick(global.log.clone(), env, &["CML_RUNNER_LOG", "CML_LOG"])
-        .unwrap_or_else(|| "info".into());
+/// The log level (`--log`).
+pub fn log_level(global: &GlobalArgs) -> Result<LogLevel, SettingsError> {
+    let v = given(&global.log).unwrap_or_else(|| "info".into());
     match v.trim().to_ascii_lowercase().as_str() {
         "error" => Ok(LogLevel::Error),
         "warn" | "warning" => Ok(LogLevel::Warn),
@@ -318,17 +384,13 @@ pub fn resolve_runner(
     env: &dyn Env,
     git_origin: impl FnOnce() -> Option<String>,
 ) -> Result<RunnerSettings, SettingsError> {
-    let single = flag(args.single, env, &["CML_RUNNER_SINGLE", "RUNNER_SINGLE"]);
-    let reuse = flag(args.reuse, env, &["CML_RUNNER_REUSE", "RUNNER_REUSE"]);
-    let reuse_idle = flag(args.reuse_idle, env, &["CML_RUNNER_REUSE_IDLE"]);
+    let single = args.single.unwrap_or(false);
+    let reuse = args.reuse.unwrap_or(false);
+    let reuse_idle = args.reuse_idle.unwrap_or(false);
     if single && (reuse || reuse_idle) {
         return Err(SettingsError::SingleWithReuse);
     }
-    let idle_timeout = match pick(
-        args.idle_timeout.clone(),
-        env,
-        &["CML_RUNNER_IDLE_TIMEOUT", "RUNNER_IDLE_TIMEOUT"],
-    ) {
+    let idle_timeout = match given(&args.idle_timeout) {
         Some(v) => parse_idle_timeout_at_most(&v, limits::IDLE_TIMEOUT).map_err(|cause| {
             SettingsError::Duration {
                 option: "--idle-timeout",
@@ -337,14 +399,12 @@ pub fn resolve_runner(
         })?,
         None => IdleTimeout::DEFAULT,
     };
-    let labels = Labels::parse(
-        &pick(
-            args.labels.clone(),
-            env,
-            &["CML_RUNNER_LABELS", "RUNNER_LABELS"],
-        )
-        .unwrap_or_else(|| Labels::DEFAULT.into()),
-    );
+    // `--labels a --labels b` is `--labels a,b`.
+    let labels = Labels::parse(&if args.labels.is_empty() {
+        Labels::DEFAULT.to_string()
+    } else {
+        args.labels.join(",")
+    });
     if labels.is_empty() {
         return Err(SettingsError::Value {
             option: "labels",
@@ -352,32 +412,20 @@ pub fn resolve_runner(
             reason: "at least one label is needed",
         });
     }
-    let name = pick(args.name.clone(), env, &["CML_RUNNER_NAME"]).unwrap_or_else(random_name);
+    let name = given(&args.name).unwrap_or_else(random_name);
     validate_name(&name)?;
 
-    let repo_raw = pick(
-        global.repo.clone(),
-        env,
-        &["CML_RUNNER_REPO", "CML_REPO", "RUNNER_REPO"],
-    )
-    .or_else(git_origin)
-    .ok_or(SettingsError::NoRepo)?;
+    let repo_raw = given(&global.repo)
+        .or_else(git_origin)
+        .ok_or(SettingsError::NoRepo)?;
     let repo = RepoUrl::parse(&repo_raw)?;
-    let explicit_driver = pick(
-        global.driver.clone(),
-        env,
-        &["CML_RUNNER_DRIVER", "CML_DRIVER", "RUNNER_DRIVER"],
-    )
-    .map(|d| Driver::parse(&d))
-    .transpose()?;
+    let explicit_driver = given(&global.driver)
+        .map(|d| Driver::parse(&d))
+        .transpose()?;
     let driver = infer_driver(explicit_driver, &repo, |k| env.get(k))?;
 
-    let cloud = cloud::validate(&cloud_args(args, env))?;
-    let file = match pick(
-        args.credentials_file.clone(),
-        env,
-        &["CML_RUNNER_CREDENTIALS_FILE"],
-    ) {
+    let cloud = cloud::validate(&cloud_args(args))?;
+    let file = match given(&args.credentials_file) {
         None => Vec::new(),
         Some(path) => read_credentials_file(&path)?,
     };
@@ -402,11 +450,7 @@ pub fn resolve_runner(
         None => credential(global, &layered, driver)?,
     };
 
-    let workdir = match pick(
-        args.workdir.clone(),
-        env,
-        &["CML_RUNNER_WORKDIR", "CML_RUNNER_PATH", "RUNNER_PATH"],
-    ) {
+    let workdir = match given(&args.workdir) {
         Some(w) => expand_home(&w, env)?,
         None => PathBuf::from(
             env.get("HOME")
@@ -419,7 +463,7 @@ pub fn resolve_runner(
     let destroy_delay = seconds(
         args.destroy_delay.clone(),
         env,
-        "CML_RUNNER_DESTROY_DELAY",
+        None,
         "--destroy-delay",
         10,
         limits::DESTROY_DELAY,
@@ -427,7 +471,7 @@ pub fn resolve_runner(
     let stop_grace = seconds(
         args.stop_grace.clone(),
         env,
-        "CML_RUNNER_STOP_GRACE",
+        None,
         "--stop-grace",
         30,
         limits::STOP_GRACE,
@@ -435,16 +479,12 @@ pub fn resolve_runner(
     let cloud_timeout = seconds(
         args.cloud_timeout.clone(),
         env,
-        "CML_RUNNER_CLOUD_TIMEOUT",
+        None,
         "--cloud-timeout",
         1200,
         limits::CLOUD_TIMEOUT,
     )?;
-    let cloud_max_lifetime = match pick(
-        args.cloud_max_lifetime.clone(),
-        env,
-        &["CML_RUNNER_CLOUD_MAX_LIFETIME"],
-    ) {
+    let cloud_max_lifetime = match given(&args.cloud_max_lifetime) {
         None => Some(DEFAULT_MAX_LIFETIME),
         Some(v) => match parse_idle_timeout_at_most(&v, limits::CLOUD_MAX_LIFETIME) {
             Ok(IdleTimeout::Never) => None,
@@ -460,16 +500,12 @@ pub fn resolve_runner(
     let job_limit = seconds(
         None,
         env,
-        vars::JOB_TIME_LIMIT,
+        Some(vars::JOB_TIME_LIMIT),
         vars::JOB_TIME_LIMIT,
         DEFAULT_JOB_LIMIT.as_secs(),
         limits::JOB_TIME_LIMIT,
     )?;
-    let job_time_limit_margin = match pick(
-        args.job_time_limit_margin.clone(),
-        env,
-        &["CML_RUNNER_JOB_TIME_LIMIT_MARGIN"],
-    ) {
+    let job_time_limit_margin = match given(&args.job_time_limit_margin) {
         None => Some(Duration::from_secs(600)),
         Some(v) => match parse_idle_timeout_at_most(&v, limits::JOB_TIME_LIMIT) {
             Ok(IdleTimeout::Never) => None,
@@ -495,26 +531,36 @@ pub fn resolve_runner(
         Some(_) => None,
     }
     .filter(|_| driver == Driver::Github);
-    let cloud_poll_interval = seconds(
+    // Zero would poll the cloud and the forge in a tight loop; hours would miss the timeout.
+    let poll_range = |value: String| SettingsError::Value {
+        option: "CML_CLOUD_POLL_INTERVAL",
+        value,
+        reason: "expected 0.1 to 300 seconds",
+    };
+    let cloud_poll_interval = match seconds(
         None,
         env,
-        vars::CLOUD_POLL_INTERVAL,
+        Some(vars::CLOUD_POLL_INTERVAL),
         vars::CLOUD_POLL_INTERVAL,
         5,
         limits::CLOUD_POLL_INTERVAL,
-    )?;
-    // Zero would poll the cloud and the forge in a tight loop; hours would miss the timeout.
+    ) {
+        Err(SettingsError::Duration { option, cause }) => {
+            return Err(SettingsError::DurationRange {
+                option,
+                cause,
+                range: "0.1 to 300 seconds",
+            })
+        }
+        other => other?,
+    };
     if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&cloud_poll_interval) {
-        return Err(SettingsError::Value {
-            option: "CML_CLOUD_POLL_INTERVAL",
-            value: format!("{}", cloud_poll_interval.as_secs_f64()),
-            reason: "expected 0.1 to 300 seconds",
-        });
+        return Err(poll_range(format!("{}", cloud_poll_interval.as_secs_f64())));
     }
     let cloud_teardown_timeout = seconds(
         None,
         env,
-        vars::CLOUD_TEARDOWN_TIMEOUT,
+        Some(vars::CLOUD_TEARDOWN_TIMEOUT),
         "CML_CLOUD_TEARDOWN_TIMEOUT",
         60,
         Duration::from_secs(3600),
@@ -526,11 +572,7 @@ pub fn resolve_runner(
             reason: "expected 1 to 3600 seconds",
         });
     }
-    let cloud_cml_sha256 = pick(
-        args.cloud_cml_sha256.clone(),
-        env,
-        &["CML_RUNNER_CLOUD_CML_SHA256"],
-    );
+    let cloud_cml_sha256 = given(&args.cloud_cml_sha256);
     if let Some(sha) = &cloud_cml_sha256 {
         if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(SettingsError::Value {
@@ -540,12 +582,7 @@ pub fn resolve_runner(
             });
         }
     }
-    let cloud_cml_url = pick(
-        args.cloud_cml_url.clone(),
-        env,
-        &["CML_RUNNER_CLOUD_CML_URL"],
-    )
-    .unwrap_or_else(|| DEFAULT_CML_URL.to_string());
+    let cloud_cml_url = given(&args.cloud_cml_url).unwrap_or_else(|| DEFAULT_CML_URL.to_string());
     let cloud_cml_checksum = match cloud_cml_sha256 {
         Some(sha) => Some(cml_core::startup::CmlChecksum::Sha256(
             sha.to_ascii_lowercase(),
@@ -583,23 +620,18 @@ pub fn resolve_runner(
             })
         }
     };
-    let job_user = job_user(args, env, driver, forced_agent_mode)?;
+    let job_user = job_user(args, driver, forced_agent_mode)?;
     // The job user has no Docker access: its agent runs jobs in its own shell.
     let forced_agent_mode = match (&job_user, driver) {
         (Some(_), Driver::Gitlab | Driver::Bitbucket) => Some(AgentMode::Shell),
         _ => forced_agent_mode,
     };
-    let mut docker_volumes = args.docker_volumes.clone();
-    if docker_volumes.is_empty() {
-        if let Some(v) = env.get("CML_RUNNER_DOCKER_VOLUMES") {
-            docker_volumes = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect();
-        }
-    }
+    let docker_volumes: Vec<String> = args
+        .docker_volumes
+        .iter()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
     Ok(RunnerSettings {
         repo,
         driver,
@@ -607,11 +639,7 @@ pub fn resolve_runner(
         labels,
         idle_timeout,
         name,
-        no_retry: flag(
-            args.no_retry,
-            env,
-            &["CML_RUNNER_NO_RETRY", "RUNNER_NO_RETRY"],
-        ),
+        no_retry: args.no_retry.unwrap_or(false),
         single,
         reuse,
         reuse_idle,
@@ -619,11 +647,7 @@ pub fn resolve_runner(
         docker_volumes,
         cloud,
         destroy_delay,
-        github_runner_version: pick(
-            args.github_runner_version.clone(),
-            env,
-            &["CML_RUNNER_GITHUB_RUNNER_VERSION"],
-        ),
+        github_runner_version: given(&args.github_runner_version),
         github_runner_releases: env
             .get(vars::GITHUB_RUNNER_RELEASES_URL)
             .filter(|v| !v.is_empty())
@@ -657,14 +681,10 @@ pub fn resolve_runner(
         cloud_cml_checksum,
         cloud_poll_interval,
         cloud_teardown_timeout,
-        self_terminate: flag(args.self_terminate, env, &["CML_RUNNER_SELF_TERMINATE"]),
-        cloud_ssh_private: pick(
-            args.cloud_ssh_private.clone(),
-            env,
-            &["CML_RUNNER_CLOUD_SSH_PRIVATE"],
-        )
-        .map(Secret::new),
-        log_level: log_level(global, env)?,
+        // CML's own machines pass --tf-resource so that their runner destroys the machine.
+        self_terminate: args.self_terminate.unwrap_or(false) || given(&args.tf_resource).is_some(),
+        cloud_ssh_private: given(&args.cloud_ssh_private).map(Secret::new),
+        log_level: log_level(global)?,
         job_user,
         gitlab_own_runner,
     })
@@ -692,15 +712,10 @@ fn own_runner(env: &dyn Env, driver: Driver) -> Result<Option<OwnRunner>, Settin
 /// and no Docker-based agent, which the job user could not run.
 fn job_user(
     args: &RunnerArgs,
-    env: &dyn Env,
     driver: Driver,
     forced_agent_mode: Option<AgentMode>,
 ) -> Result<Option<String>, SettingsError> {
-    let Some(user) = pick(
-        args.cloud_job_user.clone(),
-        env,
-        &["CML_RUNNER_CLOUD_JOB_USER"],
-    ) else {
+    let Some(user) = given(&args.cloud_job_user) else {
         return Ok(None);
     };
     let user = user.trim().to_string();
@@ -767,6 +782,19 @@ pub struct CleanupSettings {
     pub repo: Option<RepoUrl>,
 }
 
+impl CleanupSettings {
+    /// The settings as JSON, credentials left out (for `CML_PRINT_SETTINGS`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "cloud": cloud_json(&self.cloud),
+            "delete": self.delete,
+            "older_than": secs(self.older_than),
+            "repo": self.repo.as_ref().map(|r| r.to_string()),
+            "forge": self.forge.as_ref().map(|f| credential_json(&f.credential)),
+        })
+    }
+}
+
 /// Resolves `cml runner cleanup`'s settings. Without a repository or a token the forge is
 /// simply not consulted; any other bad value is an error.
 pub fn resolve_cleanup(
@@ -780,13 +808,13 @@ pub fn resolve_cleanup(
         cloud_region: args.cloud_region.clone(),
         ..RunnerArgs::default()
     };
-    let cloud = cloud::validate(&cloud_args(&runner_args, env))?
+    let cloud = cloud::validate(&cloud_args(&runner_args))?
         .filter(|c| c.cloud == cloud::Cloud::Aws)
         .ok_or(SettingsError::CleanupCloud)?;
     let older_than = seconds(
         args.older_than.clone(),
         env,
-        "CML_RUNNER_CLEANUP_OLDER_THAN",
+        None,
         "--older-than",
         1200,
         limits::CLEANUP_OLDER_THAN,
@@ -799,18 +827,14 @@ pub fn resolve_cleanup(
     };
     let repo = match &forge {
         Some(f) => Some(f.repo.clone()),
-        None => pick(
-            global.repo.clone(),
-            env,
-            &["CML_RUNNER_REPO", "CML_REPO", "RUNNER_REPO"],
-        )
-        .or(origin)
-        .map(|r| RepoUrl::parse(&r))
-        .transpose()?,
+        None => given(&global.repo)
+            .or(origin)
+            .map(|r| RepoUrl::parse(&r))
+            .transpose()?,
     };
     Ok(CleanupSettings {
         cloud,
-        delete: args.delete,
+        delete: args.delete.unwrap_or(false),
         older_than,
         forge,
         repo,
@@ -828,6 +852,17 @@ pub struct ReportSettings {
     pub ci: CiContext,
 }
 
+impl ReportSettings {
+    /// The settings as JSON, credentials left out (for `CML_PRINT_SETTINGS`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "repo": self.repo.to_string(),
+            "driver": self.driver.to_string(),
+            "credential": credential_json(&self.credential),
+        })
+    }
+}
+
 /// Resolves the report commands' forge: `--repo` > `CML_REPO` > the CI's repository
 /// (`GITHUB_SERVER_URL`/`GITHUB_REPOSITORY`, `CI_PROJECT_URL`, `BITBUCKET_GIT_HTTP_ORIGIN`) >
 /// the `origin` remote; the driver and token as for `cml runner`. `github_event` is the
@@ -839,12 +874,12 @@ pub fn resolve_report(
     github_event: Option<&str>,
 ) -> Result<ReportSettings, SettingsError> {
     let ci = ci_context(|k| env.get(k), github_event);
-    let repo_raw = pick(global.repo.clone(), env, &["CML_REPO"])
+    let repo_raw = given(&global.repo)
         .or_else(|| ci.repo_url.clone())
         .or_else(git_origin)
         .ok_or(SettingsError::NoRepo)?;
     let repo = RepoUrl::parse(&repo_raw)?;
-    let explicit_driver = pick(global.driver.clone(), env, &["CML_DRIVER"])
+    let explicit_driver = given(&global.driver)
         .map(|d| Driver::parse(&d))
         .transpose()?;
     let driver = infer_driver(explicit_driver, &repo, |k| env.get(k))?;
@@ -861,66 +896,80 @@ pub fn resolve_report(
     })
 }
 
-/// A command option from the command line or `CML_<COMMAND>_<OPTION>`.
-pub fn option(cli: Option<String>, env: &dyn Env, var: &str) -> Option<String> {
-    pick(cli, env, &[var])
-}
-
-fn cloud_args(args: &RunnerArgs, env: &dyn Env) -> CloudArgs {
-    let p = |cli: &Option<String>, var: &str| pick(cli.clone(), env, &[var]);
-    let mut metadata = args.cloud_metadata.clone();
-    if metadata.is_empty() {
-        if let Some(v) = env.get("CML_RUNNER_CLOUD_METADATA") {
-            metadata = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect();
+/// `key=value` pairs given in any number of values (each may hold several, comma-separated),
+/// merged as CML merges them: a later value of a key replaces the earlier one, in the
+/// earlier one's place. A value without `=` is kept as it is (and refused by validation).
+pub fn merge_pairs(values: &[String]) -> Vec<String> {
+    let mut merged: Vec<(String, String)> = Vec::new();
+    for item in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        if item.is_empty() {
+            continue;
+        }
+        let key = item.split_once('=').map_or(item, |(k, _)| k).to_string();
+        match merged.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = item.to_string(),
+            None => merged.push((key, item.to_string())),
         }
     }
+    merged.into_iter().map(|(_, item)| item).collect()
+}
+
+fn cloud_args(args: &RunnerArgs) -> CloudArgs {
+    let selectors = merge_pairs(&args.cloud_kubernetes_node_selector);
     CloudArgs {
-        cloud: p(&args.cloud, "CML_RUNNER_CLOUD"),
-        region: p(&args.cloud_region, "CML_RUNNER_CLOUD_REGION")
-            .unwrap_or_else(|| "us-west".into()),
-        machine_type: p(&args.cloud_type, "CML_RUNNER_CLOUD_TYPE").unwrap_or_else(|| "m".into()),
-        gpu: p(&args.cloud_gpu, "CML_RUNNER_CLOUD_GPU"),
-        hdd_size: p(&args.cloud_hdd_size, "CML_RUNNER_CLOUD_HDD_SIZE")
-            .unwrap_or_else(|| "35".into()),
-        spot: flag(args.cloud_spot, env, &["CML_RUNNER_CLOUD_SPOT"]),
-        spot_fallback: flag(
-            args.cloud_spot_fallback,
-            env,
-            &["CML_RUNNER_CLOUD_SPOT_FALLBACK"],
-        ),
-        spot_price: p(&args.cloud_spot_price, "CML_RUNNER_CLOUD_SPOT_PRICE")
-            .unwrap_or_else(|| "-1".into()),
-        permission_set: p(
-            &args.cloud_permission_set,
-            "CML_RUNNER_CLOUD_PERMISSION_SET",
-        ),
-        metadata,
-        startup_script: p(
-            &args.cloud_startup_script,
-            "CML_RUNNER_CLOUD_STARTUP_SCRIPT",
-        ),
-        ssh_private_is_pem: p(&args.cloud_ssh_private, "CML_RUNNER_CLOUD_SSH_PRIVATE")
+        cloud: given(&args.cloud),
+        region: given(&args.cloud_region).unwrap_or_else(|| "us-west".into()),
+        machine_type: given(&args.cloud_type).unwrap_or_else(|| "m".into()),
+        gpu: given(&args.cloud_gpu),
+        hdd_size: given(&args.cloud_hdd_size).unwrap_or_else(|| "35".into()),
+        spot: args.cloud_spot.unwrap_or(false),
+        spot_fallback: args.cloud_spot_fallback.unwrap_or(false),
+        spot_price: given(&args.cloud_spot_price).unwrap_or_else(|| "-1".into()),
+        permission_set: given(&args.cloud_permission_set),
+        metadata: merge_pairs(&args.cloud_metadata),
+        startup_script: given(&args.cloud_startup_script),
+        ssh_private_is_pem: given(&args.cloud_ssh_private)
             .map(|k| cloud::looks_like_pem_private_key(&k)),
-        image: p(&args.cloud_image, "CML_RUNNER_CLOUD_IMAGE"),
-        aws_security_group: p(
-            &args.cloud_aws_security_group,
-            "CML_RUNNER_CLOUD_AWS_SECURITY_GROUP",
-        ),
-        aws_subnet: p(&args.cloud_aws_subnet, "CML_RUNNER_CLOUD_AWS_SUBNET"),
-        kubernetes_node_selector: p(
-            &args.cloud_kubernetes_node_selector,
-            "CML_RUNNER_CLOUD_KUBERNETES_NODE_SELECTOR",
-        )
-        .unwrap_or_else(|| "accelerator=infer".into()),
+        image: given(&args.cloud_image),
+        aws_security_group: given(&args.cloud_aws_security_group),
+        aws_subnet: given(&args.cloud_aws_subnet),
+        kubernetes_node_selector: if selectors.is_empty() {
+            "accelerator=infer".into()
+        } else {
+            selectors.join(",")
+        },
     }
 }
 
-/// The forge credential: `--token`, then the explicit `CML_*TOKEN` variables, then a GitHub
+/// CML's hidden options that mean nothing here, when given: one warning each (never with
+/// its value, which may be a credential).
+pub fn ignored_options(args: &RunnerArgs) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut note = |value: &Option<String>, what: &str| {
+        if given(value).is_some() {
+            out.push(what.to_string());
+        }
+    };
+    note(
+        &args.tpi_version,
+        "--tpi-version is ignored: cloud machines are made without Terraform here",
+    );
+    note(
+        &args.cml_version,
+        "--cml-version is ignored: cloud machines run this cml's version (see --cloud-cml-url)",
+    );
+    note(
+        &args.gcp_access_token,
+        "--gcp-access-token is ignored: there is no GCP support in this build",
+    );
+    note(
+        &args.runner_path,
+        "--runner-path is ignored (CML never used it either)",
+    );
+    out
+}
+
+/// The forge credential: `--token` (or its variables, `CML_TOKEN` among them), then a GitHub
 /// App, then the generic token variables.
 fn credential(
     global: &GlobalArgs,
@@ -930,7 +979,7 @@ fn credential(
     if let Some(t) = global.driver_token.clone().filter(|t| !t.trim().is_empty()) {
         return Ok(Credential::Token {
             token: Secret::new(t),
-            source: "--token".into(),
+            source: global.sources.name("driver_token", "--token"),
         });
     }
     let from = |names: &[&str]| {
@@ -943,9 +992,6 @@ fn credential(
                 })
         })
     };
-    if let Some(c) = from(&vars::TOKEN_CHAIN[..vars::EXPLICIT_TOKENS]) {
-        return Ok(c);
-    }
     // A GitHub App only authenticates to GitHub.
     let github = driver == Driver::Github;
     let app_id = env
@@ -964,7 +1010,7 @@ fn credential(
         (None, None) => {}
         _ => return Err(SettingsError::HalfApp),
     }
-    from(&vars::TOKEN_CHAIN[vars::EXPLICIT_TOKENS..]).ok_or_else(|| SettingsError::NoToken {
+    from(vars::TOKEN_CHAIN).ok_or_else(|| SettingsError::NoToken {
         tried: vars::TOKEN_CHAIN.join(", "),
         forge_hint: match driver {
             Driver::Github => ", or CML_GITHUB_APP_ID and CML_GITHUB_APP_PEM for a GitHub App",
@@ -976,18 +1022,19 @@ fn credential(
     })
 }
 
-/// A duration option (seconds, or a duration string) from the command line or `var`, at
-/// most `max`; `option` names it in errors as the user knows it (`--stop-grace`, or the
-/// variable's name for variable-only settings).
+/// A duration option (seconds, or a duration string), or the variable `var` for settings that
+/// are no option, at most `max`; `option` names it in errors as the user knows it
+/// (`--stop-grace`, or the variable's name for variable-only settings).
 fn seconds(
     cli: Option<String>,
     env: &dyn Env,
-    var: &str,
+    var: Option<&str>,
     option: &'static str,
     default: u64,
     max: Duration,
 ) -> Result<Duration, SettingsError> {
-    match pick(cli, env, &[var]) {
+    let value = given(&cli).or_else(|| var.and_then(|v| env.get(v)).filter(|v| !v.is_empty()));
+    match value {
         None => Ok(Duration::from_secs(default)),
         Some(v) => parse_duration_at_most(&v, max)
             .map_err(|cause| SettingsError::Duration { option, cause }),
@@ -1066,6 +1113,22 @@ mod tests {
         move |k: &str| m.get(k).cloned()
     }
 
+    /// `cml runner ARGS` as the binary resolves it: parsed with `vars` as the environment
+    /// (the options' variables), then resolved with the same environment.
+    fn runner_from(args: &[&str], vars: &[(&str, &str)]) -> Result<RunnerSettings, SettingsError> {
+        let e = env(vars);
+        let argv = ["cml", "runner"]
+            .iter()
+            .chain(args)
+            .map(Into::into)
+            .collect();
+        let cli = crate::options::parse(argv, &e).unwrap().cli;
+        let crate::cli::Command::Runner { args, .. } = cli.command else {
+            panic!("not a runner command line")
+        };
+        resolve_runner(&cli.global, &args, &e, || None)
+    }
+
     fn global(repo: &str, token: Option<&str>) -> GlobalArgs {
         GlobalArgs {
             repo: Some(repo.into()),
@@ -1089,15 +1152,9 @@ mod tests {
         let s = resolve_report(&none, &gh, origin, None).unwrap();
         assert_eq!(s.repo.to_string(), "https://ghe.example.com/o/r");
         assert_eq!((s.driver, s.ci.pr), (Driver::Github, Some(7)));
-        // --repo and CML_REPO win.
+        // --repo (or its variables: CML_REPO) wins.
         let s = resolve_report(&global("https://github.com/a/b", None), &gh, origin, None).unwrap();
         assert_eq!(s.repo.to_string(), "https://github.com/a/b");
-        let with_cml_repo = env(&[
-            ("CML_REPO", "https://bitbucket.org/w/s"),
-            ("REPO_TOKEN", "dDp1"),
-        ]);
-        let s = resolve_report(&none, &with_cml_repo, origin, None).unwrap();
-        assert_eq!(s.driver, Driver::Bitbucket);
         // Outside CI: the `origin` remote.
         let s = resolve_report(&none, &env(&[("REPO_TOKEN", "t")]), origin, None).unwrap();
         assert_eq!(
@@ -1114,7 +1171,7 @@ mod tests {
     #[test]
     fn seed_on_premise_example() {
         let args = RunnerArgs {
-            labels: Some("local,runner".into()),
+            labels: vec!["local,runner".into()],
             idle_timeout: Some("180".into()),
             ..Default::default()
         };
@@ -1278,18 +1335,6 @@ mod tests {
                 "CML_JOB_TIME_LIMIT",
                 "30 days",
             ),
-            (
-                RunnerArgs::default(),
-                vec![("CML_CLOUD_POLL_INTERVAL", "1e30")],
-                "CML_CLOUD_POLL_INTERVAL",
-                "5 minutes",
-            ),
-            (
-                RunnerArgs::default(),
-                vec![("CML_RUNNER_IDLE_TIMEOUT", huge)],
-                "--idle-timeout",
-                "365 days",
-            ),
         ];
         for (args, vars, option, max) in cases {
             let e = refused(args, &vars);
@@ -1299,6 +1344,18 @@ mod tests {
             );
             assert!(e.contains("hint: give at most"), "{e}");
         }
+        // The poll interval also says its range.
+        let e = refused(
+            RunnerArgs::default(),
+            &[("CML_CLOUD_POLL_INTERVAL", "1e30")],
+        );
+        assert!(
+            e.starts_with("CML_CLOUD_POLL_INTERVAL: ")
+                && e.contains("maximum of 5 minutes")
+                && e.contains("hint: give at most")
+                && e.contains("0.1 to 300 seconds"),
+            "{e}"
+        );
         // The maxima themselves are accepted.
         let s = resolve_runner(
             &g,
@@ -1382,7 +1439,10 @@ mod tests {
             Some(CmlChecksum::Sha256("ab".repeat(32)))
         );
         // A URL next to which no checksum list can be found, and no SHA-256: refused.
-        for url in ["file:///opt/cml", "https://bucket.example.com/cml?X-Amz-Signature=1"] {
+        for url in [
+            "file:///opt/cml",
+            "https://bucket.example.com/cml?X-Amz-Signature=1",
+        ] {
             let e = with(Some(url), None).unwrap_err().to_string();
             assert!(
                 e.contains("--cloud-cml-url") && e.contains("hint: pass --cloud-cml-sha256"),
@@ -1450,58 +1510,90 @@ mod tests {
     }
 
     #[test]
-    fn cli_beats_cml_runner_beats_legacy_env() {
-        let e = env(&[
+    fn cli_beats_legacy_beats_global_beats_cml_runner_variables() {
+        let vars = [
             ("HOME", "/h"),
+            ("CML_REPO", "https://github.com/o/r"),
             ("CML_RUNNER_LABELS", "a"),
             ("RUNNER_LABELS", "b"),
             ("RUNNER_IDLE_TIMEOUT", "never"),
+            ("CML_RUNNER_IDLE_TIMEOUT", "60"),
             ("RUNNER_SINGLE", "true"),
+            ("CML_RUNNER_SINGLE", "false"),
             ("RUNNER_PATH", "~/w"),
+            ("CML_RUNNER_WORKDIR", "/elsewhere"),
             ("REPO_TOKEN", "t1"),
-        ]);
-        let s = resolve_runner(
-            &global("https://github.com/o/r", None),
-            &RunnerArgs::default(),
-            &e,
-            || None,
-        )
-        .unwrap();
-        assert_eq!(s.labels.to_string(), "a");
+        ];
+        let s = runner_from(&[], &vars).unwrap();
+        // CML copies the legacy RUNNER_* onto CML_RUNNER_*: they win.
+        assert_eq!(s.labels.to_string(), "b");
         assert_eq!(s.idle_timeout, IdleTimeout::Never);
         assert!(s.single);
         assert_eq!(s.workdir, PathBuf::from("/h/w"));
         assert!(
             matches!(&s.credential, Credential::Token { source, .. } if source == "REPO_TOKEN")
         );
-        let cli = RunnerArgs {
-            labels: Some("c".into()),
-            ..Default::default()
-        };
-        let s = resolve_runner(&global("https://github.com/o/r", None), &cli, &e, || None).unwrap();
+        // The command line wins over every variable, a boolean's false included.
+        let s = runner_from(&["--labels=c", "--no-single", "--path", "/p"], &vars).unwrap();
         assert_eq!(s.labels.to_string(), "c");
+        assert!(!s.single);
+        assert_eq!(s.workdir, PathBuf::from("/p"));
+        // CML_<OPTION> (the global options) beats CML_RUNNER_<OPTION>.
+        let s = runner_from(
+            &[],
+            &[
+                ("HOME", "/h"),
+                ("CML_REPO", "https://gitlab.com/g/p"),
+                ("CML_RUNNER_REPO", "https://github.com/o/r"),
+                ("CML_RUNNER_TOKEN", "runner-token"),
+                ("CML_TOKEN", "global-token"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.repo.to_string(), "https://gitlab.com/g/p");
+        match &s.credential {
+            Credential::Token { token, source } => {
+                assert_eq!(
+                    (token.expose(), source.as_str()),
+                    ("global-token", "CML_TOKEN")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn token_chain_and_app() {
+        let app = [
+            ("HOME", "/h"),
+            ("CML_REPO", "https://github.com/o/r"),
+            ("CML_GITHUB_APP_ID", "1"),
+            ("CML_GITHUB_APP_PEM", "pem"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = app.to_vec();
+            vars.extend_from_slice(extra);
+            runner_from(&[], &vars)
+        };
+        // A GitHub App outranks the generic token variables...
+        let s = with(&[("GITHUB_TOKEN", "g")]).unwrap();
+        assert!(matches!(s.credential, Credential::GithubApp { .. }));
+        // ...but not --token's own variables.
+        for var in [
+            "CML_TOKEN",
+            "CML_DRIVER_TOKEN",
+            "CML_RUNNER_TOKEN",
+            "CML_RUNNER_DRIVER_TOKEN",
+        ] {
+            let s = with(&[(var, "c")]).unwrap();
+            assert!(
+                matches!(&s.credential, Credential::Token { source, .. } if source == var),
+                "{var}: {:?}",
+                s.credential
+            );
+        }
         let g = global("https://github.com/o/r", None);
         let a = RunnerArgs::default();
-        let e = env(&[
-            ("HOME", "/h"),
-            ("GITHUB_TOKEN", "g"),
-            ("CML_GITHUB_APP_ID", "1"),
-            ("CML_GITHUB_APP_PEM", "pem"),
-        ]);
-        let s = resolve_runner(&g, &a, &e, || None).unwrap();
-        assert!(matches!(s.credential, Credential::GithubApp { .. }));
-        let e = env(&[
-            ("HOME", "/h"),
-            ("CML_TOKEN", "c"),
-            ("CML_GITHUB_APP_ID", "1"),
-            ("CML_GITHUB_APP_PEM", "pem"),
-        ]);
-        let s = resolve_runner(&g, &a, &e, || None).unwrap();
-        assert!(matches!(&s.credential, Credential::Token { source, .. } if source == "CML_TOKEN"));
         let err = resolve_runner(&g, &a, &env(&[("HOME", "/h")]), || None).unwrap_err();
         assert!(err.to_string().contains("REPO_TOKEN"), "{err}");
         let err = resolve_runner(
@@ -1561,12 +1653,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no Docker access"), "{err}");
-        let from_env = env(&[("HOME", "/h"), ("CML_RUNNER_CLOUD_JOB_USER", "ci")]);
-        let s = resolve_runner(
-            &global("https://github.com/o/r", Some("t")),
-            &RunnerArgs::default(),
-            &from_env,
-            || None,
+        let s = runner_from(
+            &["--repo=https://github.com/o/r", "--token=t"],
+            &[("HOME", "/h"), ("CML_RUNNER_CLOUD_JOB_USER", "ci")],
         )
         .unwrap();
         assert_eq!(s.job_user.as_deref(), Some("ci"));
@@ -1631,13 +1720,13 @@ mod tests {
         })
         .contains("--name"));
         assert!(bad(RunnerArgs {
-            labels: Some(",".into()),
+            labels: vec![",".into()],
             ..Default::default()
         })
         .contains("--labels"));
         assert!(bad(RunnerArgs {
-            single: true,
-            reuse: true,
+            single: Some(true),
+            reuse: Some(true),
             ..Default::default()
         })
         .contains("--single"));

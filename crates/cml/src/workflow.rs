@@ -22,18 +22,12 @@ fn ci_run_variable(driver: Driver) -> &'static str {
     }
 }
 
-/// The run to re-run: `--id`, else `CML_WORKFLOW_ID` (`CML_RERUN_WORKFLOW_ID`), else the CI's
-/// own run.
-pub fn run_id(
-    args: &WorkflowRerunArgs,
-    driver: Driver,
-    env: &dyn Env,
-) -> Result<String, Failure> {
+/// The run to re-run: `--id` (or its variables), else the CI's own run.
+pub fn run_id(args: &WorkflowRerunArgs, driver: Driver, env: &dyn Env) -> Result<String, Failure> {
     let ci = ci_run_variable(driver);
     args.id
         .clone()
-        .or_else(|| env.get("CML_RERUN_WORKFLOW_ID"))
-        .or_else(|| env.get("CML_WORKFLOW_ID"))
+        .filter(|v| !v.trim().is_empty())
         .or_else(|| env.get(ci))
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
@@ -44,9 +38,8 @@ pub fn run_id(
         })
 }
 
-/// Runs `cml workflow rerun`; prints nothing on stdout, logs what was asked.
-pub async fn run(s: ReportSettings, args: WorkflowRerunArgs, env: &dyn Env) -> Result<i32, Failure> {
-    let id = run_id(&args, s.driver, env)?;
+/// Runs `cml workflow rerun` of run `id`; prints nothing on stdout, logs what was asked.
+pub async fn run(s: ReportSettings, id: String) -> Result<i32, Failure> {
     let forge = Client::connect(s.driver, &s.repo, &s.credential, &s.bitbucket_api)
         .await
         .map_err(Failure::error)?

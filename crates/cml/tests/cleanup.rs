@@ -252,7 +252,7 @@ fn key_pair(ec2: &Ec2, owner: &str, repo: &str) {
 /// The table row of resource `needle` (its id column, not a mention in another's reason).
 fn verdict_line(out: &str, needle: &str) -> String {
     out.lines()
-        .find(|l| l.split_whitespace().nth(3) == Some(needle))
+        .find(|l| l.split_whitespace().nth(2) == Some(needle))
         .unwrap_or_else(|| panic!("{needle} not listed:\n{out}"))
         .to_string()
 }

@@ -328,7 +328,11 @@ fn a_machine_whose_setup_fails_powers_itself_off() {
     for (name, extra, why) in [
         ("aws-bad-script", failing_script, "(exit status 3)"),
         ("aws-bad-sum", wrong_sum.as_str(), "cml checksum mismatch"),
-        ("aws-bad-published-sum", "--cloud-hdd-size=35", "cml checksum mismatch"),
+        (
+            "aws-bad-published-sum",
+            "--cloud-hdd-size=35",
+            "cml checksum mismatch",
+        ),
     ] {
         let mut launch = Running::spawn(launcher(&w, &moto, name, &[extra, "--cloud-timeout=300"]));
         let instance = wait_for("the instance", SECS(60), || {
@@ -361,10 +365,10 @@ fn a_machine_whose_setup_fails_powers_itself_off() {
         if name == "aws-bad-published-sum" {
             let asked = std::fs::read_to_string(root.join("curl.log")).unwrap();
             assert!(
-                asked.lines().nth(1).is_some_and(|l| l
-                    == format!(
-                        "https://releases.example.invalid/SHA256SUMS"
-                    )),
+                asked
+                    .lines()
+                    .nth(1)
+                    .is_some_and(|l| l == "https://releases.example.invalid/SHA256SUMS"),
                 "the release's checksum list was read: {asked}"
             );
         }

@@ -186,8 +186,23 @@ fn a_github_run_in_progress_is_cancelled_then_rerun() {
 fn tensorboard_says_the_service_is_gone_and_fails() {
     let w = World::new();
     for args in [
-        &["tensorboard", "connect", "--credentials", "{}", "--logdir", "logs", "--md"][..],
-        &["tensorboard-dev", "-c", "{}", "--logdir=logs", "--name", "x"][..],
+        &[
+            "tensorboard",
+            "connect",
+            "--credentials",
+            "{}",
+            "--logdir",
+            "logs",
+            "--md",
+        ][..],
+        &[
+            "tensorboard-dev",
+            "-c",
+            "{}",
+            "--logdir=logs",
+            "--name",
+            "x",
+        ][..],
     ] {
         let out = run(w.cml(args));
         assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
@@ -228,10 +243,12 @@ fn unknown_commands_run_plugins_from_path() {
     cmd.env("PATH", &path);
     let out = run(cmd);
     assert_eq!(out.code, 2, "{}", out.stderr);
+    // A JSON record, standard output not being a terminal.
+    let record: serde_json::Value = serde_json::from_str(out.stderr.trim()).unwrap();
     assert!(
-        out.stderr.contains("unknown command")
-            && out.stderr.contains("nosuchcommand")
-            && out.stderr.contains("and no program cml-nosuchcommand on PATH"),
+        record["message"].as_str().unwrap_or_default().contains(
+            "unknown command \"nosuchcommand\", and no program cml-nosuchcommand on PATH"
+        ),
         "{}",
         out.stderr
     );

@@ -923,6 +923,69 @@ fn watch_updates_the_comment_when_the_file_changes() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// `--watch --trigger-file F` (CML's): nothing is posted until F appears; then the report is
+/// posted, F deleted, and each later F updates the same comment.
+#[test]
+fn a_trigger_file_posts_the_report_each_time_it_appears() {
+    let s = Site::new(Kind::Github);
+    s.write("report.md", b"epoch 1\n");
+    let mut c = s.cml(&[
+        "comment",
+        "create",
+        "report.md",
+        "--watch",
+        "--trigger-file=go",
+    ]);
+    c.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !f() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(s.comments().is_empty(), "posted before the trigger");
+    s.write("go", b"");
+    wait("the first comment", &|| s.comments().len() == 1);
+    wait("the trigger's removal", &|| !s.work.join("go").exists());
+    s.write("report.md", b"epoch 2\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        s.comments()[0].body.starts_with("epoch 1\n"),
+        "updated without a trigger"
+    );
+    s.write("go", b"");
+    wait("the update", &|| {
+        s.comments()
+            .first()
+            .is_some_and(|c| c.body.starts_with("epoch 2\n"))
+    });
+    wait("the trigger's removal", &|| !s.work.join("go").exists());
+    assert_eq!(s.comments().len(), 1);
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "--watch did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(out.lines().count(), 2, "one URL per post: {out}");
+}
+
 #[test]
 fn ci_configures_identity_and_the_token_for_plain_git() {
     for kind in [Kind::Github, Kind::Gitlab, Kind::Bitbucket] {
@@ -941,7 +1004,13 @@ fn ci_configures_identity_and_the_token_for_plain_git() {
             Kind::Gitlab => &["repo", "prepare"],
             _ => &["ci"],
         };
-        let r = s.run(&[command, &["--user-name=Bot", "--user-email=bot@example.com"]].concat());
+        let r = s.run(
+            &[
+                command,
+                &["--user-name=Bot", "--user-email=bot@example.com"],
+            ]
+            .concat(),
+        );
         assert_eq!(r.code, 0, "{kind:?}: {}", r.stderr);
         s.assert_no_secret(&r);
         assert_eq!(git(&s.work, &["config", "user.name"]), "Bot");

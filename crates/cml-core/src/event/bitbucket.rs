@@ -47,6 +47,12 @@ pub fn parse_bitbucket_line(line: &str) -> Option<AgentEvent> {
     None
 }
 
+/// The pipeline of a `Getting step StepId{... pipelineUuid={UUID} ...}` line: `{UUID}`.
+pub fn bitbucket_pipeline(line: &str) -> Option<String> {
+    let i = line.find("Getting step StepId{")?;
+    field(&line[i..], "pipelineUuid=")
+}
+
 /// The `{...}` value after `key` (`stepUuid={abc}` → `{abc}`).
 fn field(s: &str, key: &str) -> Option<String> {
     let start = s.find(key)? + key.len();
@@ -81,6 +87,11 @@ mod tests {
                 result: JobResult::Canceled
             })
         );
+        assert_eq!(
+            bitbucket_pipeline("[2022-06-05 17:24:12,246] Getting step StepId{accountUuid={a}, repositoryUuid={r}, pipelineUuid={p-9}, stepUuid={s-1}}."),
+            Some("{p-9}".into())
+        );
+        assert_eq!(bitbucket_pipeline("pipelineUuid={p-9}"), None);
         assert_eq!(
             parse_bitbucket_line("[x] Updating runner status to \"OFFLINE\""),
             None

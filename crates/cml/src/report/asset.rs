@@ -9,15 +9,12 @@
 use super::{file_name, read_input};
 use crate::cli::PublishArgs;
 use crate::exit::Failure;
-use crate::settings::{option, Env, ReportSettings};
+use crate::settings::ReportSettings;
 use anyhow::{anyhow, bail, Context};
 use cml_core::report::{asset_markdown, mime_type};
 use cml_forge::{Reports, Upload};
 use std::io::Write;
 use std::path::Path;
-
-/// Asset server given with `--url` (or `--publish-url` of `cml comment`).
-pub const PUBLISH_URL_VAR: &str = "CML_PUBLISH_URL";
 
 /// Uploads files to the forge or to an asset server.
 pub struct Publisher<'a> {
@@ -97,8 +94,24 @@ pub fn mime_of(path: &Path, bytes: &[u8], explicit: Option<&str>) -> String {
     }
 }
 
+/// The asset server the file goes to: `--url`, unless `--native` (which wins, as in CML);
+/// `None`: the forge.
+pub fn server(args: &PublishArgs) -> Option<String> {
+    let url = args.url.clone().filter(|u| !u.is_empty());
+    if args.native.unwrap_or(false) {
+        if let Some(url) = url {
+            tracing::warn!(
+                url = url.as_str(),
+                "--native: the file goes to the forge, not to the asset server of --url (as in CML)"
+            );
+        }
+        return None;
+    }
+    url
+}
+
 /// Runs `cml asset publish`.
-pub async fn run(s: ReportSettings, args: PublishArgs, env: &dyn Env) -> Result<i32, Failure> {
+pub async fn run(s: ReportSettings, args: PublishArgs) -> Result<i32, Failure> {
     let path = Path::new(&args.asset);
     let bytes = read_input(&args.asset, "file to publish")?;
     if let Some(m) = &args.mime_type {
@@ -108,7 +121,7 @@ pub async fn run(s: ReportSettings, args: PublishArgs, env: &dyn Env) -> Result<
             )));
         }
     }
-    let server = option(args.url.clone(), env, PUBLISH_URL_VAR);
+    let server = server(&args);
     let forge = super::connect(&s).await?;
     let publisher = Publisher::new(forge.as_ref(), server);
     let mime = mime_of(path, &bytes, args.mime_type.as_deref());
@@ -117,7 +130,7 @@ pub async fn run(s: ReportSettings, args: PublishArgs, env: &dyn Env) -> Result<
         .upload(&name, &bytes, &mime)
         .await
         .map_err(Failure::error)?;
-    let out = if args.md {
+    let out = if args.md.unwrap_or(false) {
         asset_markdown(&url, &mime, args.title.as_deref().unwrap_or(""), &name)
     } else {
         url

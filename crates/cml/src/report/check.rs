@@ -21,16 +21,36 @@ const CONCLUSIONS: &[&str] = &[
 /// GitHub's limit on a check run's summary, in characters.
 const SUMMARY_LIMIT: usize = 65_535;
 
-/// Runs `cml check create`.
-pub async fn run(s: ReportSettings, args: CheckArgs) -> Result<i32, Failure> {
-    let status = args.status.clone().unwrap_or_else(|| "completed".into());
+/// A check run's status and conclusion, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub status: String,
+    pub conclusion: Option<String>,
+}
+
+impl Plan {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"status": self.status, "conclusion": self.conclusion})
+    }
+}
+
+/// Checks `--status` and `--conclusion`.
+pub fn plan(args: &CheckArgs) -> Result<Plan, Failure> {
+    let status = args
+        .status
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "completed".into());
     if !STATUSES.contains(&status.as_str()) {
         return Err(Failure::usage(anyhow!(
             "invalid --status {status:?}\nhint: use {}",
             STATUSES.join(", ")
         )));
     }
-    let conclusion = match (&args.conclusion, status.as_str()) {
+    let conclusion = match (
+        &args.conclusion.clone().filter(|c| !c.is_empty()),
+        status.as_str(),
+    ) {
         (Some(c), _) if !CONCLUSIONS.contains(&c.as_str()) => {
             return Err(Failure::usage(anyhow!(
                 "invalid --conclusion {c:?}\nhint: use {}",
@@ -46,6 +66,12 @@ pub async fn run(s: ReportSettings, args: CheckArgs) -> Result<i32, Failure> {
         }
         (None, _) => None,
     };
+    Ok(Plan { status, conclusion })
+}
+
+/// Runs `cml check create` as `plan` says.
+pub async fn run(s: ReportSettings, args: CheckArgs, plan: Plan) -> Result<i32, Failure> {
+    let Plan { status, conclusion } = plan;
     let summary = read_text(&args.markdown_file)?;
     if summary.chars().count() > SUMMARY_LIMIT {
         return Err(Failure::usage(anyhow!(

@@ -3,8 +3,9 @@
 //! It sets `user.name`/`user.email`, removes the token actions/checkout persists for
 //! `https://github.com/` (it would be sent instead of ours), and stores our token as an
 //! `http.<SCHEME://HOST[:PORT]/ of the forge>.extraHeader` in `.git/config`, which it makes
-//! readable by the owner only. It does not touch the remote URL. With `--unshallow`, a
-//! shallow checkout gets its full history.
+//! readable by the owner only. It does not touch the remote URL. With `--fetch-depth=N`, the
+//! last N commits of history (and the tags) are fetched from the remote; with
+//! `--fetch-depth=0` (or less) or `--unshallow`, a shallow checkout gets its full history.
 //!
 //! Guarantees: the token is stored for the forge's host only, and only when the remote is on
 //! it (refused otherwise, before anything is written); no URL credential is printed.
@@ -15,8 +16,43 @@ use crate::exit::Failure;
 use crate::settings::ReportSettings;
 use anyhow::anyhow;
 
-/// Runs `cml ci`.
-pub async fn run(s: ReportSettings, args: CiArgs) -> Result<i32, Failure> {
+/// What `cml ci` fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    Nothing,
+    /// The full history, when the checkout is shallow.
+    Unshallow,
+    /// The last N commits.
+    Depth(u64),
+}
+
+impl Fetch {
+    pub fn to_json(self) -> serde_json::Value {
+        match self {
+            Fetch::Nothing => serde_json::Value::Null,
+            Fetch::Unshallow => "unshallow".into(),
+            Fetch::Depth(n) => n.into(),
+        }
+    }
+}
+
+/// `--fetch-depth` (a number: 0 or less is the full history, as in CML), else `--unshallow`.
+pub fn fetch(args: &CiArgs) -> Result<Fetch, Failure> {
+    match args.fetch_depth.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => match d.parse::<i64>() {
+            Ok(n) if n <= 0 => Ok(Fetch::Unshallow),
+            Ok(n) => Ok(Fetch::Depth(n as u64)),
+            Err(_) => Err(Failure::usage(anyhow!(
+                "invalid --fetch-depth {d:?}: expected a number of commits\nhint: give a whole number, or 0 for the full history"
+            ))),
+        },
+        None if args.unshallow == Some(true) => Ok(Fetch::Unshallow),
+        None => Ok(Fetch::Nothing),
+    }
+}
+
+/// Runs `cml ci`, fetching as `fetch` says.
+pub async fn run(s: ReportSettings, args: CiArgs, fetch: Fetch) -> Result<i32, Failure> {
     let git = Git::new();
     let remote = args.remote.clone().unwrap_or_else(|| "origin".into());
     let checked = super::check_remote(&s, &remote)?;
@@ -58,18 +94,33 @@ pub async fn run(s: ReportSettings, args: CiArgs) -> Result<i32, Failure> {
             "the remote is not an http(s) URL: no token stored; git uses its own credentials (an ssh key) for it"
         ),
     }
-    if args.unshallow
-        && git
-            .try_run(&["rev-parse", "--is-shallow-repository"])
-            .as_deref()
-            == Some("true")
-    {
-        authed
-            .run(&["fetch", "--unshallow", &remote])
-            .map_err(|e| {
-                Failure::error(e.context(format!("fetching the full history from {remote}")))
-            })?;
-        tracing::info!("fetched the full history");
+    match fetch {
+        Fetch::Nothing => {}
+        Fetch::Unshallow => {
+            if git
+                .try_run(&["rev-parse", "--is-shallow-repository"])
+                .as_deref()
+                == Some("true")
+            {
+                authed
+                    .run(&["fetch", "--tags", "--unshallow", &remote])
+                    .map_err(|e| {
+                        Failure::error(
+                            e.context(format!("fetching the full history from {remote}")),
+                        )
+                    })?;
+                tracing::info!("fetched the full history");
+            }
+        }
+        Fetch::Depth(n) => {
+            let depth = n.to_string();
+            authed
+                .run(&["fetch", "--tags", "--depth", &depth, &remote])
+                .map_err(|e| {
+                    Failure::error(e.context(format!("fetching {n} commits from {remote}")))
+                })?;
+            tracing::info!("fetched the last {n} commits");
+        }
     }
     tracing::info!(
         remote = remote.as_str(),

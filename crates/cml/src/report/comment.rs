@@ -14,11 +14,11 @@
 //! stays a plain link, with a warning, so a report cannot carry the runner's own files (its
 //! token among them) to the forge.
 
-use super::asset::{mime_of, Publisher, PUBLISH_URL_VAR};
+use super::asset::{mime_of, Publisher};
 use super::{file_name, head_commit, read_text};
 use crate::cli::CommentArgs;
 use crate::exit::Failure;
-use crate::settings::{option, Env, ReportSettings};
+use crate::settings::ReportSettings;
 use anyhow::anyhow;
 use cml_core::report::{
     expand_watermark_title, has_watermark, local_links, rewrite_links, with_watermark, Target,
@@ -31,47 +31,103 @@ use std::time::Duration;
 /// How often `--watch` looks at the file.
 const WATCH_POLL: Duration = Duration::from_millis(500);
 
-/// Runs `cml comment create` (`update`: `cml comment update` or `--update`).
-pub async fn run(
-    s: ReportSettings,
-    args: CommentArgs,
-    update: bool,
-    env: &dyn Env,
-) -> Result<i32, Failure> {
-    let update = update || args.update;
-    let target_raw = if args.pr {
-        Some("pr".to_string())
-    } else {
-        option(args.target.clone(), env, "CML_COMMENT_TARGET")
+/// What a `cml comment` command line asks for, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub spec: TargetSpec,
+    /// Edit our last comment (`comment update`, `--update`).
+    pub update: bool,
+    /// Add the hidden watermark (unless `--rm-watermark`).
+    pub watermark: bool,
+    /// Publish linked files (unless `--no-publish`).
+    pub publish: bool,
+    /// The asset server files go to; `None`: the forge (`--publish-native`, or no
+    /// `--publish-url`).
+    pub server: Option<String>,
+    pub watch: bool,
+    pub trigger_file: Option<String>,
+}
+
+impl Plan {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "target": match &self.spec {
+                TargetSpec::Auto => "auto".to_string(),
+                TargetSpec::Pr => "pr".to_string(),
+                TargetSpec::Commit => "commit".to_string(),
+                TargetSpec::CommitSha(sha) => format!("commit/{sha}"),
+                TargetSpec::PrNumber(n) => format!("pr/{n}"),
+                TargetSpec::Issue(n) => format!("issue/{n}"),
+            },
+            "update": self.update,
+            "watermark": self.watermark,
+            "publish": self.publish,
+            "asset_server": self.server,
+            "watch": self.watch,
+            "trigger_file": self.trigger_file,
+        })
+    }
+}
+
+/// Checks the options (`update`: `cml comment update`): what is posted where.
+pub fn plan(args: &CommentArgs, update: bool) -> Result<Plan, Failure> {
+    let update = update || args.update.unwrap_or(false);
+    let watermark = !args.rm_watermark.unwrap_or(false);
+    if update && !watermark {
+        return Err(Failure::usage(anyhow!(
+            "--rm-watermark cannot be combined with updating a comment: our last comment is found by its watermark (CML refuses this too)\nhint: drop --rm-watermark, or post a new comment with `cml comment create`"
+        )));
+    }
+    let target = match args.pr {
+        Some(true) => Some("pr".to_string()),
+        _ => args.target.clone().filter(|t| !t.is_empty()),
     };
-    let spec = match target_raw.as_deref() {
+    let spec = match target.as_deref() {
         Some(t) => TargetSpec::parse(t).map_err(|e| Failure::usage(e.into()))?,
         None => TargetSpec::Auto,
     };
-    let commit_sha = option(args.commit_sha.clone(), env, "CML_COMMENT_COMMIT_SHA");
+    // --publish-native wins over an asset server, as in CML.
+    let native = args.publish_native.unwrap_or(false);
+    let server = args
+        .publish_url
+        .clone()
+        .filter(|u| !u.is_empty() && !native);
+    let watch = args.watch.unwrap_or(false);
+    let trigger_file = args.trigger_file.clone().filter(|f| !f.is_empty());
+    if trigger_file.is_some() && !watch {
+        tracing::warn!("--trigger-file is used only with --watch: ignored");
+    }
+    Ok(Plan {
+        spec,
+        update,
+        watermark,
+        publish: args.publish.unwrap_or(true),
+        server,
+        watch,
+        trigger_file: trigger_file.filter(|_| watch),
+    })
+}
+
+/// Runs `cml comment create` (`cml comment update`, `--update`) as `plan` says.
+pub async fn run(s: ReportSettings, args: CommentArgs, plan: Plan) -> Result<i32, Failure> {
+    let commit_sha = args.commit_sha.clone().filter(|c| !c.is_empty());
     let title = expand_watermark_title(
-        &option(
-            args.watermark_title.clone(),
-            env,
-            "CML_COMMENT_WATERMARK_TITLE",
-        )
-        .unwrap_or_default(),
+        args.watermark_title.as_deref().unwrap_or_default(),
         &s.ci.workflow,
         &s.ci.run,
     );
-    // --native wins over an asset server, as in CML.
-    let server = option(args.publish_url.clone(), env, "CML_COMMENT_PUBLISH_URL")
-        .or_else(|| env.get(PUBLISH_URL_VAR).filter(|v| !v.is_empty()))
-        .filter(|_| !args.native);
     let report = read_text(&args.markdown_file)?;
     // Resolve the commit before connecting when it is needed, so a missing one fails first.
+    let spec = &plan.spec;
     let needs_commit = matches!(spec, TargetSpec::Auto | TargetSpec::Pr | TargetSpec::Commit);
     let commit = needs_commit
         .then(|| head_commit(commit_sha.as_deref(), &s))
         .transpose()?;
     let forge = super::connect(&s).await?;
-    let target = resolve_target(forge.as_ref(), &spec, s.ci.pr, commit.as_deref()).await?;
-    let publisher = (!args.no_publish).then(|| Publisher::new(forge.as_ref(), server));
+    let target = resolve_target(forge.as_ref(), spec, s.ci.pr, commit.as_deref()).await?;
+    let publisher = plan
+        .publish
+        .then(|| Publisher::new(forge.as_ref(), plan.server.clone()));
     let root = publish_root()?;
     let post = Post {
         forge: forge.as_ref(),
@@ -79,12 +135,15 @@ pub async fn run(
         root: &root,
         target: &target,
         title: &title,
-        watermark: !args.rm_watermark,
+        watermark: plan.watermark,
         file: &args.markdown_file,
     };
-    let url = post.send(&report, update).await?;
+    if let Some(trigger) = &plan.trigger_file {
+        return watch_trigger(&post, Path::new(trigger), plan.update).await;
+    }
+    let url = post.send(&report, plan.update).await?;
     println!("{url}");
-    if !args.watch {
+    if !plan.watch {
         return Ok(0);
     }
     watch(&post, report).await
@@ -328,15 +387,63 @@ fn publishable(path: &Path, root: &Path) -> Result<Vec<u8>, Refused> {
     Ok(bytes)
 }
 
-/// `--watch`: updates the comment each time the file changes, until SIGINT or SIGTERM.
-async fn watch(post: &Post<'_>, mut last: String) -> Result<i32, Failure> {
+/// SIGINT and SIGTERM, which end a watch.
+fn stop_signals() -> Result<(tokio::signal::unix::Signal, tokio::signal::unix::Signal), Failure> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
+    match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        return Err(Failure::error(anyhow!("cannot watch for signals")));
-    };
+    ) {
+        (Ok(int), Ok(term)) => Ok((int, term)),
+        _ => Err(Failure::error(anyhow!("cannot watch for signals"))),
+    }
+}
+
+/// `--watch --trigger-file`: each time the trigger file exists (it is there at the start, is
+/// created, or changes), posts the report — the first time as asked, then as an update — and
+/// deletes the trigger file, as CML does; until SIGINT or SIGTERM. A report that cannot be
+/// posted is a warning, and the next trigger tries again.
+async fn watch_trigger(post: &Post<'_>, trigger: &Path, update: bool) -> Result<i32, Failure> {
+    let (mut int, mut term) = stop_signals()?;
+    tracing::info!(
+        file = post.file,
+        trigger = %trigger.display(),
+        "watching the trigger file; stop with Ctrl-C"
+    );
+    let mut first = true;
+    loop {
+        if trigger.exists() {
+            let sent = match read_text(post.file) {
+                Ok(report) => post.send(&report, update || !first).await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(url) => {
+                    println!("{url}");
+                    first = false;
+                }
+                Err(f) => tracing::warn!("{:#}", f.error),
+            }
+            if let Err(e) = std::fs::remove_file(trigger) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(Failure::error(anyhow!(
+                        "cannot delete the trigger file {}: {e}\nhint: make it deletable by this user, or watch another file",
+                        trigger.display()
+                    )));
+                }
+            }
+        }
+        tokio::select! {
+            _ = int.recv() => return Ok(0),
+            _ = term.recv() => return Ok(0),
+            _ = tokio::time::sleep(WATCH_POLL) => {}
+        }
+    }
+}
+
+/// `--watch`: updates the comment each time the file changes, until SIGINT or SIGTERM.
+async fn watch(post: &Post<'_>, mut last: String) -> Result<i32, Failure> {
+    let (mut int, mut term) = stop_signals()?;
     tracing::info!(file = post.file, "watching for changes; stop with Ctrl-C");
     loop {
         tokio::select! {

@@ -26,14 +26,36 @@ pub const DEFAULT_GLOBS: &[&str] = &["dvc.lock", ".gitignore"];
 pub const DEFAULT_USER_NAME: &str = "Olivaw[bot]";
 pub const DEFAULT_USER_EMAIL: &str = "olivaw@iterative.ai";
 
-/// Runs `cml pr create`.
-pub async fn run(s: ReportSettings, args: PrArgs) -> Result<i32, Failure> {
-    let method = match (args.merge, args.squash, args.rebase) {
-        (true, _, _) => Some(MergeMethod::Merge),
-        (_, true, _) => Some(MergeMethod::Squash),
-        (_, _, true) => Some(MergeMethod::Rebase),
-        _ => None,
-    };
+/// The merge asked for: `--merge` (`--auto-merge`), `--squash` or `--rebase`, at most one.
+pub fn merge_method(args: &PrArgs) -> Result<Option<MergeMethod>, Failure> {
+    let asked: Vec<(&str, MergeMethod)> = [
+        ("--merge", args.merge, MergeMethod::Merge),
+        ("--squash", args.squash, MergeMethod::Squash),
+        ("--rebase", args.rebase, MergeMethod::Rebase),
+    ]
+    .into_iter()
+    .filter(|(_, on, _)| *on == Some(true))
+    .map(|(name, _, m)| (name, m))
+    .collect();
+    match asked.as_slice() {
+        [] => Ok(None),
+        [(_, m)] => Ok(Some(*m)),
+        many => Err(Failure::usage(anyhow!(
+            "{} exclude each other (CML refuses this too)\nhint: ask for one merge method",
+            many.iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ))),
+    }
+}
+
+/// Runs `cml pr create`, merging with `method` if any.
+pub async fn run(
+    s: ReportSettings,
+    args: PrArgs,
+    method: Option<MergeMethod>,
+) -> Result<i32, Failure> {
     let git = Git::new();
     let remote = args.remote.clone().unwrap_or_else(|| "origin".into());
     let checked = super::check_remote(&s, &remote)?;
@@ -98,7 +120,7 @@ pub async fn run(s: ReportSettings, args: PrArgs) -> Result<i32, Failure> {
         let message = pr_commit_message(
             args.message.as_deref(),
             &sha,
-            args.skip_ci.then_some(true),
+            args.skip_ci,
             method.is_some(),
         );
         // The branch starts at the commit under test. On a GitHub pull request event the
@@ -142,7 +164,7 @@ pub async fn run(s: ReportSettings, args: PrArgs) -> Result<i32, Failure> {
             branch = source.as_str(),
             "branch and pull request exist already"
         );
-        println!("{}", render(&pr.url, args.md));
+        println!("{}", render(&pr.url, args.md.unwrap_or(false)));
         return Ok(0);
     }
     let (title, body) = pr_title_and_body(&target, &sha, &forge.web_url());
@@ -171,12 +193,12 @@ pub async fn run(s: ReportSettings, args: PrArgs) -> Result<i32, Failure> {
             }
             Ok(AutoMerged::MergedNow) => tracing::info!("merged now ({})", m.as_str()),
             Err(e) => {
-                println!("{}", render(&pr.url, args.md));
+                println!("{}", render(&pr.url, args.md.unwrap_or(false)));
                 return Err(Failure::error(e.into()));
             }
         }
     }
-    println!("{}", render(&pr.url, args.md));
+    println!("{}", render(&pr.url, args.md.unwrap_or(false)));
     Ok(0)
 }
 

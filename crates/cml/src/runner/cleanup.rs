@@ -160,7 +160,8 @@ fn resource(f: &Finding) -> Option<Resource> {
     })
 }
 
-/// The table, on stderr so that stdout stays the JSON log when it is not a terminal.
+/// The table, on stderr with the log records, so that stdout stays empty as for every
+/// `cml runner` command.
 fn print_table(findings: &[Finding]) {
     let mut rows = vec![[
         "VERDICT".to_string(),

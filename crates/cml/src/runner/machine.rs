@@ -220,9 +220,8 @@ fn seconds(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command, GlobalArgs, RunnerArgs};
+    use crate::cli::{Command, GlobalArgs, RunnerArgs};
     use crate::settings::resolve_runner;
-    use clap::Parser;
     use std::collections::HashMap;
 
     /// Resolves `args` (after `cml`) with the environment `env` as the launcher would.
@@ -231,14 +230,20 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (global, runner) = parse(args.iter().map(|a| a.to_string()).collect());
-        resolve_runner(&global, &runner, &|k: &str| env.get(k).cloned(), || None)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        let env = |k: &str| env.get(k).cloned();
+        let (global, runner) = parse(args.iter().map(|a| a.to_string()).collect(), &env);
+        resolve_runner(&global, &runner, &env, || None).unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
 
-    fn parse(args: Vec<String>) -> (GlobalArgs, RunnerArgs) {
-        let cli = Cli::try_parse_from(std::iter::once("cml".to_string()).chain(args))
-            .unwrap_or_else(|e| panic!("{e}"));
+    /// Parses as the binary does: CML's option forms, the options' variables from `env`.
+    fn parse(args: Vec<String>, env: &dyn crate::settings::Env) -> (GlobalArgs, RunnerArgs) {
+        let argv = std::iter::once("cml".to_string())
+            .chain(args)
+            .map(Into::into)
+            .collect();
+        let cli = crate::options::parse(argv, env)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .cli;
         match cli.command {
             Command::Runner { args, .. } => (cli.global, *args),
             other => panic!("not a runner command: {other:?}"),
@@ -270,8 +275,9 @@ mod tests {
         args.push("--credentials-file".into());
         args.push(file.to_string_lossy().into_owned());
         let env: HashMap<String, String> = machine_env(s, None).into_iter().collect();
-        let (global, runner) = parse(args);
-        resolve_runner(&global, &runner, &|k: &str| env.get(k).cloned(), || None)
+        let env = |k: &str| env.get(k).cloned();
+        let (global, runner) = parse(args, &env);
+        resolve_runner(&global, &runner, &env, || None)
             .unwrap_or_else(|e| panic!("the machine cannot resolve its settings: {e}"))
     }
 
@@ -469,8 +475,9 @@ mod tests {
             file.to_string_lossy().into_owned(),
         ]);
         let env: HashMap<String, String> = machine_env(&s, Some(&own)).into_iter().collect();
-        let (global, runner) = parse(args);
-        let m = resolve_runner(&global, &runner, &|k: &str| env.get(k).cloned(), || None).unwrap();
+        let env = |k: &str| env.get(k).cloned();
+        let (global, runner) = parse(args, &env);
+        let m = resolve_runner(&global, &runner, &env, || None).unwrap();
         assert_eq!(
             m.gitlab_own_runner,
             Some(crate::settings::OwnRunner {
@@ -484,7 +491,7 @@ mod tests {
         assert!(m.no_retry);
         // Without its token, the machine refuses to start.
         std::fs::write(&file, "").unwrap();
-        let err = resolve_runner(&global, &runner, &|k: &str| env.get(k).cloned(), || None)
+        let err = resolve_runner(&global, &runner, &env, || None)
             .unwrap_err()
             .to_string();
         assert!(

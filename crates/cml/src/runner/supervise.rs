@@ -60,7 +60,11 @@ pub async fn supervise(
                     log_line(line.stream, &line.text);
                     match parse_line(s.driver, &line.text).map(|e| name_the_job(e, &policy)) {
                         Some(event) => {
-                            log_event(&event);
+                            // Bitbucket names the step's pipeline too, as CML reports it.
+                            let pipeline = (s.driver == Driver::Bitbucket)
+                                .then(|| cml_core::event::bitbucket_pipeline(&line.text))
+                                .flatten();
+                            log_event(&event, pipeline.as_deref());
                             policy.on_agent_event(&event, line.at)
                         }
                         None => Decision::Continue,
@@ -252,7 +256,10 @@ async fn drain(s: &RunnerSettings, agent: &mut AgentProcess, signals: &mut Signa
                 Output::Line(line) => {
                     log_line(line.stream, &line.text);
                     if let Some(event) = parse_line(s.driver, &line.text) {
-                        log_event(&event);
+                        let pipeline = (s.driver == Driver::Bitbucket)
+                            .then(|| cml_core::event::bitbucket_pipeline(&line.text))
+                            .flatten();
+                        log_event(&event, pipeline.as_deref());
                     }
                 }
                 Output::Exited(_) => return None,
@@ -317,12 +324,18 @@ fn log_line(stream: Stream, text: &str) {
     }
 }
 
-fn log_event(event: &AgentEvent) {
+fn log_event(event: &AgentEvent, pipeline: Option<&str>) {
     match event {
         AgentEvent::Ready => tracing::info!(status = "ready", "runner ready"),
-        AgentEvent::JobStarted { job } => {
-            tracing::info!(status = "job_started", job = %job, "job started: {job}")
-        }
+        AgentEvent::JobStarted { job } => match pipeline {
+            Some(pipeline) => tracing::info!(
+                status = "job_started",
+                job = %job,
+                pipeline,
+                "job started: {job}"
+            ),
+            None => tracing::info!(status = "job_started", job = %job, "job started: {job}"),
+        },
         AgentEvent::JobFinished { job, result } => tracing::info!(
             status = "job_ended",
             job = %job,

@@ -1,6 +1,6 @@
 //! Test harness: a simulated forge (in process: GitHub, GitLab and Bitbucket are served by the
 //! same simulator), a pre-installed simulated agent, and the real `cml` binary run as a child
-//! process whose JSON log lines are collected.
+//! process whose JSON log lines (on its standard error) are collected.
 //!
 //! Every wait here is bounded in time; a test that hangs fails with what it saw.
 
@@ -205,6 +205,9 @@ impl World {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.tmp.path().join("home"))
+            // Not the checkout the tests run in: its `origin` is whatever the clone came from,
+            // and commands infer the repository from the directory's `origin`.
+            .current_dir(self.tmp.path())
             .env("CML_BITBUCKET_API_URL", self.sim.url())
             // The default outside containers; tests choosing the shell executor say so.
             .env("CML_GITLAB_EXECUTOR", "docker")
@@ -327,9 +330,10 @@ impl Running {
         let text = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();
         let err = child.stderr.take().unwrap();
+        // `cml` logs on standard error (as CML does); standard output should stay empty.
         let t1 = text.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
                 t1.lock().unwrap().push(line.clone());
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     let _ = tx.send(v);
@@ -338,8 +342,8 @@ impl Running {
         });
         let t2 = text.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                t2.lock().unwrap().push(format!("[stderr] {line}"));
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                t2.lock().unwrap().push(format!("[stdout] {line}"));
             }
         });
         Running {
@@ -415,6 +419,16 @@ impl Running {
 
     pub fn output(&self) -> String {
         self.text.lock().unwrap().join("\n")
+    }
+
+    /// What the process printed on standard output so far.
+    pub fn stdout(&self) -> Vec<String> {
+        self.text
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.strip_prefix("[stdout] ").map(String::from))
+            .collect()
     }
 
     /// Every record with a `status` field, in order (after the process exited).
