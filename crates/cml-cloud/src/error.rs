@@ -62,4 +62,6 @@ pub enum CloudError {
     List { region: String, reason: String },
     #[error("reading the console output of {id} failed: {reason}")]
     Console { id: String, reason: String },
+    #[error("--cloud={cloud} is not available in this build\nhint: nothing was created; use a build with the {cloud} feature")]
+    NotInThisBuild { cloud: String },
 }

@@ -9,6 +9,12 @@
 //! idempotent (a resource already gone counts as deleted). Every resource also carries the
 //! owner tag [`OWNER_TAG`], so anything missed can be found again with
 //! [`Provider::list_owned`].
+//!
+//! The boundary: the launcher and `cml runner cleanup` see only `dyn Provider`, made by
+//! [`provider_for`] from the validated `--cloud*` options; a machine sees only
+//! `dyn machine::Host`, made by [`machine::host_for`] from the cloud its launcher wrote down.
+//! A cloud is a folder (`aws/`, ...) holding its provider and its host, one line in each of
+//! those two factories, and its rows in `cml_core`'s tables.
 
 pub mod error;
 pub mod interruption;
@@ -22,6 +28,7 @@ pub use error::CloudError;
 pub use spec::{Created, Left, Machine, MachineSpec, OwnedResource, Resource};
 
 use async_trait::async_trait;
+use cml_core::cloud::{Cloud, CloudSpec};
 use std::time::Duration;
 
 /// The tag every resource we create carries; its value is the runner name.
@@ -34,11 +41,64 @@ pub const SCOPE_TAG: &str = "cml:repo";
 /// launch, so teardown finds what a request created even when its answer never arrived.
 pub const LAUNCH_TAG: &str = "cml:launch";
 
+/// How a provider made by [`provider_for`] paces itself; `None` keeps its default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProviderOptions {
+    /// How often it asks the cloud about something under way (a booting machine, an
+    /// operation, a terminating instance).
+    pub poll_interval: Option<Duration>,
+    /// The bound of [`Provider::destroy`] as a whole.
+    pub destroy_timeout: Option<Duration>,
+}
+
+/// The provider for `spec.cloud` in `spec.region`, with the cloud's credentials from the
+/// environment (each provider documents its variables). Errors when the credentials cannot
+/// be read or the cloud is not in this build; nothing is created either way.
+pub async fn provider_for(
+    spec: &CloudSpec,
+    options: &ProviderOptions,
+) -> Result<Box<dyn Provider>, CloudError> {
+    match spec.cloud {
+        #[cfg(feature = "aws")]
+        Cloud::Aws => {
+            let mut p = aws::AwsProvider::new(&spec.region).await?;
+            if let Some(d) = options.poll_interval {
+                p = p.with_poll_interval(d);
+            }
+            if let Some(d) = options.destroy_timeout {
+                p = p.with_destroy_timeout(d);
+            }
+            Ok(Box::new(p))
+        }
+        other => {
+            let _ = options;
+            Err(CloudError::NotInThisBuild {
+                cloud: other.to_string(),
+            })
+        }
+    }
+}
+
+/// Checks, before anything exists, the limits `spec` must fit in its cloud (the size of the
+/// startup script, ...). Needs no credentials.
+pub fn check_spec(spec: &MachineSpec) -> Result<(), CloudError> {
+    match spec.cloud.cloud {
+        #[cfg(feature = "aws")]
+        Cloud::Aws => aws::check_user_data(spec),
+        other => Err(CloudError::NotInThisBuild {
+            cloud: other.to_string(),
+        }),
+    }
+}
+
 /// A cloud that can host runner machines.
 #[async_trait]
 pub trait Provider: Send + Sync {
-    /// Short name (`aws`).
+    /// Short name, as `--cloud` takes it (`aws`).
     fn name(&self) -> &'static str;
+
+    /// The region (or zone) it works in, as `--cloud-region` takes it.
+    fn region(&self) -> &str;
 
     /// Creates the machine and what it needs (key pair, security group, spot request),
     /// recording each resource in `created` the moment it exists (see the crate contract).

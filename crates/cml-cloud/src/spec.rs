@@ -17,6 +17,9 @@ pub struct MachineSpec {
     pub tags: Vec<(String, String)>,
     /// `--cloud-ssh-private` (PEM), if given; otherwise the provider generates a key pair.
     pub ssh_private_key: Option<cml_core::Secret>,
+    /// `--cloud-max-lifetime` (`None` = never). The startup script enforces it on every
+    /// cloud; a provider whose cloud can end a machine by itself at a deadline sets that too.
+    pub max_lifetime: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for MachineSpec {
@@ -29,6 +32,7 @@ impl std::fmt::Debug for MachineSpec {
                 &format_args!("<{} bytes>", self.user_data.len()),
             )
             .field("tags", &self.tags)
+            .field("max_lifetime", &self.max_lifetime)
             .finish_non_exhaustive()
     }
 }
@@ -42,9 +46,20 @@ pub enum Resource {
     /// A security group created for this runner only (shared groups are not listed here:
     /// they may outlive runners).
     SecurityGroup(String),
-    /// A disk carrying our tag (machines' disks go with their machine; a detached one is
-    /// only found by [`crate::Provider::list_owned`]).
+    /// An EC2 volume carrying our tag (machines' disks go with their machine; a detached
+    /// one is only found by [`crate::Provider::list_owned`]).
     Volume(String),
+    /// A Compute Engine disk (`ZONE/NAME`), as [`Resource::Volume`] is on EC2.
+    Disk(String),
+}
+
+impl Resource {
+    /// Needed only while the machine is being created (an SSH key pair, read once at boot):
+    /// the launcher deletes it once the machine runs, so that nothing of a runner but its
+    /// machine (which removes itself) outlives the launch.
+    pub fn is_launch_only(&self) -> bool {
+        matches!(self, Resource::KeyPair(_))
+    }
 }
 
 impl std::fmt::Display for Resource {
@@ -55,6 +70,7 @@ impl std::fmt::Display for Resource {
             Resource::KeyPair(name) => write!(f, "key pair {name}"),
             Resource::SecurityGroup(id) => write!(f, "security group {id}"),
             Resource::Volume(id) => write!(f, "volume {id}"),
+            Resource::Disk(id) => write!(f, "disk {id}"),
         }
     }
 }
@@ -242,7 +258,10 @@ pub struct OwnedResource {
     pub owner: String,
     /// The repository or organization URL it was made for (the `cml:repo` tag), if tagged.
     pub scope: Option<String>,
-    /// Cloud state (`running`, `terminated`, `open`, ...), when it has one.
+    /// State, in the vocabulary `cml_core::orphans` judges (EC2's words, which each provider
+    /// maps its own states onto): instances `pending`, `running`, `stopping`, `stopped`,
+    /// `shutting-down`, `terminated`; disks `available` (attached to nothing) or `in-use`;
+    /// spot requests their EC2 state. `None` when the resource has none.
     pub state: Option<String>,
     /// Time since the cloud created it, when the cloud says.
     pub age: Option<std::time::Duration>,

@@ -253,6 +253,7 @@ fn spec(name: &str, region: &str) -> MachineSpec {
             &[("team".into(), "ml".into())],
         ),
         ssh_private_key: None,
+        max_lifetime: None,
     }
 }
 

@@ -44,6 +44,8 @@ pub enum Kind {
     KeyPair,
     SecurityGroup,
     Volume,
+    /// A Compute Engine disk, judged as a volume.
+    Disk,
     Runner,
 }
 
@@ -55,6 +57,7 @@ impl Kind {
             Kind::KeyPair => "key-pair",
             Kind::SecurityGroup => "security-group",
             Kind::Volume => "volume",
+            Kind::Disk => "disk",
             Kind::Runner => "runner",
         }
     }
@@ -278,7 +281,7 @@ pub fn analyze(owned: &[Owned], judge: &Judge) -> Vec<Finding> {
                         format!("no instance uses it and runner {} has no live machine", o.owner),
                     ),
                 },
-                Kind::Volume => match o.state.as_deref() {
+                Kind::Volume | Kind::Disk => match o.state.as_deref() {
                     Some("available") => (true, "a disk attached to no machine".to_string()),
                     _ => (false, "attached to a machine".to_string()),
                 },

@@ -1104,6 +1104,10 @@ impl Provider for AwsProvider {
         "aws"
     }
 
+    fn region(&self) -> &str {
+        AwsProvider::region(self)
+    }
+
     async fn create(&self, spec: &MachineSpec, created: &Created) -> Result<Machine, CloudError> {
         check_user_data(spec)?;
         let c = &spec.cloud;
@@ -1559,6 +1563,7 @@ mod tests {
             user_data: "echo hi".into(),
             tags: vec![(OWNER_TAG.into(), "r1".into())],
             ssh_private_key: None,
+            max_lifetime: None,
         }
     }
 

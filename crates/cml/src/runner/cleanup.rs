@@ -12,15 +12,14 @@
 use crate::exit::{ExitCode, Failure};
 use crate::logging;
 use crate::settings::CleanupSettings;
-use cml_cloud::aws::AwsProvider;
-use cml_cloud::{Created, OwnedResource, Provider, Resource};
+use cml_cloud::{Created, OwnedResource, ProviderOptions, Resource};
 use cml_core::orphans::{analyze, Finding, Judge, Kind, Owned};
 use cml_core::RunnerInfo;
 use cml_forge::Forge;
 
 /// Lists, judges, prints, and with `--delete` removes.
 pub async fn run(s: CleanupSettings) -> Result<ExitCode, Failure> {
-    let provider = AwsProvider::new(&s.cloud.region)
+    let provider = cml_cloud::provider_for(&s.cloud, &ProviderOptions::default())
         .await
         .map_err(|e| Failure::error(e.into()))?;
     let owned: Vec<Owned> = provider
@@ -137,6 +136,7 @@ fn owned(r: OwnedResource) -> Owned {
         Resource::KeyPair(id) => (Kind::KeyPair, id),
         Resource::SecurityGroup(id) => (Kind::SecurityGroup, id),
         Resource::Volume(id) => (Kind::Volume, id),
+        Resource::Disk(id) => (Kind::Disk, id),
     };
     Owned {
         kind,
@@ -156,6 +156,7 @@ fn resource(f: &Finding) -> Option<Resource> {
         Kind::KeyPair => Resource::KeyPair(f.id.clone()),
         Kind::SecurityGroup => Resource::SecurityGroup(f.id.clone()),
         Kind::Volume => Resource::Volume(f.id.clone()),
+        Kind::Disk => Resource::Disk(f.id.clone()),
         Kind::Runner => return None,
     })
 }

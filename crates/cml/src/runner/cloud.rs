@@ -18,8 +18,7 @@ use super::signals::Signals;
 use crate::exit::{ExitCode, Failure};
 use crate::progress::Progress;
 use crate::settings::RunnerSettings;
-use cml_cloud::aws::AwsProvider;
-use cml_cloud::{Created, Machine, MachineSpec, Provider, Resource};
+use cml_cloud::{Created, Machine, MachineSpec, Provider, ProviderOptions, Resource};
 use cml_core::cloud::{resource_tags, CloudSpec};
 use cml_forge::Forge;
 use std::time::{Duration, Instant};
@@ -54,19 +53,21 @@ pub async fn launch(
             &spec.metadata,
         ),
         ssh_private_key: s.cloud_ssh_private.clone(),
+        max_lifetime: s.cloud_max_lifetime,
     };
     // Limits are checked before anything exists (a runner token the launcher is yet to create
     // is stood in for by one of the longest kind).
     let probe = hands_over.then(super::machine::GitlabRunner::stand_in);
-    cml_cloud::aws::check_user_data(&spec_for(probe.as_ref()))
-        .map_err(|e| Failure::usage(e.into()))?;
+    cml_cloud::check_spec(&spec_for(probe.as_ref())).map_err(|e| Failure::usage(e.into()))?;
+    let options = ProviderOptions {
+        poll_interval: Some(s.cloud_poll_interval),
+        destroy_timeout: Some(s.cloud_teardown_timeout),
+    };
     let provider = tokio::select! {
-        p = AwsProvider::new(&spec.region) => p
-            .map_err(|e| Failure::error(e.into()))?
-            .with_poll_interval(s.cloud_poll_interval)
-            .with_destroy_timeout(s.cloud_teardown_timeout),
+        p = cml_cloud::provider_for(spec, &options) => p.map_err(|e| Failure::error(e.into()))?,
         sig = signals.recv() => return Ok(ExitCode::from_signal(sig)),
     };
+    let provider = provider.as_ref();
     // A GitLab runner without re-runs is created here, so the machine gets only its own
     // token; a failure or signal from here on tears down like any other.
     let own = if hands_over {
@@ -76,7 +77,7 @@ pub async fn launch(
         };
         match created {
             Ok(own) => Some(own),
-            Err(e) => return Err(teardown(s, &provider, &Created::new(), forge, e, signals).await),
+            Err(e) => return Err(teardown(s, provider, &Created::new(), forge, e, signals).await),
         }
     } else {
         None
@@ -85,14 +86,14 @@ pub async fn launch(
     let created = Created::new();
     let progress = Progress::start();
     let outcome = tokio::select! {
-        r = create_and_register(s, &provider, &machine_spec, &created, forge, &progress) => r,
+        r = create_and_register(s, provider, &machine_spec, &created, forge, &progress) => r,
         sig = signals.recv() => Err(LaunchError::Signal(sig)),
     };
     let machine = match outcome {
         Ok(machine) => machine,
         Err(e) => {
             progress.finish();
-            return Err(teardown(s, &provider, &created, forge, e, signals).await);
+            return Err(teardown(s, provider, &created, forge, e, signals).await);
         }
     };
     progress.finish();
@@ -139,7 +140,7 @@ async fn create_gitlab_runner(
 
 async fn create_and_register(
     s: &RunnerSettings,
-    provider: &AwsProvider,
+    provider: &dyn Provider,
     spec: &MachineSpec,
     created: &Created,
     forge: &dyn Forge,
@@ -156,21 +157,23 @@ async fn create_and_register(
         .wait_running(&machine, deadline.saturating_duration_since(Instant::now()))
         .await
         .map_err(|e| LaunchError::Failed(e.into()))?;
-    // The key pair is only read at launch: delete it now, so that nothing of this runner but
-    // the instance (which removes itself) outlives the launch.
-    let keys = Created::new();
+    // What is only read at launch (a key pair) goes now, so that nothing of this runner but
+    // the machine (which removes itself) outlives the launch.
+    let launch_only = Created::new();
     for r in created.list() {
-        if matches!(r, Resource::KeyPair(_)) {
-            keys.push(r);
+        if r.is_launch_only() {
+            launch_only.push(r);
         }
     }
-    if let Err(e) = provider.destroy(&keys).await {
-        tracing::warn!("{e}");
-    }
-    let still = keys.list();
-    for r in created.list() {
-        if matches!(r, Resource::KeyPair(_)) && !still.contains(&r) {
-            created.remove(&r);
+    if !launch_only.is_empty() {
+        if let Err(e) = provider.destroy(&launch_only).await {
+            tracing::warn!("{e}");
+        }
+        let still = launch_only.list();
+        for r in created.list() {
+            if r.is_launch_only() && !still.contains(&r) {
+                created.remove(&r);
+            }
         }
     }
     progress.phase("registering");
@@ -207,7 +210,7 @@ async fn create_and_register(
 /// named with its id.
 async fn teardown(
     s: &RunnerSettings,
-    provider: &AwsProvider,
+    provider: &dyn Provider,
     created: &Created,
     forge: &dyn Forge,
     error: LaunchError,
@@ -267,9 +270,10 @@ async fn teardown(
             let left = left_over(created);
             if !left.is_empty() {
                 tracing::error!(
-                    "teardown stopped after {} s; what may be left:\n{}\nhint: run `cml runner cleanup --cloud=aws --cloud-region={}` (with --delete to remove it); everything cml creates carries the tag cml:id",
+                    "teardown stopped after {} s; what may be left:\n{}\nhint: run `cml runner cleanup --cloud={} --cloud-region={}` (with --delete to remove it); everything cml creates carries its owner tag",
                     started.elapsed().as_secs(),
                     left.join("\n"),
+                    provider.name(),
                     provider.region()
                 );
             }

@@ -249,15 +249,30 @@ fn note_inapplicable(s: &RunnerSettings) {
     );
 }
 
+/// The cloud this machine runs on, as its launcher wrote it down (`aws` for machines
+/// launched before it was written).
+pub fn machine_cloud() -> String {
+    std::env::var(crate::settings::vars::MACHINE_CLOUD)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "aws".into())
+}
+
 /// On a cloud machine (`--self-terminate`), after the runner has ended on any path: wait
 /// `--destroy-delay` so logs can be collected, then remove the machine — through the cloud
-/// API with the machine's own identity, else by an OS shutdown (machines are launched with
-/// shutdown behaviour `terminate`).
+/// API with the machine's own identity (`cml_cloud::machine::Host`), else by an OS shutdown
+/// (which removes an AWS machine, launched with shutdown behaviour `terminate`, and leaves a
+/// machine of another cloud stopped, where `cml runner cleanup` finds it).
 pub async fn terminate_this_machine(delay: std::time::Duration) {
     tracing::info!("removing this machine in {} s", delay.as_secs());
     tokio::time::sleep(delay).await;
-    match cml_cloud::machine::terminate_self_on_aws().await {
-        Ok(id) => tracing::info!("terminating instance {id}"),
+    let cloud = machine_cloud();
+    let deleted = match cml_cloud::machine::host_for(&cloud) {
+        Some(host) => host.delete_self().await,
+        None => Err(cml_cloud::CloudError::NotInThisBuild { cloud }),
+    };
+    match deleted {
+        Ok(id) => tracing::info!("deleting machine {id}"),
         Err(e) => {
             tracing::warn!("{e}; shutting down instead");
             let status = std::process::Command::new("systemctl")

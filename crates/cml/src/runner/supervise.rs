@@ -41,9 +41,12 @@ pub async fn supervise(
     let mut agent_exited = false;
     // On a cloud machine, the cloud may announce that it takes the machine away.
     let mut watch = if s.self_terminate {
-        let cloud =
-            std::env::var(crate::settings::vars::MACHINE_CLOUD).unwrap_or_else(|_| "aws".into());
-        cml_cloud::interruption::Watcher::for_cloud(&cloud)
+        let cloud = super::machine_cloud();
+        match cml_cloud::machine::host_for(&cloud) {
+            Some(host) => host.interruption_watcher(),
+            // A cloud this build has no machine side for may still announce interruptions.
+            None => cml_cloud::interruption::Watcher::for_cloud(&cloud),
+        }
     } else {
         None
     };
