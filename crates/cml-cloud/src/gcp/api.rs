@@ -102,6 +102,7 @@ impl std::fmt::Debug for Api {
         f.debug_struct("Api")
             .field("base", &self.base)
             .field("project", &self.project)
+            .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
 }
