@@ -547,7 +547,7 @@ async fn list_owned_maps_states_owners_and_scopes() {
         .add_disk("us-west1-b", "far", 10, &[("cml-id", "runner-e")]);
     f.sim.add_disk(ZONE, "someone-elses", 10, &[("team", "x")]);
     let mut owned = p.list_owned().await.unwrap();
-    owned.sort_by(|x, y| x.resource.to_string().cmp(&y.resource.to_string()));
+    owned.sort_by_key(|o| o.resource.to_string());
     let view: Vec<(String, String, Option<String>, Option<String>)> = owned
         .iter()
         .map(|o| {
