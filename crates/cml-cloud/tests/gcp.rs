@@ -306,6 +306,15 @@ async fn the_insert_carries_every_field() {
         serde_json::json!({"email": "default", "scopes": ["https://www.googleapis.com/auth/compute"]})
     );
     assert!(!items_has(&b, "ssh-keys"));
+    // An on-demand GPU machine cannot live-migrate.
+    let created3 = Created::new();
+    let mut gpu = spec("gpu");
+    gpu.cloud.machine_type = "n1-standard-4+nvidia-tesla-t4*1".into();
+    p.create(&gpu, &created3).await.unwrap();
+    let b = f.inserts()[2].body.clone().unwrap();
+    assert_eq!(b["scheduling"]["provisioningModel"], "STANDARD");
+    assert_eq!(b["scheduling"]["onHostMaintenance"], "TERMINATE");
+    p.destroy(&created3).await.unwrap();
     p.destroy(&created).await.unwrap();
     p.destroy(&created2).await.unwrap();
     f.wait_empty();
