@@ -62,6 +62,79 @@ pub enum CloudError {
     List { region: String, reason: String },
     #[error("reading the console output of {id} failed: {reason}")]
     Console { id: String, reason: String },
+    #[error("no Google Cloud credentials: neither GOOGLE_APPLICATION_CREDENTIALS_DATA nor GOOGLE_APPLICATION_CREDENTIALS is set\nhint: set GOOGLE_APPLICATION_CREDENTIALS to the path of a service-account JSON key (or GOOGLE_APPLICATION_CREDENTIALS_DATA to its contents); nothing was created")]
+    GcpCredentialsMissing,
+    #[error("reading the service-account key file {path} named by {variable} failed: {reason}\nhint: check that the file exists and is readable, or set GOOGLE_APPLICATION_CREDENTIALS_DATA to its contents")]
+    GcpCredentialsRead {
+        variable: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("the Google Cloud credentials in {variable} are not usable: {reason}\nhint: {variable} must hold a service-account JSON key (\"type\": \"service_account\"), as `gcloud iam service-accounts keys create` writes it")]
+    GcpCredentialsFormat {
+        variable: &'static str,
+        reason: String,
+    },
+    #[error("the private key of the service-account key in {variable} cannot sign: {reason}\nhint: use the key file as Google issued it (its private_key is an RSA key in PEM form)")]
+    GcpPrivateKey {
+        variable: &'static str,
+        reason: String,
+    },
+    #[error("no Google Cloud project: the key in {variable} names none and GOOGLE_CLOUD_PROJECT is not set\nhint: set GOOGLE_CLOUD_PROJECT to the project id")]
+    GcpProject { variable: &'static str },
+    #[error("Google's token endpoint {token_uri} refused the service-account key in {variable}: {reason}\nhint: {hint}")]
+    GcpTokenRefused {
+        variable: &'static str,
+        token_uri: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("Google's token endpoint {token_uri} could not be reached: {reason}\nhint: check the network connection to {token_uri}; nothing was created")]
+    GcpTokenUnreachable { token_uri: String, reason: String },
+    #[error("the access token of this machine's service account could not be read from the metadata server {url}: {reason}\nhint: the machine needs a service account (--cloud-permission-set EMAIL,scopes=https://www.googleapis.com/auth/compute)")]
+    GcpMetadataToken { url: String, reason: String },
+    #[error("Compute Engine refused {operation} for lack of the permission {permission}: {reason}\nhint: {hint}")]
+    GcpPermission {
+        operation: String,
+        permission: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("the quota {metric} of region {region} is exhausted: {reason}\nhint: delete machines you do not need, request a higher {metric} quota for {region} in the Cloud console (IAM & Admin > Quotas), or use another region or machine type; nothing was left behind")]
+    GcpQuota {
+        metric: String,
+        region: String,
+        reason: String,
+    },
+    #[error("no zone of {region} had capacity for {what} (tried {zones}): {reason}\nhint: {hint}; nothing was left behind")]
+    GcpCapacity {
+        region: String,
+        /// The machine asked for (`a spot n1-standard-4 machine`).
+        what: String,
+        zones: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("teardown in {zone} did not finish{why}; what may be left:\n{left}\nhint: run `cml runner cleanup --cloud=gcp --cloud-region={zone}` (with --delete to remove it), or delete it by hand: everything cml creates carries the label cml-id")]
+    GcpIncomplete {
+        zone: String,
+        /// Why it stopped (`: ...`), or empty.
+        why: String,
+        /// One line per resource, indented.
+        left: String,
+    },
+    #[error("the machine's metadata {what} is {bytes} bytes, over Compute Engine's limit of {limit} bytes{cause}\nhint: {hint}; nothing was created")]
+    MetadataTooLarge {
+        /// `item startup-script`, or `in total`.
+        what: String,
+        bytes: usize,
+        limit: usize,
+        /// What makes it big (`: ...`), or empty.
+        cause: String,
+        hint: String,
+    },
+    #[error("--cloud-permission-set {value:?} is not a service account for Compute Engine: {reason}\nhint: give EMAIL or EMAIL,scopes=SCOPE,SCOPE (for example runner@PROJECT.iam.gserviceaccount.com,scopes=https://www.googleapis.com/auth/compute); nothing was created")]
+    GcpPermissionSet { value: String, reason: String },
     #[error("--cloud={cloud} is not available in this build\nhint: nothing was created; use a build with the {cloud} feature")]
     NotInThisBuild { cloud: String },
 }

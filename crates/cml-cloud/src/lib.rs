@@ -23,6 +23,10 @@ pub mod spec;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "gcp")]
+pub mod gcp;
+#[cfg(any(feature = "aws", feature = "gcp"))]
+pub mod sshkey;
 
 pub use error::CloudError;
 pub use spec::{Created, Left, Machine, MachineSpec, OwnedResource, Resource};
@@ -70,6 +74,17 @@ pub async fn provider_for(
             }
             Ok(Box::new(p))
         }
+        #[cfg(feature = "gcp")]
+        Cloud::Gcp => {
+            let mut p = gcp::GcpProvider::from_env(&spec.region)?;
+            if let Some(d) = options.poll_interval {
+                p = p.with_poll_interval(d);
+            }
+            if let Some(d) = options.destroy_timeout {
+                p = p.with_destroy_timeout(d);
+            }
+            Ok(Box::new(p))
+        }
         other => {
             let _ = options;
             Err(CloudError::NotInThisBuild {
@@ -85,6 +100,8 @@ pub fn check_spec(spec: &MachineSpec) -> Result<(), CloudError> {
     match spec.cloud.cloud {
         #[cfg(feature = "aws")]
         Cloud::Aws => aws::check_user_data(spec),
+        #[cfg(feature = "gcp")]
+        Cloud::Gcp => gcp::check_metadata(spec),
         other => Err(CloudError::NotInThisBuild {
             cloud: other.to_string(),
         }),

@@ -33,6 +33,8 @@ pub fn host_for(cloud: &str) -> Option<Box<dyn Host>> {
     match cloud {
         #[cfg(feature = "aws")]
         "aws" => Some(Box::new(AwsHost)),
+        #[cfg(feature = "gcp")]
+        "gcp" => Some(Box::new(crate::gcp::GcpHost::from_env())),
         _ => None,
     }
 }

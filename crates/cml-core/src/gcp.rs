@@ -393,7 +393,7 @@ pub fn is_label_value(v: &str) -> bool {
 }
 
 /// 16 hex digits of the SHA-256 of `s`.
-fn short_hash(s: &str) -> String {
+pub fn short_hash(s: &str) -> String {
     Sha256::digest(s.as_bytes())[..8]
         .iter()
         .map(|b| format!("{b:02x}"))

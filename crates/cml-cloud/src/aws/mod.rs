@@ -10,7 +10,7 @@
 //! instance (IMDSv2 only, shutdown = terminate, root volume deleted with it), spot on request.
 
 pub mod image;
-pub mod sshkey;
+pub use crate::sshkey;
 
 use crate::{
     CloudError, Created, Machine, MachineSpec, OwnedResource, Provider, Resource, LAUNCH_TAG,

@@ -437,7 +437,25 @@ impl GcpSim {
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
-        self.now().add_disk(zone, name, size_gb, labels);
+        self.now().add_disk(zone, name, size_gb, labels, None);
+    }
+
+    /// As [`GcpSim::add_disk`], with a `description` (what `initializeParams.description`
+    /// gives a disk made with its instance).
+    pub fn add_disk_described(
+        &self,
+        zone: &str,
+        name: &str,
+        size_gb: u64,
+        labels: &[(&str, &str)],
+        description: &str,
+    ) {
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        self.now()
+            .add_disk(zone, name, size_gb, labels, Some(description.to_string()));
     }
 
     /// Serves image `name` as the newest of `family` in `project` (`architecture`: `X86_64`

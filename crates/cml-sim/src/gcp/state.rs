@@ -181,6 +181,8 @@ struct Disk {
     source_image_id: u64,
     architecture: String,
     labels: Map<String, Value>,
+    /// `initializeParams.description`, if given.
+    description: Option<String>,
     /// The instance using it (id), if attached.
     user: Option<u64>,
     created: SystemTime,
@@ -628,7 +630,14 @@ impl State {
     }
 
     /// A disk made outside the API (a leaked one, for cleanup tests).
-    pub fn add_disk(&mut self, zone: &str, name: &str, size_gb: u64, labels: Map<String, Value>) {
+    pub fn add_disk(
+        &mut self,
+        zone: &str,
+        name: &str,
+        size_gb: u64,
+        labels: Map<String, Value>,
+        description: Option<String>,
+    ) {
         let img = &self.images[0];
         let id = new_id();
         self.disks.insert(
@@ -646,6 +655,7 @@ impl State {
                 source_image_id: img.id,
                 architecture: img.architecture.clone(),
                 labels,
+                description,
                 user: None,
                 created: SystemTime::now(),
                 deleting: false,
@@ -808,6 +818,9 @@ impl State {
         });
         if !d.labels.is_empty() {
             v["labels"] = Value::Object(d.labels.clone());
+        }
+        if let Some(desc) = &d.description {
+            v["description"] = json!(desc);
         }
         if let Some(user) = d.user.and_then(|u| self.instances.get(&u)) {
             v["users"] =
@@ -1197,6 +1210,7 @@ impl State {
                 source_image_id: image.id,
                 architecture: image.architecture.clone(),
                 labels: dlabels,
+                description: ip["description"].as_str().map(str::to_string),
                 user: None,
                 created: SystemTime::now(),
                 deleting: false,

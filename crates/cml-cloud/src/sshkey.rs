@@ -2,7 +2,8 @@
 //!
 //! Accepted: unencrypted RSA or Ed25519 keys, as OpenSSH (`BEGIN OPENSSH PRIVATE KEY`),
 //! PKCS#1 (`BEGIN RSA PRIVATE KEY`) or PKCS#8 (`BEGIN PRIVATE KEY`). These are the key types
-//! EC2 `ImportKeyPair` takes. Error messages never quote the key.
+//! EC2 `ImportKeyPair` and Compute Engine's `ssh-keys` metadata take. Error messages never
+//! quote the key.
 
 use crate::CloudError;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair, RsaKeyPair};
