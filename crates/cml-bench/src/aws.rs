@@ -110,7 +110,13 @@ pub fn launcher(cml: &Path, sim_exe: &Path) {
             }
             if requested[i].is_some() && !started[i] {
                 started[i] = true;
-                machines.push(local_runner(cml, &sim, tmp.path(), sim_exe, i));
+                machines.push(local_runner(
+                    cml,
+                    &sim,
+                    tmp.path(),
+                    sim_exe,
+                    &format!("bench-aws-{i}"),
+                ));
             }
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -143,13 +149,13 @@ pub fn launcher(cml: &Path, sim_exe: &Path) {
 }
 
 /// What the machine's startup script would start: `cml runner` with the same name.
-fn local_runner(cml: &Path, sim: &SimServer, tmp: &Path, sim_exe: &Path, i: usize) -> Child {
-    let workdir = tmp.join(format!("machine-{i}"));
+pub fn local_runner(cml: &Path, sim: &SimServer, tmp: &Path, sim_exe: &Path, name: &str) -> Child {
+    let workdir = tmp.join(format!("machine-{name}"));
     std::fs::create_dir_all(&workdir).unwrap();
     write_agent_scripts(&workdir, sim_exe).unwrap();
     Command::new(cml)
         .args(["runner", "--driver=github", "--idle-timeout=never"])
-        .arg(format!("--name=bench-aws-{i}"))
+        .arg(format!("--name={name}"))
         .arg(format!("--repo={}/octo/bench", sim.url()))
         .arg(format!("--token={DEFAULT_PAT}"))
         .arg("--workdir")

@@ -12,7 +12,8 @@
 //!   taken right before the write) to the `job_ended` record's `time` in cml's log;
 //! - idle exit: from the idle deadline (last `job_ended` + idle timeout) to the process exit,
 //!   next to one API round trip to the simulator;
-//! - the AWS launcher's own overhead against moto (see `aws.rs`).
+//! - the AWS launcher's own overhead against moto (see `aws.rs`), and the GCP launcher's
+//!   against the simulated Compute Engine (see `gcp.rs`).
 
 use cml_sim::{write_agent_scripts, SimConfig, SimServer, DEFAULT_PAT};
 use serde_json::Value;
@@ -51,9 +52,11 @@ fn main() {
     help(&cml);
     lifecycle(&cml, &sim, jobs);
     aws::launcher(&cml, &sim);
+    gcp::launcher(&cml, &sim);
 }
 
 mod aws;
+mod gcp;
 
 fn file_mib(p: &Path) -> f64 {
     std::fs::metadata(p)

@@ -127,7 +127,7 @@ pub enum SettingsError {
         value: String,
         reason: &'static str,
     },
-    #[error("cml runner cleanup needs --cloud=aws (the only cloud built so far)")]
+    #[error("cml runner cleanup needs --cloud=aws or --cloud=gcp (the clouds built so far)\nhint: add --cloud=aws --cloud-region=REGION, or --cloud=gcp --cloud-region=ZONE")]
     CleanupCloud,
     #[error("--single cannot be combined with --reuse or --reuse-idle (CML refuses this too)")]
     SingleWithReuse,
@@ -809,7 +809,7 @@ pub fn resolve_cleanup(
         ..RunnerArgs::default()
     };
     let cloud = cloud::validate(&cloud_args(&runner_args))?
-        .filter(|c| c.cloud == cloud::Cloud::Aws)
+        .filter(|c| matches!(c.cloud, cloud::Cloud::Aws | cloud::Cloud::Gcp))
         .ok_or(SettingsError::CleanupCloud)?;
     let older_than = seconds(
         args.older_than.clone(),

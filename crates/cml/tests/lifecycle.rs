@@ -317,8 +317,8 @@ fn cloud_options_are_validated_before_anything_happens() {
         ),
         (vec!["--cloud=mainframe"], "unknown cloud", 2),
         (
-            vec!["--cloud=gcp", "--cloud-type=m+t4"],
-            "--cloud=gcp is not available in this build yet",
+            vec!["--cloud=azure", "--cloud-type=m+t4"],
+            "--cloud=azure is not available in this build yet",
             2,
         ),
         (vec!["--idle-timeout=soon"], "--idle-timeout", 2),

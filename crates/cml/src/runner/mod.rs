@@ -27,9 +27,13 @@ use signals::Signals;
 
 /// Runs the whole local lifecycle and returns the process exit code.
 pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
-    if let Some(cloud) = s.cloud.as_ref().filter(|c| c.cloud != Cloud::Aws) {
+    if let Some(cloud) = s
+        .cloud
+        .as_ref()
+        .filter(|c| !matches!(c.cloud, Cloud::Aws | Cloud::Gcp))
+    {
         return Err(Failure::usage(anyhow::anyhow!(
-            "--cloud={} is not available in this build yet: only aws and runners on this machine are\nhint: nothing was created or registered",
+            "--cloud={} is not available in this build yet: only aws, gcp and runners on this machine are\nhint: nothing was created or registered",
             cloud.cloud
         )));
     }
