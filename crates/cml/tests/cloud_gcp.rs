@@ -604,3 +604,93 @@ fn run_startup_script(
 fn service_log(root: &Path) -> String {
     std::fs::read_to_string(root.join("cml.service.log")).unwrap_or_default()
 }
+
+/// A spot machine preempted while a job runs: the machine sees `instance/preempted` on its
+/// metadata server, stops the job, deregisters, re-runs the job's workflow once, and the
+/// instance goes (deleted by the machine, or by Compute Engine at the end of the notice).
+#[test]
+fn a_preempted_gcp_machine_stops_the_job_deregisters_and_reruns_it_once() {
+    let w = World::new();
+    // Compute Engine's own notice: 30 s from preemption to deletion.
+    let gcp = Gcp::start_with(|c| c.preemption_notice = SECS(30));
+    let sha = sha256_of(&harness::cml_exe());
+    let mut launch = Running::spawn(launcher(
+        &w,
+        &gcp,
+        "gcp-spot",
+        &[
+            "--idle-timeout=never",
+            "--cloud-spot",
+            "--destroy-delay=0",
+            &format!("--cloud-cml-sha256={sha}"),
+        ],
+    ));
+    let (zone, name, instance) = instance_of(&gcp, "gcp-spot");
+    let script = Gcp::metadata_item(&instance, "startup-script").unwrap();
+    let metadata_server = gcp.sim.metadata_server(&zone, &name).unwrap();
+    let root = w.tmp.path().join("machine");
+    assert!(run_startup_script(&root, &script, &gcp, &metadata_server.url())
+        .status
+        .success());
+    assert_eq!(launch.wait_exit(SECS(90)), 0, "{}", launch.output());
+
+    let job = w
+        .sim
+        .queue_job("octo/app", "train", &["cml-gpu"], "sleep 60");
+    wait_for("the job to start", SECS(30), || {
+        (w.sim.job(job.job_id).unwrap().status == "in_progress").then_some(())
+    });
+    assert!(gcp.sim.preempt(&zone, &name));
+    let start = Instant::now();
+    while !gcp.sim.deleted_instances().contains(&name) {
+        assert!(
+            start.elapsed() < SECS(60),
+            "the instance was not removed; machine log:\n{}",
+            service_log(&root)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = service_log(&root);
+    let interrupted = log
+        .lines()
+        .find(|l| l.contains("\"status\":\"interrupted\""))
+        .unwrap_or_else(|| panic!("no interrupted record:\n{log}"));
+    assert!(interrupted.contains("\"job\":\"train\""), "{interrupted}");
+    wait_for("the runner's deregistration", SECS(20), || {
+        w.sim.runners().is_empty().then_some(())
+    });
+    let attempts: Vec<u64> = w
+        .sim
+        .jobs()
+        .into_iter()
+        .filter(|j| j.run_id == job.run_id)
+        .map(|j| j.run_attempt)
+        .collect();
+    assert_eq!(attempts, [1, 2], "exactly one re-run of the preempted run");
+    assert!(log.contains("\"status\":\"rerun\""), "{log}");
+}
+
+/// The lifetime is the cloud's too: with the launcher killed and no machine ever booted (so
+/// no timer runs), Compute Engine deletes the instance at its `maxRunDuration`.
+#[test]
+fn compute_engine_deletes_a_machine_at_its_maximum_lifetime_whatever_runs_on_it() {
+    let w = World::new();
+    // One second of maxRunDuration lasts 50 ms here: the 30 s minimum is 1.5 s.
+    let gcp = Gcp::start_with(|c| c.max_run_second = Duration::from_millis(50));
+    let mut r = Running::spawn(launcher(
+        &w,
+        &gcp,
+        "gcp-lifetime",
+        &["--cloud-max-lifetime=30", "--cloud-timeout=600"],
+    ));
+    let (_, name, instance) = instance_of(&gcp, "gcp-lifetime");
+    assert_eq!(instance["scheduling"]["maxRunDuration"]["seconds"], "30");
+    assert_eq!(instance["scheduling"]["instanceTerminationAction"], "DELETE");
+    // SIGKILL: no teardown.
+    r.signal(libc::SIGKILL);
+    r.wait_exit(SECS(20));
+    wait_for("Compute Engine's deletion", SECS(30), || {
+        gcp.sim.deleted_instances().contains(&name).then_some(())
+    });
+    assert_nothing_left(&gcp, "max lifetime", "");
+}
