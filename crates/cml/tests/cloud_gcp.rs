@@ -629,9 +629,11 @@ fn a_preempted_gcp_machine_stops_the_job_deregisters_and_reruns_it_once() {
     let script = Gcp::metadata_item(&instance, "startup-script").unwrap();
     let metadata_server = gcp.sim.metadata_server(&zone, &name).unwrap();
     let root = w.tmp.path().join("machine");
-    assert!(run_startup_script(&root, &script, &gcp, &metadata_server.url())
-        .status
-        .success());
+    assert!(
+        run_startup_script(&root, &script, &gcp, &metadata_server.url())
+            .status
+            .success()
+    );
     assert_eq!(launch.wait_exit(SECS(90)), 0, "{}", launch.output());
 
     let job = w
@@ -685,7 +687,10 @@ fn compute_engine_deletes_a_machine_at_its_maximum_lifetime_whatever_runs_on_it(
     ));
     let (_, name, instance) = instance_of(&gcp, "gcp-lifetime");
     assert_eq!(instance["scheduling"]["maxRunDuration"]["seconds"], "30");
-    assert_eq!(instance["scheduling"]["instanceTerminationAction"], "DELETE");
+    assert_eq!(
+        instance["scheduling"]["instanceTerminationAction"],
+        "DELETE"
+    );
     // SIGKILL: no teardown.
     r.signal(libc::SIGKILL);
     r.wait_exit(SECS(20));
@@ -693,4 +698,32 @@ fn compute_engine_deletes_a_machine_at_its_maximum_lifetime_whatever_runs_on_it(
         gcp.sim.deleted_instances().contains(&name).then_some(())
     });
     assert_nothing_left(&gcp, "max lifetime", "");
+}
+
+/// `--cloud-timeout` bounds the launch even when Compute Engine never answers the insert.
+#[test]
+fn a_hung_insert_is_bounded_by_the_cloud_timeout_and_leaves_nothing() {
+    let w = World::new();
+    let gcp = Gcp::start();
+    gcp.sim
+        .inject("compute.instances.insert", GcpFault::Hang, None);
+    let started = Instant::now();
+    let mut r = Running::spawn(launcher(&w, &gcp, "gcp-hang", &["--cloud-timeout=3"]));
+    assert_eq!(r.wait_exit(SECS(60)), 1, "{}", r.output());
+    let took = started.elapsed();
+    // The timeout, then teardown's look for what the unanswered insert may have made.
+    assert!(took < SECS(20), "the launch took {took:?}");
+    assert!(
+        r.output().contains("unanswered launch request"),
+        "{}",
+        r.output()
+    );
+    assert!(
+        r.output()
+            .contains("did not finish creating the machine within 3 s"),
+        "{}",
+        r.output()
+    );
+    assert_nothing_left(&gcp, "hung insert", &r.output());
+    assert!(w.sim.runners().is_empty());
 }

@@ -148,10 +148,18 @@ async fn create_and_register(
 ) -> Result<Machine, LaunchError> {
     let deadline = Instant::now() + s.cloud_timeout;
     progress.phase("creating");
-    let machine = provider
-        .create(spec, created)
-        .await
-        .map_err(|e| LaunchError::Failed(e.into()))?;
+    // `--cloud-timeout` bounds the whole launch, a cloud API that hangs included.
+    let machine = match tokio::time::timeout(s.cloud_timeout, provider.create(spec, created)).await
+    {
+        Ok(created) => created.map_err(|e| LaunchError::Failed(e.into()))?,
+        Err(_) => {
+            return Err(LaunchError::Failed(anyhow::anyhow!(
+                "{} did not finish creating the machine within {} s\nhint: raise --cloud-timeout, or check the cloud's status",
+                provider.name(),
+                s.cloud_timeout.as_secs()
+            )))
+        }
+    };
     progress.phase("booting");
     let machine = provider
         .wait_running(&machine, deadline.saturating_duration_since(Instant::now()))
@@ -229,10 +237,22 @@ async fn teardown(
         ),
     };
     if !created.is_empty() {
-        tracing::info!(
-            "destroying what this launch created: {}",
-            describe(&created.list())
-        );
+        let mut what = created
+            .list()
+            .iter()
+            .map(Resource::to_string)
+            .collect::<Vec<_>>();
+        let unanswered = created
+            .launches()
+            .iter()
+            .filter(|(_, answered)| !answered)
+            .count();
+        if unanswered > 0 {
+            what.push(format!(
+                "whatever {unanswered} unanswered launch request(s) made (looked up by their launch tag)"
+            ));
+        }
+        tracing::info!("destroying what this launch created: {}", what.join(", "));
     }
     let cloud = async {
         if created.is_empty() {
@@ -315,12 +335,6 @@ async fn remove_runner(s: &RunnerSettings, forge: &dyn Forge) -> bool {
         }
     }
     ok
-}
-
-/// `instance i-1, key pair cml-x`.
-fn describe(list: &[Resource]) -> String {
-    let names: Vec<String> = list.iter().map(Resource::to_string).collect();
-    names.join(", ")
 }
 
 /// What may still exist after an interrupted teardown, one indented line each.
