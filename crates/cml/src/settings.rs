@@ -58,6 +58,9 @@ pub mod vars {
     /// On a cloud machine: which cloud it is (`aws`, `gcp`, `azure`), for interruption
     /// notices; written by the launcher, `aws` when unset.
     pub const MACHINE_CLOUD: &str = "CML_MACHINE_CLOUD";
+    /// On a cloud machine: where a machine that cannot delete itself says why before it
+    /// powers off (default `/dev/console`, the serial console clouds keep).
+    pub const MACHINE_CONSOLE: &str = "CML_MACHINE_CONSOLE";
 }
 
 /// The longest value each duration setting accepts; a longer one is refused when the

@@ -461,6 +461,11 @@ fn a_gcp_machine_that_may_not_delete_itself_powers_off_and_cleanup_finds_it() {
     });
     let log = service_log(&root);
     assert!(log.contains("compute.instances.delete"), "{log}");
+    let console = std::fs::read_to_string(root.join("console")).unwrap_or_default();
+    assert!(
+        console.contains("could not delete itself") && console.contains("compute.instances.delete"),
+        "the machine says why on its console: {console:?}"
+    );
     // The guest's power-off leaves a TERMINATED instance that still bills for its disk.
     assert!(gcp.sim.power_off(&zone, &name));
     wait_for("TERMINATED", SECS(20), || {
@@ -578,6 +583,8 @@ fn run_startup_script(
     metadata: &str,
 ) -> std::process::Output {
     std::fs::create_dir_all(root.join("etc")).unwrap();
+    // The serial console, as `/dev/console` is on a machine.
+    std::fs::write(root.join("console"), "").unwrap();
     let file = root.join("startup-script");
     std::fs::write(&file, script).unwrap();
     let path = format!(
@@ -593,6 +600,7 @@ fn run_startup_script(
         .env("CML_MACHINE_ROOT", root)
         .env("CML_TEST_CML_BINARY", harness::cml_exe())
         .env("CML_GCP_METADATA_URL", metadata)
+        .env("CML_MACHINE_CONSOLE", root.join("console"))
         .env(
             "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE",
             gcp.sim.compute_endpoint(),

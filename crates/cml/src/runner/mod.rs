@@ -279,6 +279,10 @@ pub async fn terminate_this_machine(delay: std::time::Duration) {
         Ok(id) => tracing::info!("deleting machine {id}"),
         Err(e) => {
             tracing::warn!("{e}; shutting down instead");
+            tell_the_console(&format!(
+                "cml: this machine could not delete itself ({e}); powering it off instead: `cml runner cleanup --cloud={}` finds it",
+                machine_cloud()
+            ));
             let status = std::process::Command::new("systemctl")
                 .arg("poweroff")
                 .status();
@@ -288,6 +292,24 @@ pub async fn terminate_this_machine(delay: std::time::Duration) {
                     .status();
             }
         }
+    }
+}
+
+/// Appends `message` to the machine's console ([`crate::settings::vars::MACHINE_CONSOLE`]), where
+/// the cloud's console output (which `cml runner` prints on a launch timeout, and the
+/// cloud's console shows) keeps it after the machine is off. Best effort: the log has it too.
+fn tell_the_console(message: &str) {
+    use std::io::Write;
+    let path = std::env::var(crate::settings::vars::MACHINE_CONSOLE)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/dev/console".into());
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| writeln!(f, "{}", crate::logging::redact(message)));
+    if let Err(e) = written {
+        tracing::debug!("cannot write to the console {path}: {e}");
     }
 }
 
