@@ -901,7 +901,10 @@ impl State {
                         id["principalId"] = json!(pid);
                         id["tenantId"] = json!(self.cfg.tenant);
                     }
-                    if let Some(uai) = id["userAssignedIdentities"].as_object_mut() {
+                    if let Some(uai) = id
+                        .get_mut("userAssignedIdentities")
+                        .and_then(Value::as_object_mut)
+                    {
                         for (k, x) in uai.iter_mut() {
                             let g = stable_guid(k);
                             *x = json!({"principalId": g, "clientId": stable_guid(&g)});
