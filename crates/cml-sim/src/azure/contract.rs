@@ -201,9 +201,9 @@ impl Contract {
                 continue;
             }
             let tmpl: Vec<&str> = op.path.split('/').collect();
-            if tmpl.first() == Some(&"{scope}") {
-                // `{scope}/providers/...`: the scope is any number of segments.
-                let rest = &tmpl[1..];
+            if tmpl.get(1) == Some(&"{scope}") {
+                // `/{scope}/providers/...`: the scope is any number of segments.
+                let rest = &tmpl[2..];
                 if segs.len() < rest.len() + 2 {
                     continue;
                 }
