@@ -28,12 +28,15 @@ use super::contract::parse_query;
 use super::state::VM;
 use super::Shared;
 
+/// What the service last knew of its VM: `compute`, the identity's principal, the events.
+type Known = (Value, Option<String>, Value);
+
 #[derive(Clone)]
 struct Ctx {
     sh: Arc<Shared>,
     rg: String,
     name: String,
-    last: Arc<std::sync::Mutex<Option<(Value, Option<String>, Value)>>>,
+    last: Arc<std::sync::Mutex<Option<Known>>>,
 }
 
 /// A running metadata service of one VM. Dropping it stops it.

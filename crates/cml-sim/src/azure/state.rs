@@ -381,8 +381,10 @@ impl State {
             return;
         }
         self.resources.retain(|r| {
-            !(lc(&r.rg) == lc(rg) && r.rtype == VM && lc(&r.name) == lc(name))
-                && !(r.rtype == DISK && lc(&r.rg) == lc(rg) && Some(&r.name) == disk.as_ref())
+            let here = lc(&r.rg) == lc(rg);
+            let the_vm = here && r.rtype == VM && lc(&r.name) == lc(name);
+            let its_disk = here && r.rtype == DISK && Some(&r.name) == disk.as_ref();
+            !(the_vm || its_disk)
         });
         self.deleted_vms.push(name.to_string());
     }
