@@ -3,6 +3,8 @@
 //!
 //! [`gcp::GcpSim`] is a simulated Google Compute Engine (REST API v1, OAuth token endpoint,
 //! per-instance metadata servers) checked against Google's discovery document.
+//! [`azure::AzureSim`] is a simulated Azure Resource Manager (with Entra ID's token endpoint and
+//! per-VM metadata services) checked against Microsoft's generated SDK models.
 //!
 //! The server serves GitHub's runner, job, run, App-installation and release routes (both at
 //! the root and under `/api/v3`), plus simulator-only routes under `/_sim/`. The agent is the
@@ -10,6 +12,7 @@
 //! [`write_agent_scripts`] or packed by [`agent_tarball`].
 
 pub mod agent;
+pub mod azure;
 pub mod bitbucket;
 pub mod config;
 pub mod ec2proxy;

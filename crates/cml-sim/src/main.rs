@@ -6,6 +6,7 @@
 //! - `cml-sim state --server URL`
 //! - `cml-sim agent config|run|remove ...`
 //! - `cml-sim gcp serve ...` (the simulated Compute Engine; `cml-sim gcp help`)
+//! - `cml-sim azure serve ...` (the simulated Azure Resource Manager; `cml-sim azure help`)
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -99,6 +100,11 @@ enum Cmd {
         #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Azure Resource Manager: the simulated API (`cml-sim azure help`).
+    Azure {
+        #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() {
@@ -108,6 +114,7 @@ fn main() {
         Cmd::Gitlab { args } => cml_sim::gitlab::cli_main(args),
         Cmd::Bitbucket { args } => cml_sim::bitbucket::cli_main(args),
         Cmd::Gcp { args } => cml_sim::gcp::cli_main(args),
+        Cmd::Azure { args } => cml_sim::azure::cli_main(args),
         Cmd::InstallAgent { dir } => {
             match exe().and_then(|e| cml_sim::write_agent_scripts(&dir, &e)) {
                 Ok(()) => 0,
