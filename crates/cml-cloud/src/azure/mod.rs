@@ -473,7 +473,7 @@ impl AzureProvider {
                         .arm
                         .get(&vm_path, COMPUTE_API)
                         .await
-                        .map_err(|e| e.into_cloud(&launch_fail))?["identity"]["principalId"]
+                        .map_err(|e| e.into_cloud(launch_fail))?["identity"]["principalId"]
                         .as_str()
                         .unwrap_or_default()
                         .to_string(),
