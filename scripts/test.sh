@@ -19,6 +19,9 @@ cd "$(dirname "$0")/.."
 # google-api-python-client: Google's discovery document for Compute Engine v1
 # (compute.v1.json), the contract crates/cml-sim/gcp/compute-subset.json is extracted from and
 # the simulated Compute Engine is checked against.
+# azure-mgmt-compute, -network, -resource, -authorization: Microsoft's generated models of the
+# Azure Resource Manager APIs, which crates/cml-sim/azure/azure-subset.json is extracted from and
+# the simulated Resource Manager is checked against.
 # moto: the EC2 emulator the AWS tests start on 127.0.0.1. @octokit/openapi: GitHub's official
 # OpenAPI description, for the test that re-extracts crates/cml-sim/openapi/github-subset.json
 # (pinned to the version the subset was extracted from). openssl: the App tests' RSA keys. git:
@@ -28,6 +31,10 @@ cd "$(dirname "$0")/.."
 NEEDS='
 pip  moto[server]       5.2.1   moto_server
 pip  google-api-python-client 2.202.0 -
+pip  azure-mgmt-compute 39.0.0  -
+pip  azure-mgmt-network 33.1.0  -
+pip  azure-mgmt-resource 26.0.0 -
+pip  azure-mgmt-authorization 4.0.0 -
 npm  @octokit/openapi   23.0.2  -
 apt  openssl            -       openssl
 apt  git                -       git,git-http-backend
@@ -147,6 +154,11 @@ if grep -q '^pip ' <<<"$NEEDS"; then
     die "google-api-python-client is not importable from $CML_TEST_VENV" "remove $CML_TEST_VENV and run this again"
   export CML_GCP_DISCOVERY
   [ -f "$CML_GCP_DISCOVERY" ] || die "$CML_GCP_DISCOVERY is missing" "remove $CML_TEST_VENV and run this again"
+  # The Python whose site-packages hold the azure-mgmt models (crates/cml-sim/azure/extract.py).
+  CML_AZURE_PYTHON="$CML_TEST_VENV/bin/python"
+  "$CML_AZURE_PYTHON" -c 'import azure.mgmt.compute, azure.mgmt.network, azure.mgmt.resource, azure.mgmt.authorization' ||
+    die "the azure-mgmt packages are not importable from $CML_TEST_VENV" "remove $CML_TEST_VENV and run this again"
+  export CML_AZURE_PYTHON
 fi
 # A test whose tool is missing fails rather than skips.
 export CML_REQUIRE_ALL_TOOLS=1

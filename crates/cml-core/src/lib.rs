@@ -4,6 +4,7 @@
 //! time is always passed in by the caller. That keeps the rules unit-testable and lets the
 //! binary, the agent supervisor and the cloud launcher share one copy of them.
 
+pub mod azure;
 pub mod cloud;
 pub mod duration;
 pub mod event;
