@@ -43,8 +43,9 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The built-in role the machine's identity gets on its resource group: Contributor.
-pub const MACHINE_ROLE: &str = "b24988ac-6180-42a0-ab88-20f7382dd24c";
+/// The built-in role the machine's identity gets on its resource group: Contributor (see
+/// `cml_core::azure::MACHINE_ROLE` for why).
+pub use cml_core::azure::MACHINE_ROLE;
 /// The permission the launcher needs to give the machine its role.
 pub const ROLE_ASSIGNMENT_PERMISSION: &str = "Microsoft.Authorization/roleAssignments/write";
 /// Azure's limit on `osProfile.customData` (base64 characters).
@@ -52,7 +53,7 @@ pub const CUSTOM_DATA_LIMIT: usize = 87_380;
 /// The admin user of the machine (password login disabled; its SSH key only).
 pub const ADMIN_USER: &str = "ubuntu";
 /// Zones tried in turn.
-pub const ZONES: &[&str] = &["1", "2", "3"];
+pub use cml_core::azure::ZONES;
 /// Error codes meaning "no capacity here now": another zone may have it.
 pub const CAPACITY_CODES: &[&str] = &[
     "SkuNotAvailable",
@@ -62,8 +63,7 @@ pub const CAPACITY_CODES: &[&str] = &[
     "OverconstrainedZonalAllocationRequest",
 ];
 /// The default image: Canonical's Ubuntu 24.04 LTS.
-pub const DEFAULT_IMAGE: (&str, &str, &str, &str) =
-    ("Canonical", "ubuntu-24_04-lts", "server", "latest");
+pub use cml_core::azure::DEFAULT_IMAGE;
 /// The option the caller offers to run without the role assignment (the machine then
 /// deletes itself with credentials the caller gives it).
 pub const CREDENTIALS_ON_MACHINE_OPTION: &str = "--cloud-azure-credentials-on-machine";
@@ -123,15 +123,13 @@ impl AzureProvider {
 
     /// The provider of `location` using `arm`.
     pub fn with_arm(location: &str, arm: Arm) -> Result<AzureProvider, CloudError> {
-        let location = location.trim().to_ascii_lowercase();
-        if location.is_empty() || !location.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(CloudError::AzureOption {
+        let location =
+            cml_core::azure::location(location).map_err(|e| CloudError::AzureOption {
                 option: "cloud-region",
-                value: location,
-                reason: "not an Azure location name".into(),
+                value: location.to_string(),
+                reason: e.to_string().lines().next().unwrap_or_default().to_string(),
                 hint: "give a generic region (us-east, us-west, eu-north, eu-west) or an Azure location such as eastus or westeurope (`az account list-locations -o table`)".into(),
-            });
-        }
+            })?;
         Ok(AzureProvider {
             arm,
             location,
@@ -609,29 +607,6 @@ pub fn vm_name(runner: &str) -> String {
     format!("{head}-{}", cml_core::gcp::short_hash(runner))
 }
 
-/// `spec.tags` as Azure takes them: names without `<>%&\?/` (replaced by `_`) and at most 512
-/// characters, values at most 256, at most 50 tags (the `cml:` ones first; later
-/// `--cloud-metadata` entries are dropped with a warning).
-pub fn azure_tags(tags: &[(String, String)]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for (k, v) in tags {
-        let name: String = k
-            .chars()
-            .map(|c| if "<>%&\\?/".contains(c) { '_' } else { c })
-            .take(512)
-            .collect();
-        if name.trim().is_empty() || out.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
-            continue;
-        }
-        if out.len() >= 50 {
-            tracing::warn!(tag = %name, "Azure takes at most 50 tags; dropped");
-            continue;
-        }
-        out.push((name, v.chars().take(256).collect()));
-    }
-    out
-}
-
 fn tags_json(tags: &[(String, String)]) -> Value {
     Value::Object(
         tags.iter()
@@ -644,8 +619,10 @@ fn tags_json(tags: &[(String, String)]) -> Value {
 /// resource id (`/subscriptions/...`); by default [`DEFAULT_IMAGE`]. The `imageReference`.
 pub fn image_reference(image: Option<&str>) -> Result<Value, CloudError> {
     let Some(image) = image.map(str::trim).filter(|s| !s.is_empty()) else {
-        let (p, o, s, v) = DEFAULT_IMAGE;
-        return Ok(json!({"publisher": p, "offer": o, "sku": s, "version": v}));
+        let i = DEFAULT_IMAGE;
+        return Ok(
+            json!({"publisher": i.publisher, "offer": i.offer, "sku": i.sku, "version": i.version}),
+        );
     };
     if image.to_ascii_lowercase().starts_with("/subscriptions/") {
         return Ok(json!({ "id": image }));
@@ -699,9 +676,7 @@ pub fn user_identity(permission_set: Option<&str>) -> Result<Option<String>, Clo
 
 /// Checks a VM size's shape (`Standard_F8s_v2`); Azure says whether it exists.
 fn check_size(size: &str) -> Result<(), CloudError> {
-    let ok = (size.starts_with("Standard_") || size.starts_with("Basic_"))
-        && size.len() > 9
-        && size.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let ok = cml_core::azure::is_native_size(size);
     if ok {
         return Ok(());
     }
@@ -965,7 +940,7 @@ impl Provider for AzureProvider {
             vm: vm_name(&spec.name),
             size: c.machine_type.clone(),
             image,
-            tags: tags_json(&azure_tags(&spec.tags)),
+            tags: tags_json(&cml_core::azure::tags(&spec.tags)),
             custom_data: custom_data(spec),
             ssh_public,
             user_identity,
@@ -1287,22 +1262,6 @@ mod tests {
         }
         assert_ne!(group_name("a b"), group_name("a/b"));
         assert_ne!(vm_name("A"), vm_name("a_"));
-    }
-
-    #[test]
-    fn tags_follow_azure_rules() {
-        let mut tags = vec![
-            ("cml:id".to_string(), "r".to_string()),
-            ("a/b?c".to_string(), "v".repeat(300)),
-        ];
-        for i in 0..60 {
-            tags.push((format!("k{i}"), "v".into()));
-        }
-        let t = azure_tags(&tags);
-        assert_eq!(t.len(), 50);
-        assert_eq!(t[0], ("cml:id".to_string(), "r".to_string()));
-        assert_eq!(t[1].0, "a_b_c");
-        assert_eq!(t[1].1.len(), 256);
     }
 
     #[test]
