@@ -135,6 +135,67 @@ pub enum CloudError {
     },
     #[error("--cloud-permission-set {value:?} is not a service account for Compute Engine: {reason}\nhint: give EMAIL or EMAIL,scopes=SCOPE,SCOPE (for example runner@PROJECT.iam.gserviceaccount.com,scopes=https://www.googleapis.com/auth/compute); nothing was created")]
     GcpPermissionSet { value: String, reason: String },
+    #[error("no Azure credentials: {missing} not set\nhint: set AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_TENANT_ID to a service principal's (an app registration with a client secret) and AZURE_SUBSCRIPTION_ID to the subscription to work in; nothing was created")]
+    AzureCredentialsMissing {
+        /// The variables not set, comma-separated.
+        missing: String,
+    },
+    #[error("Microsoft Entra ID refused the credentials: {variable} is wrong: {reason}\nhint: {hint}; nothing was created")]
+    AzureCredentialRejected {
+        /// The variable at fault (`AZURE_CLIENT_SECRET`, `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`).
+        variable: &'static str,
+        reason: String,
+        hint: String,
+    },
+    #[error("Microsoft Entra ID's token endpoint {url} could not be reached: {reason}\nhint: check the network connection, and AZURE_AUTHORITY_HOST if it is set; nothing was created")]
+    AzureTokenUnreachable { url: String, reason: String },
+    #[error("the managed identity's token could not be read from the instance metadata service {url}: {reason}\nhint: the machine needs a system-assigned managed identity (cml gives every runner machine one)")]
+    AzureManagedIdentity { url: String, reason: String },
+    #[error("Azure Resource Manager refused {operation} for lack of the permission {permission}: {reason}\nhint: {hint}")]
+    AzurePermission {
+        operation: String,
+        permission: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("the vCPU quota of {region} is exhausted: {reason}\nhint: delete machines you do not need, request a higher quota for {region} (Azure portal > Quotas > Compute), or use another region or size; nothing was left behind")]
+    AzureQuota { region: String, reason: String },
+    #[error("no zone of {region} had capacity for {what} (tried {zones}): {reason}\nhint: {hint}; nothing was left behind")]
+    AzureCapacity {
+        region: String,
+        /// The machine asked for (`a spot Standard_F8s_v2 machine`).
+        what: String,
+        zones: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("the resource group {name} already exists in the subscription\nhint: another runner of the same name may be running; pick another --name, or run `cml runner cleanup --cloud=azure --cloud-region={region}` if it is a leftover; nothing was created")]
+    AzureResourceGroupExists { name: String, region: String },
+    #[error(
+        "--{option} {value:?} cannot be used on Azure: {reason}\nhint: {hint}; nothing was created"
+    )]
+    AzureOption {
+        option: &'static str,
+        value: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("the machine's startup script is {chars} characters in base64, over Azure's limit of {limit} for customData{cause}\nhint: {hint}; nothing was created")]
+    CustomDataTooLarge {
+        chars: usize,
+        limit: usize,
+        /// What makes it big (`: ...`), or empty.
+        cause: String,
+        hint: String,
+    },
+    #[error("teardown in {region} did not finish{why}; what may be left:\n{left}\nhint: run `cml runner cleanup --cloud=azure --cloud-region={region}` (with --delete to remove it), or delete the resource group by hand: everything cml creates carries the tag cml:id")]
+    AzureIncomplete {
+        region: String,
+        /// Why it stopped (`: ...`), or empty.
+        why: String,
+        /// One line per resource, indented.
+        left: String,
+    },
     #[error("--cloud={cloud} is not available in this build\nhint: nothing was created; use a build with the {cloud} feature")]
     NotInThisBuild { cloud: String },
 }

@@ -23,9 +23,11 @@ pub mod spec;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 #[cfg(feature = "gcp")]
 pub mod gcp;
-#[cfg(any(feature = "aws", feature = "gcp"))]
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 pub mod sshkey;
 
 pub use error::CloudError;
@@ -85,6 +87,17 @@ pub async fn provider_for(
             }
             Ok(Box::new(p))
         }
+        #[cfg(feature = "azure")]
+        Cloud::Azure => {
+            let mut p = azure::AzureProvider::from_env(&spec.region)?;
+            if let Some(d) = options.poll_interval {
+                p = p.with_poll_interval(d);
+            }
+            if let Some(d) = options.destroy_timeout {
+                p = p.with_destroy_timeout(d);
+            }
+            Ok(Box::new(p))
+        }
         other => {
             let _ = options;
             Err(CloudError::NotInThisBuild {
@@ -102,6 +115,8 @@ pub fn check_spec(spec: &MachineSpec) -> Result<(), CloudError> {
         Cloud::Aws => aws::check_user_data(spec),
         #[cfg(feature = "gcp")]
         Cloud::Gcp => gcp::check_metadata(spec),
+        #[cfg(feature = "azure")]
+        Cloud::Azure => azure::check_custom_data(spec),
         other => Err(CloudError::NotInThisBuild {
             cloud: other.to_string(),
         }),

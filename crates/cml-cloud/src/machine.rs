@@ -35,6 +35,8 @@ pub fn host_for(cloud: &str) -> Option<Box<dyn Host>> {
         "aws" => Some(Box::new(AwsHost)),
         #[cfg(feature = "gcp")]
         "gcp" => Some(Box::new(crate::gcp::GcpHost::from_env())),
+        #[cfg(feature = "azure")]
+        "azure" => Some(Box::new(crate::azure::AzureHost::from_env())),
         _ => None,
     }
 }

@@ -51,6 +51,9 @@ pub enum Resource {
     Volume(String),
     /// A Compute Engine disk (`ZONE/NAME`), as [`Resource::Volume`] is on EC2.
     Disk(String),
+    /// An Azure resource group (its name): everything of one runner lives in it, and deleting
+    /// it deletes all of that.
+    ResourceGroup(String),
 }
 
 impl Resource {
@@ -71,6 +74,7 @@ impl std::fmt::Display for Resource {
             Resource::SecurityGroup(id) => write!(f, "security group {id}"),
             Resource::Volume(id) => write!(f, "volume {id}"),
             Resource::Disk(id) => write!(f, "disk {id}"),
+            Resource::ResourceGroup(name) => write!(f, "resource group {name}"),
         }
     }
 }
