@@ -55,6 +55,9 @@ pub struct ProviderOptions {
     pub poll_interval: Option<Duration>,
     /// The bound of [`Provider::destroy`] as a whole.
     pub destroy_timeout: Option<Duration>,
+    /// The machine gets the launcher's own credentials (Azure:
+    /// `--cloud-azure-credentials-on-machine`), so the provider gives it no role of its own.
+    pub credentials_on_machine: bool,
 }
 
 /// The provider for `spec.cloud` in `spec.region`, with the cloud's credentials from the
@@ -89,7 +92,8 @@ pub async fn provider_for(
         }
         #[cfg(feature = "azure")]
         Cloud::Azure => {
-            let mut p = azure::AzureProvider::from_env(&spec.region)?;
+            let mut p = azure::AzureProvider::from_env(&spec.region)?
+                .with_machine_role(!options.credentials_on_machine);
             if let Some(d) = options.poll_interval {
                 p = p.with_poll_interval(d);
             }

@@ -29,14 +29,26 @@ pub trait Host: Send + Sync {
 }
 
 /// The host for `cloud` (`aws`, ...); `None` for a cloud this build has no machine side for.
-pub fn host_for(cloud: &str) -> Option<Box<dyn Host>> {
+/// `credential` reads what the launcher put in the machine's root-only credentials file:
+/// a cloud whose launcher may hand the machine credentials of its own (Azure's
+/// `--cloud-azure-credentials-on-machine`) uses them, else the machine's own identity.
+pub fn host_for(cloud: &str, credential: &dyn Fn(&str) -> Option<String>) -> Option<Box<dyn Host>> {
+    let _ = credential;
     match cloud {
         #[cfg(feature = "aws")]
         "aws" => Some(Box::new(AwsHost)),
         #[cfg(feature = "gcp")]
         "gcp" => Some(Box::new(crate::gcp::GcpHost::from_env())),
         #[cfg(feature = "azure")]
-        "azure" => Some(Box::new(crate::azure::AzureHost::from_env())),
+        "azure" => {
+            let host = crate::azure::AzureHost::from_env();
+            Some(Box::new(
+                match crate::azure::ClientSecret::from_lookup(credential) {
+                    Ok(secret) => host.with_client_secret(secret),
+                    Err(_) => host,
+                },
+            ))
+        }
         _ => None,
     }
 }

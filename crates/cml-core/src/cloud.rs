@@ -63,6 +63,8 @@ pub enum CloudError {
     Empty { option: &'static str },
     #[error(transparent)]
     Gcp(#[from] crate::gcp::GcpError),
+    #[error(transparent)]
+    Azure(#[from] crate::azure::AzureError),
 }
 
 /// Generic machine types (CML's table): `type+gpu` → per-cloud native type.
@@ -288,6 +290,11 @@ pub fn validate(args: &CloudArgs) -> Result<Option<CloudSpec>, CloudError> {
             crate::gcp::image(args.image.as_deref(), &machine)?;
             (crate::gcp::zone(&args.region)?, machine.to_string())
         }
+        // Azure: a location, and a VM size (see [`crate::azure`]).
+        Cloud::Azure => (
+            crate::azure::location(&args.region)?,
+            crate::azure::vm_size(&args.machine_type, gpu.as_deref())?,
+        ),
         _ => (
             region(cloud, args.region.trim()),
             machine_type(cloud, args.machine_type.trim(), gpu.as_deref()),

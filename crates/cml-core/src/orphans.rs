@@ -46,6 +46,10 @@ pub enum Kind {
     Volume,
     /// A Compute Engine disk, judged as a volume.
     Disk,
+    /// An Azure resource group holding one runner's machine and what it needs: judged as its
+    /// machine (its state is the machine's), or, holding none (state `available`), as what a
+    /// launch makes before its machine (a key pair).
+    ResourceGroup,
     Runner,
 }
 
@@ -58,6 +62,7 @@ impl Kind {
             Kind::SecurityGroup => "security-group",
             Kind::Volume => "volume",
             Kind::Disk => "disk",
+            Kind::ResourceGroup => "resource-group",
             Kind::Runner => "runner",
         }
     }
@@ -164,16 +169,19 @@ pub fn analyze(owned: &[Owned], judge: &Judge) -> Vec<Finding> {
     let runners = judge.scope.and(judge.runners);
     let live = |owner: &str| {
         owned.iter().any(|o| {
-            o.kind == Kind::Instance
+            matches!(o.kind, Kind::Instance | Kind::ResourceGroup)
                 && o.owner == owner
                 && matches!(o.state.as_deref(), Some("pending" | "running"))
         })
     };
     let young = |o: &Owned| o.age.is_some_and(|a| a < grace);
     // A launch in flight (anyone's) shows as a young key pair, spot request or machine.
-    let launch_in_flight = owned
-        .iter()
-        .any(|o| matches!(o.kind, Kind::KeyPair | Kind::SpotRequest | Kind::Instance) && young(o));
+    let launch_in_flight = owned.iter().any(|o| {
+        matches!(
+            o.kind,
+            Kind::KeyPair | Kind::SpotRequest | Kind::Instance | Kind::ResourceGroup
+        ) && young(o)
+    });
     let in_scope = |o: &Owned| match (judge.scope, o.scope.as_deref()) {
         (None, _) => true,
         (Some(scope), Some(tag)) => same_scope(scope, tag),
@@ -217,7 +225,22 @@ pub fn analyze(owned: &[Owned], judge: &Judge) -> Vec<Finding> {
             continue;
         } else {
             match o.kind {
-                Kind::Instance => match (o.state.as_deref(), runners) {
+                Kind::ResourceGroup if o.state.as_deref() == Some("available") => {
+                    if live(&o.owner) {
+                        (false, "its machine is alive".to_string())
+                    } else if young(o) {
+                        (
+                            false,
+                            format!(
+                                "it holds no machine, but it is younger than {} s: a launch may be in flight",
+                                grace.as_secs()
+                            ),
+                        )
+                    } else {
+                        (true, "it holds no machine".to_string())
+                    }
+                }
+                Kind::Instance | Kind::ResourceGroup => match (o.state.as_deref(), runners) {
                     (Some("stopped" | "stopping"), _) => (
                         true,
                         "stopped: runner machines never stop by themselves, and the disk still bills"
@@ -513,6 +536,66 @@ mod tests {
             assert_eq!(verdict(&f, id).0, Verdict::Keep, "{id}");
         }
         assert!(!f.iter().any(|x| x.kind == Kind::Runner));
+    }
+
+    #[test]
+    fn resource_groups_are_judged_as_their_machine_or_as_a_launch_leftover() {
+        let repo = RepoUrl::parse(REPO).unwrap();
+        let owned = vec![
+            res(
+                Kind::ResourceGroup,
+                "cml-live",
+                "live",
+                Some("running"),
+                5000,
+            ),
+            res(
+                Kind::ResourceGroup,
+                "cml-gone",
+                "gone",
+                Some("running"),
+                5000,
+            ),
+            res(
+                Kind::ResourceGroup,
+                "cml-stopped",
+                "stopped",
+                Some("stopped"),
+                5000,
+            ),
+            res(
+                Kind::ResourceGroup,
+                "cml-empty-new",
+                "new",
+                Some("available"),
+                30,
+            ),
+            res(
+                Kind::ResourceGroup,
+                "cml-empty-old",
+                "old",
+                Some("available"),
+                5000,
+            ),
+        ];
+        let runners = [runner("live", true, false)];
+        let f = analyze(
+            &owned,
+            &Judge {
+                scope: Some(&repo),
+                runners: Some(&runners),
+                grace: GRACE,
+            },
+        );
+        assert_eq!(verdict(&f, "cml-live").0, Verdict::Keep);
+        assert!(orphan(&f, "cml-gone"));
+        assert!(orphan(&f, "cml-stopped"));
+        let (v, why) = verdict(&f, "cml-empty-new");
+        assert_eq!(v, Verdict::Keep);
+        assert!(why.contains("launch may be in flight"), "{why}");
+        let (v, why) = verdict(&f, "cml-empty-old");
+        assert_eq!(v, Verdict::Orphan);
+        assert!(why.contains("holds no machine"), "{why}");
     }
 
     #[test]

@@ -481,6 +481,9 @@ pub struct RunnerArgs {
     /// Run the agent and its jobs as this unprivileged user (no sudo, no Docker) instead of root: a job can then read no forge credential. Cloud machines create the user if missing and keep the metadata service (and so user-data) for root only; on this machine cml must run as root [env: CML_RUNNER_CLOUD_JOB_USER] [default: root]
     #[arg(long, value_name = "USER")]
     pub cloud_job_user: Option<String>,
+    /// Azure: give the machine the launcher's service principal (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID, AZURE_SUBSCRIPTION_ID) in a root-only file, so that it deletes its resource group with it, for a principal that may not assign roles. A job running as root can read the secret; see the README [default: off: the machine uses its own managed identity]
+    #[arg(long)]
+    pub cloud_azure_credentials_on_machine: Option<bool>,
     /// On a cloud machine: read the forge credential from this root-only file instead of the environment (set by the launcher)
     #[arg(long, hide = true, value_name = "PATH")]
     pub credentials_file: Option<String>,

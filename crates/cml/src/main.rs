@@ -221,12 +221,13 @@ fn run(cli: Cli, shown: &Shown) -> Result<i32, Failure> {
             // One thread is enough: the supervisor waits on a pipe, a timer and signals.
             let rt = runtime()?;
             let self_terminate = s.self_terminate.then_some(s.destroy_delay);
+            let machine_credentials = s.azure_machine_credentials.clone().unwrap_or_default();
             let result = rt.block_on(runner::launch(s)).map(|c| c.code());
             if let Some(delay) = self_terminate {
                 if let Err(f) = &result {
                     report(f);
                 }
-                rt.block_on(runner::terminate_this_machine(delay));
+                rt.block_on(runner::terminate_this_machine(delay, &machine_credentials));
             }
             result
         }

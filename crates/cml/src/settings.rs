@@ -114,6 +114,8 @@ pub enum SettingsError {
     Repo(#[from] cml_core::repo::RepoError),
     #[error(transparent)]
     Cloud(#[from] cml_core::cloud::CloudError),
+    #[error("--cloud-azure-credentials-on-machine needs {var}, the launcher's service principal to put on the machine\nhint: set AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID and AZURE_SUBSCRIPTION_ID")]
+    AzureMachineCredentials { var: &'static str },
     #[error("no repository given and `git config --get remote.origin.url` found none\nhint: pass --repo https://github.com/OWNER/REPO (or set CML_REPO)")]
     NoRepo,
     #[error("invalid --log level {0:?}\nhint: use error, warn, info or debug")]
@@ -130,7 +132,7 @@ pub enum SettingsError {
         value: String,
         reason: &'static str,
     },
-    #[error("cml runner cleanup needs --cloud=aws or --cloud=gcp (the clouds built so far)\nhint: add --cloud=aws --cloud-region=REGION, or --cloud=gcp --cloud-region=ZONE")]
+    #[error("cml runner cleanup needs --cloud=aws, --cloud=gcp or --cloud=azure (the clouds built so far)\nhint: add --cloud=aws --cloud-region=REGION, --cloud=gcp --cloud-region=ZONE or --cloud=azure --cloud-region=LOCATION")]
     CleanupCloud,
     #[error("--single cannot be combined with --reuse or --reuse-idle (CML refuses this too)")]
     SingleWithReuse,
@@ -236,6 +238,10 @@ pub struct RunnerSettings {
     pub log_level: LogLevel,
     /// `--cloud-job-user`: the unprivileged user the agent and its jobs run as; `None` = root.
     pub job_user: Option<String>,
+    /// `--cloud-azure-credentials-on-machine`: the launcher's service principal, to be put on
+    /// the Azure machine (read from the `AZURE_*` variables when the settings are resolved);
+    /// `None` = the machine uses its own managed identity.
+    pub azure_machine_credentials: Option<Vec<(String, Secret)>>,
     /// On a cloud machine: the GitLab runner the launcher created, whose own token is the
     /// credential (see [`vars::GITLAB_RUNNER_ID`]).
     pub gitlab_own_runner: Option<OwnRunner>,
@@ -624,6 +630,38 @@ pub fn resolve_runner(
         }
     };
     let job_user = job_user(args, driver, forced_agent_mode)?;
+    let azure_machine_credentials = match (args.cloud_azure_credentials_on_machine, &cloud) {
+        (Some(true), Some(c)) if c.cloud == cloud::Cloud::Azure => {
+            let mut found = Vec::new();
+            for var in AZURE_MACHINE_VARIABLES {
+                match env.get(var).filter(|v| !v.is_empty()) {
+                    Some(v) => found.push((var.to_string(), Secret::new(v))),
+                    None => return Err(SettingsError::AzureMachineCredentials { var }),
+                }
+            }
+            // A sovereign cloud's authority goes with them.
+            if let Some(v) = env.get(AZURE_AUTHORITY_HOST).filter(|v| !v.is_empty()) {
+                found.push((AZURE_AUTHORITY_HOST.to_string(), Secret::new(v)));
+            }
+            Some(found)
+        }
+        (Some(true), _) => {
+            tracing::warn!(
+                "--cloud-azure-credentials-on-machine applies to --cloud=azure only; ignored"
+            );
+            None
+        }
+        // On the machine: what its launcher put in the credentials file.
+        _ if file.iter().any(|(k, _)| k == "AZURE_CLIENT_SECRET") => Some(
+            file.iter()
+                .filter(|(k, _)| {
+                    AZURE_MACHINE_VARIABLES.contains(&k.as_str()) || k == AZURE_AUTHORITY_HOST
+                })
+                .map(|(k, v)| (k.clone(), Secret::new(v.clone())))
+                .collect(),
+        ),
+        _ => None,
+    };
     // The job user has no Docker access: its agent runs jobs in its own shell.
     let forced_agent_mode = match (&job_user, driver) {
         (Some(_), Driver::Gitlab | Driver::Bitbucket) => Some(AgentMode::Shell),
@@ -689,9 +727,23 @@ pub fn resolve_runner(
         cloud_ssh_private: given(&args.cloud_ssh_private).map(Secret::new),
         log_level: log_level(global)?,
         job_user,
+        azure_machine_credentials,
         gitlab_own_runner,
     })
 }
+
+/// Entra ID's authority for the service principal (sovereign clouds), handed to the machine
+/// with it when set.
+pub const AZURE_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
+
+/// The launcher's service principal, as `--cloud-azure-credentials-on-machine` hands it to
+/// the machine.
+pub const AZURE_MACHINE_VARIABLES: [&str; 4] = [
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_TENANT_ID",
+    "AZURE_SUBSCRIPTION_ID",
+];
 
 /// The GitLab runner the launcher created for this machine, when `CML_GITLAB_RUNNER_ID` says
 /// there is one (GitLab only).
@@ -812,7 +864,12 @@ pub fn resolve_cleanup(
         ..RunnerArgs::default()
     };
     let cloud = cloud::validate(&cloud_args(&runner_args))?
-        .filter(|c| matches!(c.cloud, cloud::Cloud::Aws | cloud::Cloud::Gcp))
+        .filter(|c| {
+            matches!(
+                c.cloud,
+                cloud::Cloud::Aws | cloud::Cloud::Gcp | cloud::Cloud::Azure
+            )
+        })
         .ok_or(SettingsError::CleanupCloud)?;
     let older_than = seconds(
         args.older_than.clone(),
@@ -1662,6 +1719,67 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.job_user.as_deref(), Some("ci"));
+    }
+
+    #[test]
+    fn azure_credentials_go_to_the_machine_only_when_asked_and_complete() {
+        let base = [
+            "--repo=https://github.com/o/r",
+            "--token=t",
+            "--cloud=azure",
+            "--cloud-cml-sha256=0000000000000000000000000000000000000000000000000000000000000000",
+        ];
+        let all = [
+            ("HOME", "/h"),
+            ("AZURE_CLIENT_ID", "id"),
+            ("AZURE_CLIENT_SECRET", "s3cret"),
+            ("AZURE_TENANT_ID", "tenant"),
+            ("AZURE_SUBSCRIPTION_ID", "sub"),
+        ];
+        let s = runner_from(&base, &all).unwrap();
+        assert!(s.azure_machine_credentials.is_none(), "off by default");
+        let with_flag: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--cloud-azure-credentials-on-machine"])
+            .collect();
+        let s = runner_from(&with_flag, &all).unwrap();
+        let names: Vec<&str> = s
+            .azure_machine_credentials
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(names, AZURE_MACHINE_VARIABLES);
+        let secrets = crate::runner::machine::machine_secrets(&s, None);
+        assert!(secrets
+            .iter()
+            .any(|(k, v)| k == "AZURE_CLIENT_SECRET" && v.expose() == "s3cret"));
+        assert!(
+            !format!("{s:?}").contains("s3cret"),
+            "Debug shows no secret"
+        );
+        let err = runner_from(&with_flag, &all[..2]).unwrap_err().to_string();
+        assert!(
+            err.contains("AZURE_CLIENT_SECRET") && err.contains("hint:"),
+            "{err}"
+        );
+        // Another cloud: ignored.
+        let aws: Vec<&str> = with_flag
+            .iter()
+            .map(|a| {
+                if *a == "--cloud=azure" {
+                    "--cloud=aws"
+                } else {
+                    a
+                }
+            })
+            .collect();
+        assert!(runner_from(&aws, &all)
+            .unwrap()
+            .azure_machine_credentials
+            .is_none());
     }
 
     #[test]

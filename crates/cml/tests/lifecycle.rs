@@ -317,8 +317,8 @@ fn cloud_options_are_validated_before_anything_happens() {
         ),
         (vec!["--cloud=mainframe"], "unknown cloud", 2),
         (
-            vec!["--cloud=azure", "--cloud-type=m+t4"],
-            "--cloud=azure is not available in this build yet",
+            vec!["--cloud=kubernetes", "--cloud-type=m+t4"],
+            "--cloud=kubernetes is not available in this build yet",
             2,
         ),
         (vec!["--idle-timeout=soon"], "--idle-timeout", 2),

@@ -23,6 +23,9 @@ pub const DELETE_PERMISSION: &str = "Microsoft.Resources/subscriptions/resourceG
 pub struct AzureHost {
     metadata_url: String,
     resource_manager: String,
+    /// The launcher's service principal, when it was put on the machine; else the machine's
+    /// managed identity.
+    client: Option<super::auth::ClientSecret>,
 }
 
 impl AzureHost {
@@ -42,7 +45,15 @@ impl AzureHost {
         AzureHost {
             metadata_url: metadata_url.trim_end_matches('/').to_string(),
             resource_manager: api::endpoint(Some(resource_manager)),
+            client: None,
         }
+    }
+
+    /// Deletes with this service principal's token instead of the managed identity's
+    /// (`--cloud-azure-credentials-on-machine`).
+    pub fn with_client_secret(mut self, client: super::auth::ClientSecret) -> AzureHost {
+        self.client = Some(client);
+        self
     }
 
     /// The metadata service's instance document's `compute` part.
@@ -102,9 +113,10 @@ impl Host for AzureHost {
         let rg = field("resourceGroupName")?;
         let name = field("name")?;
         let id = format!("{rg}/{name}");
-        let tokens = Arc::new(Tokens::new(TokenSource::ManagedIdentity(
-            self.metadata_url.clone(),
-        )));
+        let tokens = Arc::new(Tokens::new(match &self.client {
+            Some(client) => TokenSource::ClientSecret(client.clone()),
+            None => TokenSource::ManagedIdentity(self.metadata_url.clone()),
+        }));
         let arm = Arm::new(&self.resource_manager, &subscription, tokens);
         match arm.delete(&arm.group_id(&rg), RESOURCES_API).await {
             Ok(_) => {

@@ -137,6 +137,7 @@ fn owned(r: OwnedResource) -> Owned {
         Resource::SecurityGroup(id) => (Kind::SecurityGroup, id),
         Resource::Volume(id) => (Kind::Volume, id),
         Resource::Disk(id) => (Kind::Disk, id),
+        Resource::ResourceGroup(id) => (Kind::ResourceGroup, id),
     };
     Owned {
         kind,
@@ -157,6 +158,7 @@ fn resource(f: &Finding) -> Option<Resource> {
         Kind::SecurityGroup => Resource::SecurityGroup(f.id.clone()),
         Kind::Volume => Resource::Volume(f.id.clone()),
         Kind::Disk => Resource::Disk(f.id.clone()),
+        Kind::ResourceGroup => Resource::ResourceGroup(f.id.clone()),
         Kind::Runner => return None,
     })
 }

@@ -62,6 +62,7 @@ pub async fn launch(
     let options = ProviderOptions {
         poll_interval: Some(s.cloud_poll_interval),
         destroy_timeout: Some(s.cloud_teardown_timeout),
+        credentials_on_machine: s.azure_machine_credentials.is_some(),
     };
     let provider = tokio::select! {
         p = cml_cloud::provider_for(spec, &options) => p.map_err(|e| Failure::error(e.into()))?,

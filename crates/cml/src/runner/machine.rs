@@ -186,16 +186,19 @@ pub fn machine_env(s: &RunnerSettings, own: Option<&GitlabRunner>) -> Vec<(Strin
 /// The machine's credential, as the variables `cml` reads it from: the runner's own token
 /// when the launcher created the runner (`own`), else the launcher's credential.
 pub fn machine_secrets(s: &RunnerSettings, own: Option<&GitlabRunner>) -> Vec<(String, Secret)> {
-    if let Some(own) = own {
-        return vec![(vars::GITLAB_RUNNER_TOKEN.to_string(), own.token.clone())];
-    }
-    match &s.credential {
-        Credential::Token { token, .. } => vec![("REPO_TOKEN".to_string(), token.clone())],
-        Credential::GithubApp { app_id, pem } => vec![
+    let mut secrets = match (own, &s.credential) {
+        (Some(own), _) => vec![(vars::GITLAB_RUNNER_TOKEN.to_string(), own.token.clone())],
+        (None, Credential::Token { token, .. }) => {
+            vec![("REPO_TOKEN".to_string(), token.clone())]
+        }
+        (None, Credential::GithubApp { app_id, pem }) => vec![
             (vars::GITHUB_APP_ID.to_string(), Secret::new(app_id.clone())),
             (vars::GITHUB_APP_PEM.to_string(), pem.clone()),
         ],
-    }
+    };
+    // `--cloud-azure-credentials-on-machine`: the machine deletes its resource group with them.
+    secrets.extend(s.azure_machine_credentials.iter().flatten().cloned());
+    secrets
 }
 
 /// `--log`'s value for `level`.

@@ -10,7 +10,7 @@ mod agent;
 pub mod cleanup;
 mod cloud;
 mod forge;
-mod machine;
+pub(crate) mod machine;
 mod registration;
 mod signals;
 mod supervise;
@@ -30,10 +30,10 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
     if let Some(cloud) = s
         .cloud
         .as_ref()
-        .filter(|c| !matches!(c.cloud, Cloud::Aws | Cloud::Gcp))
+        .filter(|c| !matches!(c.cloud, Cloud::Aws | Cloud::Gcp | Cloud::Azure))
     {
         return Err(Failure::usage(anyhow::anyhow!(
-            "--cloud={} is not available in this build yet: only aws, gcp and runners on this machine are\nhint: nothing was created or registered",
+            "--cloud={} is not available in this build yet: only aws, gcp, azure and runners on this machine are\nhint: nothing was created or registered",
             cloud.cloud
         )));
     }
@@ -267,11 +267,23 @@ pub fn machine_cloud() -> String {
 /// API with the machine's own identity (`cml_cloud::machine::Host`), else by an OS shutdown
 /// (which removes an AWS machine, launched with shutdown behaviour `terminate`, and leaves a
 /// machine of another cloud stopped, where `cml runner cleanup` finds it).
-pub async fn terminate_this_machine(delay: std::time::Duration) {
+/// `credentials` are the cloud credentials the launcher put on the machine, if any (Azure's
+/// `--cloud-azure-credentials-on-machine`).
+pub async fn terminate_this_machine(
+    delay: std::time::Duration,
+    credentials: &[(String, cml_core::Secret)],
+) {
     tracing::info!("removing this machine in {} s", delay.as_secs());
     tokio::time::sleep(delay).await;
     let cloud = machine_cloud();
-    let deleted = match cml_cloud::machine::host_for(&cloud) {
+    let credential = |k: &str| {
+        credentials
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.expose().to_string())
+            .or_else(|| std::env::var(k).ok())
+    };
+    let deleted = match cml_cloud::machine::host_for(&cloud, &credential) {
         Some(host) => host.delete_self().await,
         None => Err(cml_cloud::CloudError::NotInThisBuild { cloud }),
     };

@@ -42,7 +42,7 @@ pub async fn supervise(
     // On a cloud machine, the cloud may announce that it takes the machine away.
     let mut watch = if s.self_terminate {
         let cloud = super::machine_cloud();
-        match cml_cloud::machine::host_for(&cloud) {
+        match cml_cloud::machine::host_for(&cloud, &|_| None) {
             Some(host) => host.interruption_watcher(),
             // A cloud this build has no machine side for may still announce interruptions.
             None => cml_cloud::interruption::Watcher::for_cloud(&cloud),

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod azure;
 pub mod gcp;
 pub mod moto;
 pub mod netns;
