@@ -13,7 +13,8 @@
 //! - idle exit: from the idle deadline (last `job_ended` + idle timeout) to the process exit,
 //!   next to one API round trip to the simulator;
 //! - the AWS launcher's own overhead against moto (see `aws.rs`), and the GCP launcher's
-//!   against the simulated Compute Engine (see `gcp.rs`).
+//!   against the simulated Compute Engine (see `gcp.rs`), and the Azure launcher's against the
+//!   simulated Resource Manager (see `azure.rs`).
 
 use cml_sim::{write_agent_scripts, SimConfig, SimServer, DEFAULT_PAT};
 use serde_json::Value;
@@ -53,9 +54,11 @@ fn main() {
     lifecycle(&cml, &sim, jobs);
     aws::launcher(&cml, &sim);
     gcp::launcher(&cml, &sim);
+    azure::launcher(&cml, &sim);
 }
 
 mod aws;
+mod azure;
 mod gcp;
 
 fn file_mib(p: &Path) -> f64 {

@@ -405,3 +405,69 @@ fn run_custom_data(root: &Path, script: &str, az: &Azure, imds: &str) -> std::pr
 fn service_log(root: &Path) -> String {
     std::fs::read_to_string(root.join("cml.service.log")).unwrap_or_default()
 }
+
+/// A spot VM evicted while a job runs: the machine sees the `Preempt` scheduled event, stops
+/// the job, deregisters, re-runs the job's workflow once, and its group goes.
+#[test]
+fn an_evicted_azure_machine_stops_the_job_deregisters_and_reruns_it_once() {
+    let w = World::new();
+    // Azure's own notice: at least 30 s from the Preempt event to the eviction.
+    let az = Azure::start_with(|c| c.eviction_notice = SECS(30));
+    let sha = format!("--cloud-cml-sha256={}", sha256_of(&harness::cml_exe()));
+    let mut launch = Running::spawn(launcher(
+        &w,
+        &az,
+        "az-spot",
+        &[
+            "--idle-timeout=never",
+            "--cloud-spot",
+            "--destroy-delay=0",
+            &sha,
+        ],
+    ));
+    let (rg, vm) = vm_of(&az, "az-spot");
+    let script = String::from_utf8(wait_for("customData", SECS(30), || {
+        az.sim.custom_data(&rg, &vm)
+    }))
+    .unwrap();
+    let imds = az.sim.imds(&rg, &vm).unwrap();
+    let root = w.tmp.path().join("machine");
+    assert!(run_custom_data(&root, &script, &az, &imds.url())
+        .status
+        .success());
+    assert_eq!(launch.wait_exit(SECS(90)), 0, "{}", launch.output());
+
+    let job = w
+        .sim
+        .queue_job("octo/app", "train", &["cml-gpu"], "sleep 60");
+    wait_for("the job to start", SECS(30), || {
+        (w.sim.job(job.job_id).unwrap().status == "in_progress").then_some(())
+    });
+    assert!(az.sim.evict(&rg, &vm));
+    let start = Instant::now();
+    while !az.sim.resource_groups().is_empty() {
+        assert!(
+            start.elapsed() < SECS(60),
+            "the group was not removed; machine log:\n{}",
+            service_log(&root)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = service_log(&root);
+    let interrupted = log
+        .lines()
+        .find(|l| l.contains("\"status\":\"interrupted\""))
+        .unwrap_or_else(|| panic!("no interrupted record:\n{log}"));
+    assert!(interrupted.contains("\"job\":\"train\""), "{interrupted}");
+    wait_for("the runner's deregistration", SECS(20), || {
+        w.sim.runners().is_empty().then_some(())
+    });
+    let attempts: Vec<u64> = w
+        .sim
+        .jobs()
+        .into_iter()
+        .filter(|j| j.run_id == job.run_id)
+        .map(|j| j.run_attempt)
+        .collect();
+    assert_eq!(attempts, [1, 2], "exactly one re-run of the evicted run");
+}
