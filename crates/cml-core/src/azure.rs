@@ -204,21 +204,25 @@ pub fn tags(all: &[(String, String)]) -> Vec<(String, String)> {
     out
 }
 
-/// The resource group of runner `name`: `cml-<name>`, made a valid group name (letters, digits,
-/// `_ - . ( )`, at most 90 characters, not ending in `.`).
+/// The resource group of runner `name`: `cml-<name>` when that is a valid group name (letters,
+/// digits, `_ - . ( )`, at most 90 characters, not ending in `.`), else its valid part and a
+/// hash of the name, so that two runners never share a group.
 pub fn resource_group(name: &str) -> String {
-    let s: String = format!("cml-{name}")
+    let ok = |c: char| c.is_ascii_alphanumeric() || "_-.()".contains(c);
+    let raw = format!("cml-{name}");
+    if raw.len() <= 90 && raw.chars().all(ok) && !raw.ends_with('.') {
+        return raw;
+    }
+    // Changed to fit: a hash of the name keeps two names from sharing a group.
+    let mut head: String = raw
         .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || "_-.()".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(90)
+        .map(|c| if ok(c) { c } else { '-' })
+        .take(70)
         .collect();
-    s.trim_end_matches('.').to_string()
+    while head.ends_with('.') || head.ends_with('-') {
+        head.pop();
+    }
+    format!("{head}-{}", crate::gcp::short_hash(name))
 }
 
 /// The full id of the machine's role definition in `subscription`.
@@ -347,9 +351,14 @@ mod tests {
     #[test]
     fn resource_group_names() {
         assert_eq!(resource_group("cml-abc123"), "cml-cml-abc123");
-        assert_eq!(resource_group("a b/c"), "cml-a-b-c");
-        assert_eq!(resource_group(&"x".repeat(200)).len(), 90);
-        assert_eq!(resource_group("name."), "cml-name");
+        assert!(resource_group("a b/c").starts_with("cml-a-b-c-"));
+        assert_ne!(
+            resource_group("a b"),
+            resource_group("a/b"),
+            "never the same group"
+        );
+        assert!(resource_group(&"x".repeat(200)).len() <= 90);
+        assert!(!resource_group("name.").ends_with('.'));
     }
 
     #[test]

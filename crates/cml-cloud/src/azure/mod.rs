@@ -564,20 +564,7 @@ fn failed(created: &Created, r: &Resource, reason: String) {
 /// `.`), else its sanitized form cut short and followed by `-` and 16 hex digits of the
 /// SHA-256 of the runner name, so two runner names never share a group.
 pub fn group_name(runner: &str) -> String {
-    let ok = |c: char| c.is_ascii_alphanumeric() || "_-.()".contains(c);
-    let raw = format!("cml-{runner}");
-    if raw.len() <= 90 && raw.chars().all(ok) && !raw.ends_with('.') {
-        return raw;
-    }
-    let mut head: String = raw
-        .chars()
-        .map(|c| if ok(c) { c } else { '-' })
-        .take(70)
-        .collect();
-    while head.ends_with('.') || head.ends_with('-') {
-        head.pop();
-    }
-    format!("{head}-{}", cml_core::gcp::short_hash(runner))
+    cml_core::azure::resource_group(runner)
 }
 
 /// The VM's name (and host name) for runner `runner`: `cml-<runner>` when it is made of
