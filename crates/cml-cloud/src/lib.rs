@@ -81,7 +81,7 @@ pub async fn provider_for(
         }
         #[cfg(feature = "gcp")]
         Cloud::Gcp => {
-            let mut p = gcp::GcpProvider::from_env(&spec.region)?;
+            let mut p = gcp::GcpProvider::from_env_or_metadata(&spec.region).await?;
             if let Some(d) = options.poll_interval {
                 p = p.with_poll_interval(d);
             }

@@ -735,3 +735,39 @@ fn a_hung_insert_is_bounded_by_the_cloud_timeout_and_leaves_nothing() {
     assert_nothing_left(&gcp, "hung insert", &r.output());
     assert!(w.sim.runners().is_empty());
 }
+
+/// A launcher on a GCP machine with no key given uses that machine's own service account,
+/// from its metadata server, as Google's client libraries do.
+#[test]
+fn a_launcher_on_a_gcp_machine_without_a_key_uses_the_machines_service_account() {
+    let w = World::new();
+    let gcp = Gcp::start();
+    // The machine the launcher runs on.
+    let mut first = Running::spawn(launcher(&w, &gcp, "gcp-ci-host", &["--cloud-timeout=600"]));
+    let (zone, name, _) = instance_of(&gcp, "gcp-ci-host");
+    let metadata_server = gcp.sim.metadata_server(&zone, &name).unwrap();
+
+    let mut cmd = launcher(&w, &gcp, "gcp-from-ci", &["--cloud-timeout=600"]);
+    cmd.env_remove("GOOGLE_APPLICATION_CREDENTIALS_DATA")
+        .env("CML_GCP_METADATA_URL", metadata_server.url());
+    let mut second = Running::spawn(cmd);
+    instance_of(&gcp, "gcp-from-ci");
+    let insert = inserts(&gcp)
+        .into_iter()
+        .find(|q| {
+            serde_json::to_string(&q.body)
+                .unwrap()
+                .contains("gcp-from-ci")
+        })
+        .unwrap();
+    assert_eq!(
+        insert.principal.as_deref(),
+        Some(gcp.sim.default_service_account().as_str()),
+        "the machine's own account made it"
+    );
+    for r in [&mut first, &mut second] {
+        r.signal(libc::SIGTERM);
+        assert_eq!(r.wait_exit(SECS(60)), 143, "{}", r.output());
+    }
+    assert_nothing_left(&gcp, "from a GCP machine", "");
+}

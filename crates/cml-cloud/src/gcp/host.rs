@@ -41,6 +41,25 @@ impl GcpHost {
         }
     }
 
+    /// The project this machine is in, when a metadata server answers within `within` (so:
+    /// when this process runs on a GCP machine); `None` elsewhere.
+    pub async fn project(&self, within: Duration) -> Option<String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(within)
+            .timeout(within)
+            .build()
+            .ok()?;
+        self.read(&http, "project/project-id")
+            .await
+            .ok()
+            .filter(|p| !p.is_empty())
+    }
+
+    /// The metadata server's base URL.
+    pub fn metadata_url(&self) -> &str {
+        &self.metadata_url
+    }
+
     async fn read(&self, http: &reqwest::Client, path: &str) -> Result<String, CloudError> {
         let fail = |reason: String| CloudError::Metadata {
             path: path.to_string(),

@@ -82,6 +82,32 @@ impl GcpProvider {
         Self::from_lookup(zone, |k| std::env::var(k).ok())
     }
 
+    /// As [`GcpProvider::from_env`]; when no key is given at all and this process runs on a
+    /// GCP machine (its metadata server answers within 2 s), the machine's own service
+    /// account instead: its token and project from the metadata server, as Google's client
+    /// libraries do.
+    pub async fn from_env_or_metadata(zone: &str) -> Result<GcpProvider, CloudError> {
+        match Self::from_env(zone) {
+            Err(CloudError::GcpCredentialsMissing) => {
+                let host = GcpHost::from_env();
+                let Some(project) = host.project(Duration::from_secs(2)).await else {
+                    return Err(CloudError::GcpCredentialsMissing);
+                };
+                let get = |k: &str| std::env::var(k).ok();
+                let project = get(auth::PROJECT)
+                    .filter(|p| !p.trim().is_empty())
+                    .unwrap_or(project);
+                let endpoint = api::endpoint(get(api::COMPUTE_ENDPOINT).as_deref());
+                let tokens = Arc::new(Tokens::new(TokenSource::Metadata(
+                    host.metadata_url().to_string(),
+                )));
+                tracing::info!("no service-account key given: using this machine's own service account (metadata server)");
+                Self::with_api(zone, Api::new(&endpoint, &project, tokens))
+            }
+            other => other,
+        }
+    }
+
     /// As [`GcpProvider::from_env`], with variables read by `get`.
     pub fn from_lookup(
         zone: &str,
