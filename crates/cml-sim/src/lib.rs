@@ -20,6 +20,7 @@ pub mod gcp;
 mod github;
 pub mod gitlab;
 pub mod imds;
+pub mod k8s;
 pub mod openapi;
 pub mod reports;
 mod server;
