@@ -28,6 +28,7 @@
 //! - **Faults** ([`K8sSim::inject`]): drop, delay or hang an answer after carrying it out.
 
 mod api;
+mod cli;
 pub mod contract;
 mod state;
 
@@ -40,6 +41,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub use api::selector_matches;
+pub use cli::cli_main;
 pub use state::parse_quantity;
 
 /// A node of the simulated cluster.
