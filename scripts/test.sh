@@ -22,6 +22,9 @@ cd "$(dirname "$0")/.."
 # azure-mgmt-compute, -network, -resource, -authorization: Microsoft's generated models of the
 # Azure Resource Manager APIs, which crates/cml-sim/azure/azure-subset.json is extracted from and
 # the simulated Resource Manager is checked against.
+# kubernetes-validate: Kubernetes' strict JSON schemas (1.25-1.37), which
+# crates/cml-sim/k8s/k8s-1.NN-subset.json are extracted from and the simulated Kubernetes API
+# server is checked against.
 # moto: the EC2 emulator the AWS tests start on 127.0.0.1. @octokit/openapi: GitHub's official
 # OpenAPI description, for the test that re-extracts crates/cml-sim/openapi/github-subset.json
 # (pinned to the version the subset was extracted from). openssl: the App tests' RSA keys. git:
@@ -35,6 +38,7 @@ pip  azure-mgmt-compute 39.0.0  -
 pip  azure-mgmt-network 33.1.0  -
 pip  azure-mgmt-resource 26.0.0 -
 pip  azure-mgmt-authorization 4.0.0 -
+pip  kubernetes-validate 1.37.0 -
 npm  @octokit/openapi   23.0.2  -
 apt  openssl            -       openssl
 apt  git                -       git,git-http-backend
@@ -159,6 +163,11 @@ if grep -q '^pip ' <<<"$NEEDS"; then
   "$CML_AZURE_PYTHON" -c 'import azure.mgmt.compute, azure.mgmt.network, azure.mgmt.resource, azure.mgmt.authorization' ||
     die "the azure-mgmt packages are not importable from $CML_TEST_VENV" "remove $CML_TEST_VENV and run this again"
   export CML_AZURE_PYTHON
+  # The Python that imports kubernetes_validate (crates/cml-sim/k8s/extract.py).
+  CML_K8S_PYTHON="$CML_TEST_VENV/bin/python"
+  "$CML_K8S_PYTHON" -c 'import kubernetes_validate' ||
+    die "kubernetes-validate is not importable from $CML_TEST_VENV" "remove $CML_TEST_VENV and run this again"
+  export CML_K8S_PYTHON
 fi
 # A test whose tool is missing fails rather than skips.
 export CML_REQUIRE_ALL_TOOLS=1

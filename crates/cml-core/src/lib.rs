@@ -9,6 +9,7 @@ pub mod cloud;
 pub mod duration;
 pub mod event;
 pub mod gcp;
+pub mod k8s;
 pub mod labels;
 pub mod orphans;
 pub mod policy;

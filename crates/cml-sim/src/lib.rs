@@ -5,6 +5,8 @@
 //! per-instance metadata servers) checked against Google's discovery document.
 //! [`azure::AzureSim`] is a simulated Azure Resource Manager (with Entra ID's token endpoint and
 //! per-VM metadata services) checked against Microsoft's generated SDK models.
+//! [`k8s::K8sSim`] is a simulated Kubernetes API server (Jobs, pods, Secrets, events, logs)
+//! checked against Kubernetes' strict JSON schemas.
 //!
 //! The server serves GitHub's runner, job, run, App-installation and release routes (both at
 //! the root and under `/api/v3`), plus simulator-only routes under `/_sim/`. The agent is the
@@ -20,6 +22,7 @@ pub mod gcp;
 mod github;
 pub mod gitlab;
 pub mod imds;
+pub mod k8s;
 pub mod openapi;
 pub mod reports;
 mod server;

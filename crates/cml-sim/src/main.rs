@@ -7,6 +7,7 @@
 //! - `cml-sim agent config|run|remove ...`
 //! - `cml-sim gcp serve ...` (the simulated Compute Engine; `cml-sim gcp help`)
 //! - `cml-sim azure serve ...` (the simulated Azure Resource Manager; `cml-sim azure help`)
+//! - `cml-sim k8s serve ...` (the simulated Kubernetes API server; `cml-sim k8s help`)
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -105,6 +106,11 @@ enum Cmd {
         #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Kubernetes: the simulated API server (`cml-sim k8s help`).
+    K8s {
+        #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() {
@@ -115,6 +121,7 @@ fn main() {
         Cmd::Bitbucket { args } => cml_sim::bitbucket::cli_main(args),
         Cmd::Gcp { args } => cml_sim::gcp::cli_main(args),
         Cmd::Azure { args } => cml_sim::azure::cli_main(args),
+        Cmd::K8s { args } => cml_sim::k8s::cli_main(args),
         Cmd::InstallAgent { dir } => {
             match exe().and_then(|e| cml_sim::write_agent_scripts(&dir, &e)) {
                 Ok(()) => 0,
