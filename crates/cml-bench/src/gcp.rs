@@ -8,16 +8,13 @@
 //! operation is done), and start → exit of 10 launchers run in parallel. Each launcher signs
 //! its own service-account JWT and exchanges it at the simulated token endpoint.
 
+use crate::launches::LAUNCHERS;
 use cml_sim::gcp::{GcpConfig, GcpSim};
-use cml_sim::{SimConfig, SimServer, DEFAULT_PAT};
-use serde_json::Value;
-use std::io::{BufRead, BufReader};
+use cml_sim::{SimConfig, SimServer};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-const LAUNCHERS: usize = 10;
 const SA: &str = "cml-bench@cml-sim-project.iam.gserviceaccount.com";
 
 pub fn launcher(cml: &Path, sim_exe: &Path) {
@@ -43,99 +40,28 @@ pub fn launcher(cml: &Path, sim_exe: &Path) {
     .to_string();
     let sim = SimServer::start(SimConfig::new(sim_exe)).expect("simulator starts");
 
-    let (tx, rx) = mpsc::channel::<(usize, Instant)>();
-    let mut launchers: Vec<Child> = Vec::new();
-    let t0 = Instant::now();
-    for i in 0..LAUNCHERS {
-        let mut child = Command::new(cml)
-            .args([
-                "runner",
-                "--driver=github",
-                "--cloud=gcp",
-                "--cloud-region=us-west1-a",
-                "--cloud-type=m",
-            ])
-            .arg(format!("--name=bench-gcp-{i}"))
-            .arg(format!("--repo={}/octo/bench", sim.url()))
-            .arg(format!("--token={DEFAULT_PAT}"))
-            .env("HOME", tmp.path())
-            .env("GOOGLE_APPLICATION_CREDENTIALS_DATA", &key)
-            .env(
+    let figures = match crate::launches::parallel(
+        cml,
+        sim_exe,
+        &sim,
+        tmp.path(),
+        &["--cloud=gcp", "--cloud-region=us-west1-a"],
+        &[
+            ("GOOGLE_APPLICATION_CREDENTIALS_DATA", key),
+            (
                 "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE",
                 gcp.compute_endpoint(),
-            )
-            .env("CML_CLOUD_POLL_INTERVAL", "0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cml starts");
-        let out = child.stderr.take().unwrap();
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["phase"] == "booting" {
-                        let _ = tx.send((i, Instant::now()));
-                    }
-                }
-            }
-        });
-        launchers.push(child);
-    }
-
-    let mut machines: Vec<Child> = Vec::new();
-    let mut requested = vec![None; LAUNCHERS];
-    let mut exited = vec![None; LAUNCHERS];
-    let mut started = [false; LAUNCHERS];
-    let mut failed = None;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while exited.iter().any(Option::is_none) && Instant::now() < deadline && failed.is_none() {
-        while let Ok((i, at)) = rx.try_recv() {
-            requested[i] = Some(at - t0);
+            ),
+        ],
+        "bench-gcp",
+    ) {
+        Ok(f) => f,
+        Err(why) => {
+            println!("GCP launcher: {why}");
+            return;
         }
-        for (i, l) in launchers.iter_mut().enumerate() {
-            if exited[i].is_none() {
-                if let Ok(Some(status)) = l.try_wait() {
-                    if !status.success() {
-                        failed = Some(format!("launcher {i} failed: {status}"));
-                    }
-                    exited[i] = Some(t0.elapsed());
-                }
-            }
-            if requested[i].is_some() && !started[i] {
-                started[i] = true;
-                machines.push(crate::aws::local_runner(
-                    cml,
-                    &sim,
-                    tmp.path(),
-                    sim_exe,
-                    &format!("bench-gcp-{i}"),
-                ));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    for child in machines.iter_mut().chain(launchers.iter_mut()) {
-        // SAFETY: signals our own child; no memory involved.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-    }
-    for child in machines.iter_mut().chain(launchers.iter_mut()) {
-        let _ = child.wait();
-    }
-    if let Some(why) = failed {
-        println!("GCP launcher: {why}");
-        return;
-    }
-    let mut req: Vec<Duration> = requested.into_iter().flatten().collect();
-    req.sort();
-    let all_done = exited.iter().all(Option::is_some);
-    let slowest = exited.into_iter().flatten().max().unwrap_or_default();
-    if req.is_empty() || !all_done {
-        println!("GCP launcher: did not complete within 120 s");
-        return;
-    }
+    };
+    let req = &figures.requested;
     let inserts = gcp
         .requests()
         .iter()
@@ -145,7 +71,7 @@ pub fn launcher(cml: &Path, sim_exe: &Path) {
         "GCP launcher vs simulated Compute Engine, {LAUNCHERS} in parallel: start -> instance requested median {:.0} ms, max {:.0} ms; start -> exit of all {LAUNCHERS} (runners online) {:.0} ms; {inserts} inserts, {} token grants",
         crate::ms(req[req.len() / 2]),
         crate::ms(req[req.len() - 1]),
-        crate::ms(slowest),
+        crate::ms(figures.slowest),
         gcp.oauth_grants()
     );
 }

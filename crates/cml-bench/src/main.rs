@@ -60,6 +60,7 @@ fn main() {
 mod aws;
 mod azure;
 mod gcp;
+mod launches;
 
 fn file_mib(p: &Path) -> f64 {
     std::fs::metadata(p)

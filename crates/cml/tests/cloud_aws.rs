@@ -4,20 +4,11 @@
 
 mod harness;
 
+use harness::machine::{fixtures, service_log, sha256_of, wait_for};
 use harness::moto::{Moto, REGION};
 use harness::{Kind, Running, World, PAT, SECS};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/machine")
-}
-
-fn sha256_of(path: &Path) -> String {
-    use sha2::Digest;
-    let bytes = std::fs::read(path).unwrap();
-    format!("{:x}", sha2::Sha256::digest(&bytes))
-}
 
 /// `cml runner --cloud=aws ...` for the simulated GitHub, with moto's variables.
 fn launcher(w: &World, moto: &Moto, name: &str, extra: &[&str]) -> std::process::Command {
@@ -38,23 +29,13 @@ fn launcher(w: &World, moto: &Moto, name: &str, extra: &[&str]) -> std::process:
     cmd
 }
 
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_runner_that_never_comes_online_is_destroyed_after_the_timeout() {
     let w = World::new();
     let moto = Moto::start();
     let ec2 = moto.ec2();
-    let mut r = Running::spawn(launcher(&w, &moto, "aws-timeout", &["--cloud-timeout=2"]));
+    // Long enough for moto to create the machine on a busy machine; the runner never comes.
+    let mut r = Running::spawn(launcher(&w, &moto, "aws-timeout", &["--cloud-timeout=8"]));
     assert_eq!(r.wait_exit(SECS(60)), 1, "{}", r.output());
     let out = r.output();
     assert!(out.contains("did not come online"), "{out}");
@@ -686,10 +667,6 @@ fn spot_interruption(no_retry: bool) {
         );
         assert!(log.contains("\"status\":\"rerun\""), "{log}");
     }
-}
-
-fn service_log(root: &Path) -> String {
-    std::fs::read_to_string(root.join("cml.service.log")).unwrap_or_default()
 }
 
 /// [`launcher`] talking to EC2 through a fault proxy in front of moto.

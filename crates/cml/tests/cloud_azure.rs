@@ -7,21 +7,13 @@ mod harness;
 
 use cml_sim::azure::CapacityError;
 use harness::azure::{Azure, CLIENT_SECRET};
+use harness::machine::{fixtures, service_log, sha256_of, wait_for};
 use harness::{Running, World, PAT, SECS};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// `--cloud-region` of every test (CML's `us-west`).
 const LOCATION: &str = "westus2";
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/machine")
-}
-
-fn sha256_of(path: &Path) -> String {
-    use sha2::Digest;
-    format!("{:x}", sha2::Sha256::digest(std::fs::read(path).unwrap()))
-}
 
 /// `cml runner --cloud=azure ...` for the simulated GitHub, with the simulator's variables.
 fn launcher(w: &World, az: &Azure, name: &str, extra: &[&str]) -> std::process::Command {
@@ -44,17 +36,6 @@ fn launcher(w: &World, az: &Azure, name: &str, extra: &[&str]) -> std::process::
     cmd.env("CML_CLOUD_POLL_INTERVAL", "0.2");
     cmd.env("CML_GITHUB_RUNNER_RELEASES_URL", w.releases_url());
     cmd
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The resource group and VM name of runner `name`, once its VM exists.
@@ -82,7 +63,7 @@ fn assert_nothing_left(az: &Azure, what: &str, output: &str) {
 fn an_azure_runner_that_never_comes_online_is_deleted_after_the_timeout() {
     let w = World::new();
     let az = Azure::start();
-    let mut r = Running::spawn(launcher(&w, &az, "az-timeout", &["--cloud-timeout=4"]));
+    let mut r = Running::spawn(launcher(&w, &az, "az-timeout", &["--cloud-timeout=8"]));
     let (rg, vm) = vm_of(&az, "az-timeout");
     az.sim
         .append_console(&rg, &vm, "cloud-init: customData failed\n");
@@ -400,10 +381,6 @@ fn run_custom_data(root: &Path, script: &str, az: &Azure, imds: &str) -> std::pr
         .env("CML_MACHINE_CONSOLE", root.join("console"))
         .output()
         .unwrap()
-}
-
-fn service_log(root: &Path) -> String {
-    std::fs::read_to_string(root.join("cml.service.log")).unwrap_or_default()
 }
 
 /// A spot VM evicted while a job runs: the machine sees the `Preempt` scheduled event, stops

@@ -7,23 +7,14 @@ mod harness;
 
 use cml_sim::gcp::{Capacity, GcpFault};
 use harness::gcp::Gcp;
+use harness::machine::{fixtures, service_log, sha256_of, wait_for};
 use harness::{Running, World, PAT, SECS};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The zone every test launches in (`--cloud-region`).
 const ZONE: &str = "us-west1-a";
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/machine")
-}
-
-fn sha256_of(path: &Path) -> String {
-    use sha2::Digest;
-    let bytes = std::fs::read(path).unwrap();
-    format!("{:x}", sha2::Sha256::digest(&bytes))
-}
 
 /// `cml runner --cloud=gcp ...` for the simulated GitHub, with the simulator's variables.
 fn launcher(w: &World, gcp: &Gcp, name: &str, extra: &[&str]) -> std::process::Command {
@@ -48,17 +39,6 @@ fn launcher(w: &World, gcp: &Gcp, name: &str, extra: &[&str]) -> std::process::C
     cmd.env("CML_CLOUD_POLL_INTERVAL", "0.2");
     cmd.env("CML_GITHUB_RUNNER_RELEASES_URL", w.releases_url());
     cmd
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The instance whose `cml-runner` metadata item is `runner`, once it exists.
@@ -103,7 +83,7 @@ fn inserts(gcp: &Gcp) -> Vec<cml_sim::gcp::GcpRequest> {
 fn a_gcp_runner_that_never_comes_online_is_deleted_after_the_timeout_with_its_console() {
     let w = World::new();
     let gcp = Gcp::start();
-    let mut r = Running::spawn(launcher(&w, &gcp, "gcp-timeout", &["--cloud-timeout=4"]));
+    let mut r = Running::spawn(launcher(&w, &gcp, "gcp-timeout", &["--cloud-timeout=8"]));
     let (zone, name, _) = instance_of(&gcp, "gcp-timeout");
     assert!(gcp
         .sim
@@ -607,10 +587,6 @@ fn run_startup_script(
         )
         .output()
         .unwrap()
-}
-
-fn service_log(root: &Path) -> String {
-    std::fs::read_to_string(root.join("cml.service.log")).unwrap_or_default()
 }
 
 /// A spot machine preempted while a job runs: the machine sees `instance/preempted` on its

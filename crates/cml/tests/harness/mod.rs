@@ -8,6 +8,7 @@
 
 pub mod azure;
 pub mod gcp;
+pub mod machine;
 pub mod moto;
 pub mod netns;
 
