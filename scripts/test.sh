@@ -82,7 +82,7 @@ apt_install() {
 }
 
 command -v cargo >/dev/null 2>&1 || die "cargo is not installed" \
-  "install the Rust toolchain (1.85 or newer): https://rustup.rs"
+  "install the Rust toolchain (1.89 or newer): https://rustup.rs"
 
 # Debian packages first (the pip and npm installs below need python3 and npm).
 missing=()

@@ -196,6 +196,58 @@ pub enum CloudError {
         /// One line per resource, indented.
         left: String,
     },
+    #[error("the Kubernetes configuration from {origin} is not usable: {reason}\nhint: {hint}; nothing was created")]
+    KubernetesConfig {
+        origin: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("Kubernetes refused {operation} in namespace {namespace}: {reason}\nhint: {hint}")]
+    KubernetesRequest {
+        /// What was asked (`creating Job cml-x`).
+        operation: String,
+        namespace: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("the {kind} {name} already exists in namespace {namespace}\nhint: another runner of the same name may be running; pick another --name, or run `cml runner cleanup --cloud=kubernetes --cloud-kubernetes-namespace={namespace}` if it is a leftover")]
+    KubernetesExists {
+        kind: &'static str,
+        name: String,
+        namespace: String,
+    },
+    #[error("the pod of Job {job} in namespace {namespace} did not start within {seconds} s:\n{why}\nhint: {hint}")]
+    KubernetesPodPending {
+        job: String,
+        namespace: String,
+        seconds: u64,
+        /// What the pod's status and events say, one line each.
+        why: String,
+        hint: String,
+    },
+    #[error(
+        "the pod of Job {job} in namespace {namespace} ended before its runner came online: {why}"
+    )]
+    KubernetesPodEnded {
+        job: String,
+        namespace: String,
+        why: String,
+    },
+    #[error("--{option} {value:?} cannot be used on Kubernetes: {reason}\nhint: {hint}; nothing was created")]
+    KubernetesOption {
+        option: &'static str,
+        value: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("teardown in namespace {namespace} did not finish{why}; what may be left:\n{left}\nhint: run `cml runner cleanup --cloud=kubernetes --cloud-kubernetes-namespace={namespace}` (with --delete to remove it), or delete it by hand: everything cml creates carries the label app.kubernetes.io/managed-by=cml")]
+    KubernetesIncomplete {
+        namespace: String,
+        /// Why it stopped (`: ...`), or empty.
+        why: String,
+        /// One line per resource, indented.
+        left: String,
+    },
     #[error("--cloud={cloud} is not available in this build\nhint: nothing was created; use a build with the {cloud} feature")]
     NotInThisBuild { cloud: String },
 }

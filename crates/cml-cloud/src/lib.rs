@@ -27,11 +27,13 @@ pub mod aws;
 pub mod azure;
 #[cfg(feature = "gcp")]
 pub mod gcp;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 pub mod sshkey;
 
 pub use error::CloudError;
-pub use spec::{Created, Left, Machine, MachineSpec, OwnedResource, Resource};
+pub use spec::{Created, Left, Machine, MachineSpec, OwnedResource, Resource, RunnerCommand};
 
 use async_trait::async_trait;
 use cml_core::cloud::{Cloud, CloudSpec};
@@ -102,6 +104,21 @@ pub async fn provider_for(
             }
             Ok(Box::new(p))
         }
+        #[cfg(feature = "kubernetes")]
+        Cloud::Kubernetes => {
+            let mut p =
+                kubernetes::KubernetesProvider::from_env(spec.kubernetes_namespace.as_deref())
+                    .await?;
+            if let Some(d) = options.poll_interval {
+                p = p.with_poll_interval(d);
+            }
+            if let Some(d) = options.destroy_timeout {
+                p = p.with_destroy_timeout(d);
+            }
+            Ok(Box::new(p))
+        }
+        // Reached in a build without some cloud's feature.
+        #[allow(unreachable_patterns)]
         other => {
             let _ = options;
             Err(CloudError::NotInThisBuild {
@@ -121,6 +138,9 @@ pub fn check_spec(spec: &MachineSpec) -> Result<(), CloudError> {
         Cloud::Gcp => gcp::check_metadata(spec),
         #[cfg(feature = "azure")]
         Cloud::Azure => azure::check_custom_data(spec),
+        #[cfg(feature = "kubernetes")]
+        Cloud::Kubernetes => kubernetes::check_spec(spec),
+        #[allow(unreachable_patterns)]
         other => Err(CloudError::NotInThisBuild {
             cloud: other.to_string(),
         }),
@@ -164,6 +184,12 @@ pub trait Provider: Send + Sync {
     /// Every resource carrying [`OWNER_TAG`] in this provider's region, with its
     /// [`SCOPE_TAG`] and, for security groups, the instances using them.
     async fn list_owned(&self) -> Result<Vec<OwnedResource>, CloudError>;
+
+    /// The options of `cml runner cleanup` that search where this provider works
+    /// (`--cloud=aws --cloud-region=us-west-1`), for hints.
+    fn cleanup_options(&self) -> String {
+        format!("--cloud={} --cloud-region={}", self.name(), self.region())
+    }
 
     /// The machine's console output, when the cloud keeps one (for timeout errors).
     async fn console_output(&self, machine: &Machine) -> Result<Option<String>, CloudError>;

@@ -49,6 +49,8 @@ pub fn host_for(cloud: &str, credential: &dyn Fn(&str) -> Option<String>) -> Opt
                 },
             ))
         }
+        #[cfg(feature = "kubernetes")]
+        "kubernetes" => Some(Box::new(crate::kubernetes::KubernetesHost)),
         _ => None,
     }
 }

@@ -17,6 +17,9 @@ pub struct MachineSpec {
     pub tags: Vec<(String, String)>,
     /// `--cloud-ssh-private` (PEM), if given; otherwise the provider generates a key pair.
     pub ssh_private_key: Option<cml_core::Secret>,
+    /// The `cml runner` a cloud that runs it directly (Kubernetes, from the runner image)
+    /// starts, rather than through [`MachineSpec::user_data`].
+    pub runner: RunnerCommand,
     /// `--cloud-max-lifetime` (`None` = never). The startup script enforces it on every
     /// cloud; a provider whose cloud can end a machine by itself at a deadline sets that too.
     pub max_lifetime: Option<std::time::Duration>,
@@ -32,8 +35,42 @@ impl std::fmt::Debug for MachineSpec {
                 &format_args!("<{} bytes>", self.user_data.len()),
             )
             .field("tags", &self.tags)
+            .field("runner", &self.runner)
             .field("max_lifetime", &self.max_lifetime)
             .finish_non_exhaustive()
+    }
+}
+
+/// The machine's `cml runner`, for a cloud that starts it itself (Kubernetes): what
+/// `cml_core::startup` puts in the startup script, as parts.
+#[derive(Clone, Default)]
+pub struct RunnerCommand {
+    /// The arguments after `cml` (no secret among them).
+    pub args: Vec<String>,
+    /// Its environment (none of it secret).
+    pub env: Vec<(String, String)>,
+    /// Its credential, as the variables `cml` reads it from. Never logged; a provider sends
+    /// it only inside the cloud's secret store (a Kubernetes Secret).
+    pub secrets: Vec<(String, cml_core::Secret)>,
+    /// `--stop-grace`: how long the runner may take to stop its agent after SIGTERM.
+    pub stop_grace: std::time::Duration,
+}
+
+impl std::fmt::Debug for RunnerCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerCommand")
+            .field("args", &self.args)
+            .field("env", &self.env)
+            .field(
+                "secrets",
+                &self
+                    .secrets
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("stop_grace", &self.stop_grace)
+            .finish()
     }
 }
 
@@ -54,6 +91,13 @@ pub enum Resource {
     /// An Azure resource group (its name): everything of one runner lives in it, and deleting
     /// it deletes all of that.
     ResourceGroup(String),
+    /// A Kubernetes Job (its name, in the provider's namespace): a runner's pod and, through
+    /// its owner reference, its Secret go with it.
+    Job(String),
+    /// A Kubernetes pod (its name), as `cml runner cleanup` finds one whose Job is gone.
+    Pod(String),
+    /// A Kubernetes Secret (its name) holding a runner's credential.
+    Secret(String),
 }
 
 impl Resource {
@@ -75,6 +119,9 @@ impl std::fmt::Display for Resource {
             Resource::Volume(id) => write!(f, "volume {id}"),
             Resource::Disk(id) => write!(f, "disk {id}"),
             Resource::ResourceGroup(name) => write!(f, "resource group {name}"),
+            Resource::Job(name) => write!(f, "job {name}"),
+            Resource::Pod(name) => write!(f, "pod {name}"),
+            Resource::Secret(name) => write!(f, "secret {name}"),
         }
     }
 }

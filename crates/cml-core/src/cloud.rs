@@ -59,6 +59,10 @@ pub enum CloudError {
         "--cloud-kubernetes-node-selector must be key=value pairs separated by commas, got {0:?}"
     )]
     NodeSelector(String),
+    #[error("--cloud-kubernetes-namespace {0:?} is not a namespace name\nhint: a namespace is at most 63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit")]
+    Namespace(String),
+    #[error(transparent)]
+    Kubernetes(#[from] crate::k8s::K8sError),
     #[error("--{option} is empty")]
     Empty { option: &'static str },
     #[error(transparent)]
@@ -187,6 +191,8 @@ pub struct CloudArgs {
     pub aws_security_group: Option<String>,
     pub aws_subnet: Option<String>,
     pub kubernetes_node_selector: String,
+    /// `--cloud-kubernetes-namespace`; `None` = the kubeconfig context's.
+    pub kubernetes_namespace: Option<String>,
 }
 
 /// Validated cloud settings, with generic names resolved to native ones.
@@ -209,6 +215,8 @@ pub struct CloudSpec {
     pub aws_security_group: Option<String>,
     pub aws_subnet: Option<String>,
     pub kubernetes_node_selector: Vec<(String, String)>,
+    /// `--cloud-kubernetes-namespace` (a DNS-1123 label); `None` = the kubeconfig context's.
+    pub kubernetes_namespace: Option<String>,
 }
 
 /// Validates every `--cloud*` value. Returns `Ok(None)` when no cloud was asked for.
@@ -295,10 +303,31 @@ pub fn validate(args: &CloudArgs) -> Result<Option<CloudSpec>, CloudError> {
             crate::azure::location(&args.region)?,
             crate::azure::vm_size(&args.machine_type, gpu.as_deref())?,
         ),
+        // Kubernetes: pod resources (see [`crate::k8s`]), checked here; no region.
+        Cloud::Kubernetes => {
+            let (size, pod_gpu) =
+                crate::k8s::size_and_gpu(args.machine_type.trim(), gpu.as_deref());
+            crate::k8s::pod_size(size, &pod_gpu)?;
+            crate::k8s::node_selector(&args.kubernetes_node_selector, &pod_gpu)?;
+            (
+                region(cloud, args.region.trim()),
+                machine_type(cloud, args.machine_type.trim(), gpu.as_deref()),
+            )
+        }
         _ => (
             region(cloud, args.region.trim()),
             machine_type(cloud, args.machine_type.trim(), gpu.as_deref()),
         ),
+    };
+    let kubernetes_namespace = match args
+        .kubernetes_namespace
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        None => None,
+        Some(ns) if crate::k8s::namespace_ok(ns) => Some(ns.to_string()),
+        Some(ns) => return Err(CloudError::Namespace(ns.to_string())),
     };
     Ok(Some(CloudSpec {
         cloud,
@@ -316,6 +345,7 @@ pub fn validate(args: &CloudArgs) -> Result<Option<CloudSpec>, CloudError> {
         aws_security_group: args.aws_security_group.clone().filter(|s| !s.is_empty()),
         aws_subnet: args.aws_subnet.clone().filter(|s| !s.is_empty()),
         kubernetes_node_selector: node_selector,
+        kubernetes_namespace,
     }))
 }
 
@@ -367,6 +397,7 @@ mod tests {
             spot_price: "-1".into(),
             spot_fallback: false,
             kubernetes_node_selector: "accelerator=infer".into(),
+            kubernetes_namespace: None,
             ..Default::default()
         }
     }

@@ -71,6 +71,59 @@ pub fn pod_size(cloud_type: &str, gpu: &str) -> Result<PodSize, K8sError> {
     }
 }
 
+/// `--cloud-type` as cml resolves it for Kubernetes (`m+t4`) → the size (`m`) and the GPU
+/// named in it (`t4`), if any.
+pub fn split_type(machine_type: &str) -> (&str, Option<&str>) {
+    match machine_type.split_once('+') {
+        Some((size, gpu)) => (size, Some(gpu)),
+        None => (machine_type, None),
+    }
+}
+
+/// The size and GPU model of a pod from `--cloud-type` (`m`, or `m+t4` with the GPU in it)
+/// and `--cloud-gpu` (which wins; `tesla` is `v100`, `nogpu` none, as everywhere in CML).
+pub fn size_and_gpu<'a>(machine_type: &'a str, gpu: Option<&str>) -> (&'a str, String) {
+    let (size, in_type) = split_type(machine_type);
+    let gpu = match gpu.or(in_type) {
+        None | Some("nogpu") => "",
+        Some("tesla") => "v100",
+        Some(g) => g,
+    };
+    (size, gpu.to_string())
+}
+
+/// Whether `ns` is a valid namespace name (a DNS-1123 label).
+pub fn namespace_ok(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns.len() <= 63
+        && ns
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !ns.starts_with('-')
+        && !ns.ends_with('-')
+}
+
+/// The runner image a pod runs unless `--cloud-image` says otherwise: the project's published
+/// image of `version`, its CUDA variant (`-gpu`) when the pod asks for GPUs.
+pub fn default_image(version: &str, gpu: bool) -> String {
+    format!(
+        "{IMAGE_REPOSITORY}:{version}{}",
+        if gpu { "-gpu" } else { "" }
+    )
+}
+
+/// Where the project publishes its runner images (see the `Dockerfile`).
+pub const IMAGE_REPOSITORY: &str = "ghcr.io/cml-rs/cml";
+
+/// The node labels of spot capacity on every vendor, as the alternatives (ORed
+/// `nodeSelectorTerms`) of a required node affinity: one pod spec fits EKS, GKE and AKS.
+pub fn spot_node_terms() -> Vec<(&'static str, &'static str)> {
+    [SpotVendor::Eks, SpotVendor::Gke, SpotVendor::Aks]
+        .into_iter()
+        .map(spot_selector)
+        .collect()
+}
+
 /// The `accelerator` node label value of a GPU model (`t4` → `nvidia-tesla-t4`), the naming of
 /// GKE's and CML's accelerator labels.
 pub fn accelerator_label(gpu: &str) -> Option<String> {
@@ -169,7 +222,8 @@ pub fn label_value_ok(v: &str) -> bool {
     v.is_empty() || label_value(v) == v
 }
 
-fn label_key_ok(k: &str) -> bool {
+/// Whether `k` is a valid label (or annotation) key: `[prefix/]name`.
+pub fn label_key_ok(k: &str) -> bool {
     let (prefix, name) = match k.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, k),

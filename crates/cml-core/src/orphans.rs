@@ -20,6 +20,10 @@
 //! - a **security group** no instance uses — the shared group `cml-runners` (owner
 //!   [`SHARED_OWNER`], judged whatever the scope) only while no cml resource in the region is
 //!   younger than the grace period either, since a launch in flight may be about to use it;
+//! - a Kubernetes **Job** judged as a running machine while its pod runs, and as an orphan
+//!   once older than the grace period when its pod never started (`pending`) or it finished
+//!   and its TTL did not remove it; a **pod or Secret** whose Job is gone, once older than the
+//!   grace period (while its Job exists it goes with it);
 //! - an **offline runner** in the forge that `cml` registered: named in one of the owner tags
 //!   of the scope's resources, or with `cml`'s default name (`cml-` and 10 base36 characters).
 //!   Busy or online runners are never orphans.
@@ -50,6 +54,14 @@ pub enum Kind {
     /// machine (its state is the machine's), or, holding none (state `available`), as what a
     /// launch makes before its machine (a key pair).
     ResourceGroup,
+    /// A Kubernetes Job (a runner's pod and Secret go with it): judged as a machine while its
+    /// pod runs; `pending` (its pod never started) or `finished` (its TTL did not remove it)
+    /// once older than the grace period.
+    Job,
+    /// A Kubernetes pod or Secret of a runner: kept while its Job exists (it goes with it),
+    /// an orphan once its Job is gone and it is older than the grace period.
+    Pod,
+    Secret,
     Runner,
 }
 
@@ -63,6 +75,9 @@ impl Kind {
             Kind::Volume => "volume",
             Kind::Disk => "disk",
             Kind::ResourceGroup => "resource-group",
+            Kind::Job => "job",
+            Kind::Pod => "pod",
+            Kind::Secret => "secret",
             Kind::Runner => "runner",
         }
     }
@@ -169,7 +184,7 @@ pub fn analyze(owned: &[Owned], judge: &Judge) -> Vec<Finding> {
     let runners = judge.scope.and(judge.runners);
     let live = |owner: &str| {
         owned.iter().any(|o| {
-            matches!(o.kind, Kind::Instance | Kind::ResourceGroup)
+            matches!(o.kind, Kind::Instance | Kind::ResourceGroup | Kind::Job)
                 && o.owner == owner
                 && matches!(o.state.as_deref(), Some("pending" | "running"))
         })
@@ -179,7 +194,12 @@ pub fn analyze(owned: &[Owned], judge: &Judge) -> Vec<Finding> {
     let launch_in_flight = owned.iter().any(|o| {
         matches!(
             o.kind,
-            Kind::KeyPair | Kind::SpotRequest | Kind::Instance | Kind::ResourceGroup
+            Kind::KeyPair
+                | Kind::SpotRequest
+                | Kind::Instance
+                | Kind::ResourceGroup
+                | Kind::Job
+                | Kind::Secret
         ) && young(o)
     });
     let in_scope = |o: &Owned| match (judge.scope, o.scope.as_deref()) {
@@ -240,7 +260,54 @@ pub fn analyze(owned: &[Owned], judge: &Judge) -> Vec<Finding> {
                         (true, "it holds no machine".to_string())
                     }
                 }
-                Kind::Instance | Kind::ResourceGroup => match (o.state.as_deref(), runners) {
+                Kind::Job if o.state.as_deref() == Some("finished") => {
+                    if young(o) {
+                        (
+                            false,
+                            "finished: Kubernetes removes it after its ttlSecondsAfterFinished"
+                                .to_string(),
+                        )
+                    } else {
+                        (
+                            true,
+                            format!(
+                                "finished, and older than {} s: its TTL did not remove it",
+                                grace.as_secs()
+                            ),
+                        )
+                    }
+                }
+                Kind::Job if o.state.as_deref() == Some("pending") => {
+                    if young(o) {
+                        (
+                            false,
+                            format!(
+                                "its pod is starting (younger than {} s)",
+                                grace.as_secs()
+                            ),
+                        )
+                    } else {
+                        (
+                            true,
+                            format!(
+                                "its pod never started, and it is older than {} s",
+                                grace.as_secs()
+                            ),
+                        )
+                    }
+                }
+                Kind::Pod | Kind::Secret => match unused(o) {
+                    Err(why) => (false, format!("{why}, and goes with it")),
+                    Ok(()) if young(o) => (
+                        false,
+                        format!(
+                            "its Job is gone, but it is younger than {} s: a launch may be in flight",
+                            grace.as_secs()
+                        ),
+                    ),
+                    Ok(()) => (true, "its Job is gone".to_string()),
+                },
+                Kind::Instance | Kind::ResourceGroup | Kind::Job => match (o.state.as_deref(), runners) {
                     (Some("stopped" | "stopping"), _) => (
                         true,
                         "stopped: runner machines never stop by themselves, and the disk still bills"
@@ -596,6 +663,67 @@ mod tests {
         let (v, why) = verdict(&f, "cml-empty-old");
         assert_eq!(v, Verdict::Orphan);
         assert!(why.contains("holds no machine"), "{why}");
+    }
+
+    #[test]
+    fn kubernetes_jobs_pods_and_secrets_are_judged_by_their_pod_and_their_job() {
+        let repo = RepoUrl::parse(REPO).unwrap();
+        let used = |mut o: Owned, by: &[&str]| {
+            o.used_by = Some(by.iter().map(|s| s.to_string()).collect());
+            o
+        };
+        let owned = vec![
+            res(Kind::Job, "live", "live", Some("running"), 5000),
+            res(Kind::Job, "gone", "gone", Some("running"), 5000),
+            res(Kind::Job, "starting", "starting", Some("pending"), 30),
+            res(Kind::Job, "stuck", "stuck", Some("pending"), 5000),
+            res(Kind::Job, "done-new", "done-new", Some("finished"), 30),
+            res(Kind::Job, "done-old", "done-old", Some("finished"), 5000),
+            used(
+                res(Kind::Secret, "live-token", "live", None, 5000),
+                &["job live"],
+            ),
+            used(res(Kind::Secret, "lone-token", "lone", None, 5000), &[]),
+            used(
+                res(Kind::Pod, "lone-x1", "lone", Some("running"), 5000),
+                &[],
+            ),
+            used(
+                res(Kind::Pod, "live-x1", "live", Some("running"), 5000),
+                &["job live"],
+            ),
+        ];
+        let runners = [runner("live", true, false)];
+        let f = analyze(
+            &owned,
+            &Judge {
+                scope: Some(&repo),
+                runners: Some(&runners),
+                grace: GRACE,
+            },
+        );
+        assert_eq!(verdict(&f, "live").0, Verdict::Keep);
+        assert!(orphan(&f, "gone"));
+        assert_eq!(verdict(&f, "starting").0, Verdict::Keep);
+        let (v, why) = verdict(&f, "stuck");
+        assert_eq!(v, Verdict::Orphan);
+        assert!(why.contains("never started"), "{why}");
+        assert_eq!(verdict(&f, "done-new").0, Verdict::Keep);
+        assert!(orphan(&f, "done-old"));
+        assert_eq!(verdict(&f, "live-token").0, Verdict::Keep);
+        assert_eq!(verdict(&f, "live-x1").0, Verdict::Keep);
+        assert!(orphan(&f, "lone-token"));
+        assert!(orphan(&f, "lone-x1"));
+        // Without the forge, a running Job is never an orphan.
+        let f = analyze(
+            &owned,
+            &Judge {
+                scope: Some(&repo),
+                runners: None,
+                grace: GRACE,
+            },
+        );
+        assert_eq!(verdict(&f, "gone").0, Verdict::Keep);
     }
 
     #[test]

@@ -359,12 +359,15 @@ pub enum RunnerCommand {
 /// `cml runner cleanup` options.
 #[derive(Debug, Args, Clone, Default)]
 pub struct CleanupArgs {
-    /// Cloud provider to search: aws
+    /// Cloud provider to search: aws, gcp, azure or kubernetes
     #[arg(long)]
     pub cloud: Option<String>,
     /// Generic or native region to search [default: us-west]
     #[arg(long)]
     pub cloud_region: Option<String>,
+    /// Kubernetes namespace to search [default: the kubeconfig context's]
+    #[arg(long, value_name = "NAMESPACE")]
+    pub cloud_kubernetes_namespace: Option<String>,
     /// Delete what is orphaned (without it, only the table is shown)
     #[arg(long)]
     pub delete: Option<bool>,
@@ -451,6 +454,9 @@ pub struct RunnerArgs {
     /// Kubernetes node selector `key=value` pairs (several after one flag, repeated, or comma-separated; a later key wins) [default: accelerator=infer]
     #[arg(long, value_name = "KEY=VALUE", num_args = 1..)]
     pub cloud_kubernetes_node_selector: Vec<String>,
+    /// Kubernetes namespace of the runner's Job [default: the kubeconfig context's]
+    #[arg(long, value_name = "NAMESPACE")]
+    pub cloud_kubernetes_namespace: Option<String>,
     /// Seconds to wait before a cloud machine destroys itself, so logs can be collected [default: 10]
     #[arg(long, allow_hyphen_values = true)]
     pub destroy_delay: Option<String>,

@@ -132,7 +132,7 @@ pub enum SettingsError {
         value: String,
         reason: &'static str,
     },
-    #[error("cml runner cleanup needs --cloud=aws, --cloud=gcp or --cloud=azure (the clouds built so far)\nhint: add --cloud=aws --cloud-region=REGION, --cloud=gcp --cloud-region=ZONE or --cloud=azure --cloud-region=LOCATION")]
+    #[error("cml runner cleanup needs --cloud\nhint: add --cloud=aws --cloud-region=REGION, --cloud=gcp --cloud-region=ZONE, --cloud=azure --cloud-region=LOCATION or --cloud=kubernetes [--cloud-kubernetes-namespace=NAMESPACE]")]
     CleanupCloud,
     #[error("--single cannot be combined with --reuse or --reuse-idle (CML refuses this too)")]
     SingleWithReuse,
@@ -289,6 +289,7 @@ fn cloud_json(c: &CloudSpec) -> serde_json::Value {
         "aws_security_group": c.aws_security_group,
         "aws_subnet": c.aws_subnet,
         "kubernetes_node_selector": pairs(&c.kubernetes_node_selector),
+        "kubernetes_namespace": c.kubernetes_namespace,
     })
 }
 
@@ -861,16 +862,10 @@ pub fn resolve_cleanup(
     let runner_args = RunnerArgs {
         cloud: args.cloud.clone(),
         cloud_region: args.cloud_region.clone(),
+        cloud_kubernetes_namespace: args.cloud_kubernetes_namespace.clone(),
         ..RunnerArgs::default()
     };
-    let cloud = cloud::validate(&cloud_args(&runner_args))?
-        .filter(|c| {
-            matches!(
-                c.cloud,
-                cloud::Cloud::Aws | cloud::Cloud::Gcp | cloud::Cloud::Azure
-            )
-        })
-        .ok_or(SettingsError::CleanupCloud)?;
+    let cloud = cloud::validate(&cloud_args(&runner_args))?.ok_or(SettingsError::CleanupCloud)?;
     let older_than = seconds(
         args.older_than.clone(),
         env,
@@ -993,6 +988,7 @@ fn cloud_args(args: &RunnerArgs) -> CloudArgs {
         image: given(&args.cloud_image),
         aws_security_group: given(&args.cloud_aws_security_group),
         aws_subnet: given(&args.cloud_aws_subnet),
+        kubernetes_namespace: given(&args.cloud_kubernetes_namespace),
         kubernetes_node_selector: if selectors.is_empty() {
             "accelerator=infer".into()
         } else {

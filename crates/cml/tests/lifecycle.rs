@@ -317,8 +317,18 @@ fn cloud_options_are_validated_before_anything_happens() {
         ),
         (vec!["--cloud=mainframe"], "unknown cloud", 2),
         (
-            vec!["--cloud=kubernetes", "--cloud-type=m+t4"],
-            "--cloud=kubernetes is not available in this build yet",
+            vec!["--cloud=kubernetes", "--cloud-type=m+quantum"],
+            "--cloud-gpu quantum is not offered with --cloud-type m on --cloud=kubernetes",
+            2,
+        ),
+        (
+            vec!["--cloud=kubernetes", "--cloud-kubernetes-namespace=Bad_NS"],
+            "--cloud-kubernetes-namespace \"Bad_NS\" is not a namespace name",
+            2,
+        ),
+        (
+            vec!["--cloud=kubernetes", "--cloud-job-user=ci"],
+            "--cloud-job-user=ci cannot be used with --cloud=kubernetes",
             2,
         ),
         (vec!["--idle-timeout=soon"], "--idle-timeout", 2),

@@ -349,7 +349,8 @@ impl State {
                 .as_object()
                 .into_iter()
                 .flatten()
-                .all(|(k, v)| n.labels.get(k).map(String::as_str) == v.as_str());
+                .all(|(k, v)| n.labels.get(k).map(String::as_str) == v.as_str())
+                && affinity_matches(pod, &n.labels);
             if !selector_ok {
                 *reasons
                     .entry("node(s) didn't match Pod's node affinity/selector".into())
@@ -622,6 +623,40 @@ fn tolerates(tol: &Value, taint: &(String, String, String)) -> bool {
         Some(e) => e == taint.2,
     };
     key_ok && value_ok && effect_ok
+}
+
+/// Whether the node's labels satisfy the pod's required node affinity: any one of its
+/// `nodeSelectorTerms`, each a conjunction of `matchExpressions` (`In`, `NotIn`, `Exists`,
+/// `DoesNotExist`). No required affinity matches every node.
+fn affinity_matches(pod: &Value, labels: &BTreeMap<String, String>) -> bool {
+    let terms = &pod["spec"]["affinity"]["nodeAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
+    let Some(terms) = terms.as_array() else {
+        return true;
+    };
+    terms.iter().any(|term| {
+        term["matchExpressions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|e| {
+                let key = e["key"].as_str().unwrap_or("");
+                let values: Vec<&str> = e["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let have = labels.get(key).map(String::as_str);
+                match e["operator"].as_str() {
+                    Some("In") => have.is_some_and(|v| values.contains(&v)),
+                    Some("NotIn") => have.is_none_or(|v| !values.contains(&v)),
+                    Some("Exists") => have.is_some(),
+                    Some("DoesNotExist") => have.is_none(),
+                    _ => false,
+                }
+            })
+    })
 }
 
 /// A pod's requests (limits where no request is given), in cores, bytes and devices.

@@ -64,13 +64,17 @@ pub async fn run(s: CleanupSettings) -> Result<ExitCode, Failure> {
     );
     print_table(&findings);
     let orphans: Vec<&Finding> = findings.iter().filter(|f| f.is_orphan()).collect();
+    let place = match s.cloud.cloud {
+        cml_core::cloud::Cloud::Kubernetes => format!("namespace {}", provider.region()),
+        _ => provider.region().to_string(),
+    };
     tracing::info!(
         orphans = orphans.len(),
-        region = %s.cloud.region,
+        region = %provider.region(),
         "{} orphaned of {} found in {}{}",
         orphans.len(),
         findings.len(),
-        s.cloud.region,
+        place,
         match &forge {
             Some(f) => format!(" and {}", f.scope()),
             None => String::new(),
@@ -138,6 +142,9 @@ fn owned(r: OwnedResource) -> Owned {
         Resource::Volume(id) => (Kind::Volume, id),
         Resource::Disk(id) => (Kind::Disk, id),
         Resource::ResourceGroup(id) => (Kind::ResourceGroup, id),
+        Resource::Job(id) => (Kind::Job, id),
+        Resource::Pod(id) => (Kind::Pod, id),
+        Resource::Secret(id) => (Kind::Secret, id),
     };
     Owned {
         kind,
@@ -159,6 +166,9 @@ fn resource(f: &Finding) -> Option<Resource> {
         Kind::Volume => Resource::Volume(f.id.clone()),
         Kind::Disk => Resource::Disk(f.id.clone()),
         Kind::ResourceGroup => Resource::ResourceGroup(f.id.clone()),
+        Kind::Job => Resource::Job(f.id.clone()),
+        Kind::Pod => Resource::Pod(f.id.clone()),
+        Kind::Secret => Resource::Secret(f.id.clone()),
         Kind::Runner => return None,
     })
 }

@@ -53,6 +53,12 @@ pub async fn launch(
             &spec.metadata,
         ),
         ssh_private_key: s.cloud_ssh_private.clone(),
+        runner: cml_cloud::RunnerCommand {
+            args: super::machine::machine_args(s),
+            env: super::machine::machine_env(s, own),
+            secrets: super::machine::machine_secrets(s, own),
+            stop_grace: s.stop_grace,
+        },
         max_lifetime: s.cloud_max_lifetime,
     };
     // Limits are checked before anything exists (a runner token the launcher is yet to create
@@ -291,11 +297,10 @@ async fn teardown(
             let left = left_over(created);
             if !left.is_empty() {
                 tracing::error!(
-                    "teardown stopped after {} s; what may be left:\n{}\nhint: run `cml runner cleanup --cloud={} --cloud-region={}` (with --delete to remove it); everything cml creates carries its owner tag",
+                    "teardown stopped after {} s; what may be left:\n{}\nhint: run `cml runner cleanup {}` (with --delete to remove it); everything cml creates carries its owner tag",
                     started.elapsed().as_secs(),
                     left.join("\n"),
-                    provider.name(),
-                    provider.region()
+                    provider.cleanup_options()
                 );
             }
             false

@@ -27,14 +27,10 @@ use signals::Signals;
 
 /// Runs the whole local lifecycle and returns the process exit code.
 pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
-    if let Some(cloud) = s
-        .cloud
-        .as_ref()
-        .filter(|c| !matches!(c.cloud, Cloud::Aws | Cloud::Gcp | Cloud::Azure))
+    if let (Some(user), Some(Cloud::Kubernetes)) = (&s.job_user, s.cloud.as_ref().map(|c| c.cloud))
     {
         return Err(Failure::usage(anyhow::anyhow!(
-            "--cloud={} is not available in this build yet: only aws, gcp, azure and runners on this machine are\nhint: nothing was created or registered",
-            cloud.cloud
+            "--cloud-job-user={user} cannot be used with --cloud=kubernetes: the pod's container runs the agent, and only a machine's startup script creates that user\nhint: leave --cloud-job-user out (a runner pod holds no cloud credential, and its service-account token is not mounted unless --cloud-permission-set names one); nothing was created or registered"
         )));
     }
     note_inapplicable(&s);

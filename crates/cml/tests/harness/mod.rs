@@ -8,6 +8,7 @@
 
 pub mod azure;
 pub mod gcp;
+pub mod k8s;
 pub mod machine;
 pub mod moto;
 pub mod netns;
