@@ -244,6 +244,7 @@ fn spec(name: &str, region: &str) -> MachineSpec {
             aws_security_group: None,
             aws_subnet: None,
             kubernetes_node_selector: vec![],
+            kubernetes_namespace: None,
         },
         user_data: SCRIPT.to_string(),
         tags: cml_core::cloud::resource_tags(
@@ -253,6 +254,7 @@ fn spec(name: &str, region: &str) -> MachineSpec {
             &[("team".into(), "ml".into())],
         ),
         ssh_private_key: None,
+        runner: Default::default(),
         max_lifetime: None,
     }
 }

@@ -138,6 +138,7 @@ fn spec(name: &str) -> MachineSpec {
             aws_security_group: None,
             aws_subnet: None,
             kubernetes_node_selector: vec![],
+            kubernetes_namespace: None,
         },
         user_data: "#!/bin/sh\necho runner\n".into(),
         tags: cml_core::cloud::resource_tags(
@@ -147,6 +148,7 @@ fn spec(name: &str) -> MachineSpec {
             &[("team".into(), "ml".into())],
         ),
         ssh_private_key: None,
+        runner: Default::default(),
         max_lifetime: None,
     }
 }

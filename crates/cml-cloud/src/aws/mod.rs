@@ -1559,10 +1559,12 @@ mod tests {
                 aws_security_group: None,
                 aws_subnet: Some("subnet-1".into()),
                 kubernetes_node_selector: vec![],
+                kubernetes_namespace: None,
             },
             user_data: "echo hi".into(),
             tags: vec![(OWNER_TAG.into(), "r1".into())],
             ssh_private_key: None,
+            runner: Default::default(),
             max_lifetime: None,
         }
     }
