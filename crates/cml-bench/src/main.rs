@@ -14,7 +14,8 @@
 //!   next to one API round trip to the simulator;
 //! - the AWS launcher's own overhead against moto (see `aws.rs`), and the GCP launcher's
 //!   against the simulated Compute Engine (see `gcp.rs`), and the Azure launcher's against the
-//!   simulated Resource Manager (see `azure.rs`).
+//!   simulated Resource Manager (see `azure.rs`), and the Kubernetes launcher's against the
+//!   simulated API server (see `kubernetes.rs`).
 
 use cml_sim::{write_agent_scripts, SimConfig, SimServer, DEFAULT_PAT};
 use serde_json::Value;
@@ -55,11 +56,13 @@ fn main() {
     aws::launcher(&cml, &sim);
     gcp::launcher(&cml, &sim);
     azure::launcher(&cml, &sim);
+    kubernetes::launcher(&cml, &sim);
 }
 
 mod aws;
 mod azure;
 mod gcp;
+mod kubernetes;
 mod launches;
 
 fn file_mib(p: &Path) -> f64 {
