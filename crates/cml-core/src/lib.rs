@@ -13,6 +13,7 @@ pub mod k8s;
 pub mod labels;
 pub mod orphans;
 pub mod policy;
+pub mod pool;
 pub mod release;
 pub mod repo;
 pub mod report;

@@ -362,6 +362,30 @@ fn a_bad_kubeconfig_or_a_refused_token_creates_nothing() {
     assert!(!out.contains("not-the-token"), "{out}");
     assert!(k.empty());
     assert!(w.sim.runners().is_empty());
+
+    // Without KUBERNETES_CONFIGURATION, the file KUBECONFIG names (as kubectl reads it).
+    let file = w.tmp.path().join("kubeconfig");
+    std::fs::write(&file, k.kubeconfig_with(harness::k8s::TOKEN)).unwrap();
+    for (path, code) in [(file.clone(), 0), (w.tmp.path().join("missing"), 1)] {
+        let mut cmd = w.cml(&["runner", "cleanup", "--cloud=kubernetes"]);
+        cmd.env("KUBECONFIG", &path);
+        let mut r = Running::spawn(cmd);
+        assert_eq!(r.wait_exit(SECS(30)), code, "{}", r.output());
+        let out = r.output();
+        if code == 0 {
+            assert!(out.contains("nothing of cml's found"), "{out}");
+        } else {
+            assert!(
+                out.contains(&format!("from KUBECONFIG ({})", path.display())),
+                "{out}"
+            );
+        }
+    }
+    assert!(k
+        .sim
+        .requests()
+        .iter()
+        .any(|q| q.method == "GET" && q.path.ends_with("/jobs")));
 }
 
 #[test]
