@@ -36,6 +36,25 @@ pub enum PoolError {
     ZeroMax,
 }
 
+/// Whether a job asking for `wanted` labels may run on a runner of `driver` carrying `labels`:
+/// every label asked for is one of the runner's (case-insensitively), counting the labels each
+/// forge gives self-hosted runners by itself (GitHub `self-hosted`, `linux`, `x64`; Bitbucket
+/// `self.hosted`, `linux`). A GitLab job without tags takes no tagged runner of ours.
+pub fn fits(driver: crate::Driver, wanted: &[String], labels: &crate::Labels) -> bool {
+    let implicit: &[&str] = match driver {
+        crate::Driver::Github => &["self-hosted", "linux", "x64"],
+        crate::Driver::Bitbucket => &["self.hosted", "linux"],
+        crate::Driver::Gitlab => &[],
+    };
+    if driver == crate::Driver::Gitlab && wanted.is_empty() {
+        return false;
+    }
+    wanted.iter().all(|w| {
+        implicit.iter().any(|i| i.eq_ignore_ascii_case(w))
+            || labels.as_slice().iter().any(|l| l.eq_ignore_ascii_case(w))
+    })
+}
+
 /// Days of the week, Monday first (bit 0), as a set.
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
@@ -215,6 +234,9 @@ pub enum State {
     Busy,
     /// The forge did not say (an error, or the runner is offline after having been online).
     Unknown,
+    /// Its launch failed before it came online (the launcher or runner exited with an error):
+    /// treated as a runner past the boot window.
+    Failed,
 }
 
 /// What the pool should do now.
@@ -278,8 +300,13 @@ impl Pool {
         }
         // Booting past the window: removed; replaced once.
         let mut replace = 0;
-        for r in runners.iter().filter(|r| r.state == State::Booting) {
-            if now.saturating_duration_since(r.launched) < bounds.boot_window {
+        for r in runners
+            .iter()
+            .filter(|r| matches!(r.state, State::Booting | State::Failed))
+        {
+            if r.state == State::Booting
+                && now.saturating_duration_since(r.launched) < bounds.boot_window
+            {
                 continue;
             }
             plan.remove.push(r.name.clone());
@@ -327,6 +354,18 @@ mod tests {
 
     fn at(day: u64, h: u64, m: u64) -> u64 {
         MONDAY_0000 + day * 86_400 + h * 3600 + m * 60
+    }
+
+    #[test]
+    fn jobs_fit_runners_carrying_every_label_they_ask_for() {
+        use crate::{Driver, Labels};
+        let l = Labels::parse("cml,gpu");
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(fits(Driver::Github, &v(&["self-hosted", "GPU"]), &l));
+        assert!(!fits(Driver::Github, &v(&["self-hosted", "arm64"]), &l));
+        assert!(fits(Driver::Bitbucket, &v(&["self.hosted", "cml"]), &l));
+        assert!(fits(Driver::Gitlab, &v(&["cml"]), &l));
+        assert!(!fits(Driver::Gitlab, &v(&[]), &l));
     }
 
     #[test]
@@ -470,7 +509,8 @@ mod tests {
                 Just(State::Booting),
                 Just(State::Idle),
                 Just(State::Busy),
-                Just(State::Unknown)
+                Just(State::Unknown),
+                Just(State::Failed)
             ]
         }
 
@@ -501,7 +541,10 @@ mod tests {
                 let plan = Pool::new().plan(&b, queued, &rs, now, 0);
                 for name in &plan.remove {
                     let r = rs.iter().find(|r| &r.name == name).unwrap();
-                    prop_assert!(matches!(r.state, State::Idle | State::Booting), "{r:?}");
+                    prop_assert!(
+                        matches!(r.state, State::Idle | State::Booting | State::Failed),
+                        "{r:?}"
+                    );
                 }
                 let kept = rs.len() as u32 - plan.remove.len() as u32;
                 prop_assert!(plan.desired <= max);

@@ -119,6 +119,10 @@ pub enum ForgeError {
         id: u64,
         cause: ApiError,
     },
+    #[error("listing the jobs waiting for a runner in {scope} failed: {cause}")]
+    QueuedJobs { scope: String, cause: ApiError },
+    #[error("{scope} cannot list the jobs waiting for a runner\nhint: a runner pool needs a repository (GitHub, GitLab or Bitbucket); an organization's pool needs the runner scale-set protocol")]
+    QueueUnsupported { scope: String },
     #[error("re-running the work of runner {runner} in {scope} failed: {cause}")]
     Rerun {
         scope: String,
@@ -286,6 +290,7 @@ impl ForgeError {
             | ForgeError::JitConfig { cause, .. }
             | ForgeError::GetJob { cause, .. }
             | ForgeError::Rerun { cause, .. }
+            | ForgeError::QueuedJobs { cause, .. }
             | ForgeError::AppInstallation { cause, .. }
             | ForgeError::AppToken { cause, .. }
             | ForgeError::CreateRunner { cause, .. }

@@ -94,6 +94,16 @@ pub enum Rerun {
     Unsupported,
 }
 
+/// A job waiting for a runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedJob {
+    /// The forge's id of the job (GitHub job id, GitLab job id, Bitbucket step uuid).
+    pub id: String,
+    pub name: String,
+    /// The labels (GitHub `runs-on`, GitLab tags, Bitbucket `runs-on`) a runner must carry.
+    pub labels: Vec<String>,
+}
+
 /// A forge, seen from one repository or organization.
 ///
 /// Contract: methods never log or return secrets in errors; `delete_runner` is idempotent
@@ -144,5 +154,14 @@ pub trait Forge: Send + Sync {
     ) -> Result<Rerun, ForgeError> {
         let _ = (runner, job, wait);
         Ok(Rerun::Unsupported)
+    }
+
+    /// The jobs of the scope waiting for a runner (not yet taken by one), newest runs first,
+    /// with the labels each asks for. Bounded: a few pages at most. A forge or scope that
+    /// cannot list them answers [`ForgeError::QueueUnsupported`].
+    async fn queued_jobs(&self) -> Result<Vec<QueuedJob>, ForgeError> {
+        Err(ForgeError::QueueUnsupported {
+            scope: self.scope(),
+        })
     }
 }

@@ -354,6 +354,30 @@ pub enum RunnerCommand {
     Launch(Box<RunnerArgs>),
     /// List cloud resources and runners left behind by cml, and delete them with --delete
     Cleanup(CleanupArgs),
+    /// Keep a pool of single-use runners sized to the forge's queue, with a warm floor
+    Pool(Box<PoolArgs>),
+}
+
+/// `cml runner pool` options: a runner's, and the pool's own.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PoolArgs {
+    #[command(flatten)]
+    pub runner: RunnerArgs,
+    /// Idle runners kept warm (outside --min-idle-schedule's windows) [default: 0]
+    #[arg(long, value_name = "N")]
+    pub min_idle: Option<String>,
+    /// Most runners at once [default: 10]
+    #[arg(long, value_name = "N")]
+    pub max: Option<String>,
+    /// Warm floor by time of week, UTC: `DAYS HH:MM-HH:MM=N` windows separated by `;` (e.g. "Mon-Fri 08:00-19:00=4")
+    #[arg(long, value_name = "SCHEDULE")]
+    pub min_idle_schedule: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// How long a runner may take to come online before it is replaced (once) [default: --cloud-timeout with --cloud, else 5 minutes]
+    #[arg(long, value_name = "DURATION")]
+    pub boot_window: Option<String>,
 }
 
 /// `cml runner cleanup` options.

@@ -6,6 +6,7 @@ mod exit;
 mod forge;
 mod logging;
 mod options;
+mod pool;
 mod progress;
 mod report;
 mod runner;
@@ -197,6 +198,27 @@ fn run(cli: Cli, shown: &Shown) -> Result<i32, Failure> {
             runtime()?
                 .block_on(runner::cleanup::run(s))
                 .map(|c| c.code())
+        }
+        Command::Runner {
+            sub: Some(RunnerCommand::Pool(args)),
+            ..
+        } => {
+            let s = settings::resolve_runner(
+                &cli.global,
+                &args.runner,
+                &ProcessEnv,
+                settings::git_origin,
+            )
+            .map_err(|e| Failure::usage(e.into()))?;
+            if let settings::Credential::Token { token, .. } = &s.credential {
+                logging::add_secrets([token.expose().to_string()]);
+            }
+            let p = pool::resolve(&args, &s, &ProcessEnv).map_err(Failure::usage)?;
+            if shown.printed(s.to_json()) {
+                return Ok(0);
+            }
+            logging::set_repo(&s.repo.to_string());
+            runtime()?.block_on(pool::run(s, p)).map(|c| c.code())
         }
         Command::Runner { sub, args } => {
             let args = match sub {

@@ -458,6 +458,53 @@ impl Forge for GithubClient {
         self.scope_name()
     }
 
+    /// The queued jobs of the 50 newest queued and in-progress runs (a run in progress may
+    /// hold jobs still waiting). Organizations: unsupported (runs are per repository).
+    async fn queued_jobs(&self) -> Result<Vec<crate::QueuedJob>, ForgeError> {
+        if matches!(self.scope, GithubScope::Org { .. }) {
+            return Err(ForgeError::QueueUnsupported {
+                scope: self.scope_name(),
+            });
+        }
+        let scope = self.scope_name();
+        let err = |cause| ForgeError::QueuedJobs {
+            scope: scope.clone(),
+            cause,
+        };
+        let get = |rest: String| {
+            let url = format!("{}{}/actions/{rest}", self.api, self.scope.api_prefix());
+            async move {
+                self.call(Method::GET, &url, None, &[200])
+                    .await
+                    .map_err(|e| e.into_forge(err))
+            }
+        };
+        let mut out = Vec::new();
+        for status in ["queued", "in_progress"] {
+            let runs: RunList = get(format!("runs?status={status}&per_page=50"))
+                .await?
+                .json()
+                .map_err(err)?;
+            for run in runs.workflow_runs {
+                let jobs: JobList = get(format!("runs/{}/jobs?per_page=100", run.id))
+                    .await?
+                    .json()
+                    .map_err(err)?;
+                out.extend(
+                    jobs.jobs
+                        .into_iter()
+                        .filter(|j| j.status == "queued")
+                        .map(|j| crate::QueuedJob {
+                            id: j.id.to_string(),
+                            name: j.name,
+                            labels: j.labels,
+                        }),
+                );
+            }
+        }
+        Ok(out)
+    }
+
     async fn runners(&self) -> Result<Vec<RunnerInfo>, ForgeError> {
         let scope = self.scope_name();
         let err = |cause| ForgeError::ListRunners {

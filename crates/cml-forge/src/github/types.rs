@@ -301,6 +301,9 @@ pub struct Job {
     pub name: String,
     pub runner_id: Option<u64>,
     pub runner_name: Option<String>,
+    /// Its `runs-on` labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 /// A workflow run, as far as re-running it needs.

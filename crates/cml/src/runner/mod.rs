@@ -15,6 +15,13 @@ mod registration;
 mod signals;
 mod supervise;
 
+pub(crate) use signals::Signals;
+
+/// The forge client of `s` (for the pool).
+pub(crate) async fn connect(s: &RunnerSettings) -> anyhow::Result<Box<dyn Forge>> {
+    forge::connect(s, None).await
+}
+
 use crate::exit::{ExitCode, Failure};
 use crate::logging;
 use crate::settings::RunnerSettings;
@@ -23,7 +30,6 @@ use cml_core::cloud::Cloud;
 use cml_core::reuse::{decide, ReuseDecision};
 use cml_forge::{Forge, Registration};
 use registration::Registered;
-use signals::Signals;
 
 /// Runs the whole local lifecycle and returns the process exit code.
 pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {

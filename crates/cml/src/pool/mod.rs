@@ -1,0 +1,696 @@
+//! `cml runner pool`: one process that keeps a pool of single-use runners sized to the forge's
+//! queue (rules in [`cml_core::pool`]), on this machine or on any cloud.
+//!
+//! How: every round (`CML_POOL_POLL_INTERVAL`, 2 s by default) the pool lists the jobs waiting
+//! for a runner ([`cml_forge::Forge::queued_jobs`]) and keeps those that fit its labels, lists
+//! its runners in the forge (its runners are named `<pool name>-<6 characters>`), plans, and
+//! carries out the plan. A runner is a child `cml runner launch --single` with the pool's own
+//! options (its forge, labels and `--cloud*` options), a name and, on this machine, a work
+//! directory of its own: on this machine it is the runner itself; with `--cloud` it is the
+//! launcher, which exits once the runner is online while the machine runs its one job and
+//! removes itself. The credential reaches a child through its environment, never its command
+//! line. Children run in process groups of their own, so a signal to the pool's group (a CI
+//! system stopping the pool) reaches only the pool, which decides what happens to them.
+//!
+//! Contract:
+//! - Capacity that is busy, or whose state is unknown, is never removed. An idle runner is
+//!   removed through the forge's guarded deletion ([`cml_forge::Forge::delete_runner`], which
+//!   refuses a runner that has just taken a job), and only then is its process stopped.
+//! - On SIGINT/SIGTERM/SIGHUP the pool launches nothing more, stops booting launches (each
+//!   tears down what it made), removes idle runners as above, and lets busy runners finish
+//!   their job: on this machine it waits for them (a second signal stops them at once); cloud
+//!   machines end by themselves after their job. Queued jobs stay queued in the forge.
+//! - If the pool itself dies, every runner still ends by itself: single use, the idle timeout
+//!   (`--idle-timeout`) and, on a cloud, the machine's maximum lifetime; what a killed launch
+//!   left is found by `cml runner cleanup`.
+
+pub mod metrics;
+
+use crate::exit::{ExitCode, Failure};
+use crate::settings::{Credential, RunnerSettings};
+use cml_core::pool::{Bounds, Plan, Pool, Runner, State};
+use cml_core::RunnerInfo;
+use cml_forge::{Deleted, Forge};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Overrides the pool's round interval (seconds, 0.1 to 60).
+pub const POLL_INTERVAL_VAR: &str = "CML_POOL_POLL_INTERVAL";
+
+/// Options of `cml runner pool` beyond a runner's, resolved.
+#[derive(Debug)]
+pub struct PoolSettings {
+    pub bounds: Bounds,
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub poll: Duration,
+    /// The pool's own command line (after the program name), from which each runner's is made.
+    pub argv: Vec<String>,
+}
+
+/// Resolves the pool's own options (`args`) next to the runner settings `s`.
+pub fn resolve(
+    args: &crate::cli::PoolArgs,
+    s: &RunnerSettings,
+    env: &dyn crate::settings::Env,
+) -> anyhow::Result<PoolSettings> {
+    let count = |option: &str, value: &Option<String>, default: u32| -> anyhow::Result<u32> {
+        match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(v) => v.parse::<u32>().ok().filter(|n| *n <= 10_000).ok_or_else(|| {
+                anyhow::anyhow!("--{option} {v:?} is not a number of runners\nhint: pass a whole number from 0 to 10000")
+            }),
+        }
+    };
+    let min_idle = count("min-idle", &args.min_idle, 0)?;
+    let max = count("max", &args.max, 10)?;
+    let floor = match args
+        .min_idle_schedule
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+    {
+        Some(spec) => cml_core::pool::Schedule::parse(spec, min_idle)?,
+        None => cml_core::pool::Schedule::constant(min_idle),
+    };
+    let boot_window = match args.boot_window.as_deref().filter(|v| !v.trim().is_empty()) {
+        Some(v) => cml_core::duration::parse_duration_at_most(v, Duration::from_secs(86_400))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "--boot-window {v:?}: {e}\nhint: pass a duration such as 5m, at most 1 day"
+                )
+            })?,
+        None if s.cloud.is_some() => s.cloud_timeout,
+        None => Duration::from_secs(300),
+    };
+    let bounds = Bounds::new(floor, max, boot_window)?;
+    let metrics_addr = match args.metrics_addr.as_deref().filter(|v| !v.trim().is_empty()) {
+        None => None,
+        Some(v) => Some(v.trim().parse().map_err(|_| {
+            anyhow::anyhow!("--metrics-addr {v:?} is not HOST:PORT\nhint: an IP address and a port, e.g. 127.0.0.1:9090 or 0.0.0.0:9090")
+        })?),
+    };
+    let poll = match env.get(POLL_INTERVAL_VAR) {
+        None => Duration::from_secs(2),
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(x) if (0.1..=60.0).contains(&x) => Duration::from_secs_f64(x),
+            _ => {
+                anyhow::bail!("{POLL_INTERVAL_VAR}={v:?} is not a number of seconds from 0.1 to 60")
+            }
+        },
+    };
+    if s.reuse || s.reuse_idle {
+        tracing::warn!("--reuse and --reuse-idle do not apply to a pool: each of its runners is new and single-use");
+    }
+    Ok(PoolSettings {
+        bounds,
+        metrics_addr,
+        poll,
+        argv: std::env::args().skip(1).collect(),
+    })
+}
+
+/// A runner the pool launched.
+struct Tracked {
+    name: String,
+    child: Option<tokio::process::Child>,
+    launched: Instant,
+    replacement: bool,
+    /// Seen online in the forge at least once.
+    was_online: bool,
+    busy_since: Option<Instant>,
+    /// How its process ended, once it has.
+    exited: Option<std::process::ExitStatus>,
+    workdir: Option<PathBuf>,
+}
+
+/// Runs the pool until a signal; see the module contract.
+pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure> {
+    let mut signals = crate::runner::Signals::install().map_err(Failure::error)?;
+    let client = crate::runner::connect(&s).await.map_err(Failure::error)?;
+    let forge = client.as_ref();
+    crate::logging::add_secrets(forge.secrets());
+    // The queue must be readable before anything is launched.
+    let first = forge
+        .queued_jobs()
+        .await
+        .map_err(|e| Failure::error(e.into()))?;
+    let metrics = metrics::Metrics::new();
+    metrics.max_runners.set(p.bounds.max.into());
+    let _server = match p.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                Failure::usage(anyhow::anyhow!(
+                    "--metrics-addr {addr}: cannot listen there: {e}\nhint: pick a free HOST:PORT"
+                ))
+            })?;
+            tracing::info!(
+                "serving Prometheus metrics on http://{}/metrics",
+                listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            );
+            Some(AbortOnDrop(tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+            ))))
+        }
+        None => None,
+    };
+    let cloud = s
+        .cloud
+        .as_ref()
+        .map_or("local".to_string(), |c| c.cloud.to_string());
+    tracing::info!(
+        status = "pool",
+        name = %s.name,
+        labels = %s.labels,
+        max = p.bounds.max,
+        "runner pool {} for {}: labels {}, at most {} runners, {} queued job(s) now",
+        s.name,
+        forge.scope(),
+        s.labels,
+        p.bounds.max,
+        first.len()
+    );
+    let mut pool = Pool::new();
+    let mut runners: Vec<Tracked> = Vec::new();
+    let mut first_seen: HashMap<String, Instant> = HashMap::new();
+    let mut ticker = tokio::time::interval(p.poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let signal = loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            sig = signals.recv() => break sig,
+        }
+        reap(&mut runners);
+        let queued = match forge.queued_jobs().await {
+            Ok(jobs) => jobs
+                .into_iter()
+                .filter(|j| cml_core::pool::fits(s.driver, &j.labels, &s.labels))
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::warn!("{e}; trying again next round");
+                continue;
+            }
+        };
+        let seen: Vec<RunnerInfo> = match forge.runners().await {
+            Ok(rs) => rs,
+            Err(e) => {
+                tracing::warn!("{e}; trying again next round");
+                continue;
+            }
+        };
+        let now = Instant::now();
+        // Job startup: from first seen queued to gone from the queue.
+        let ids: Vec<String> = queued.iter().map(|j| j.id.clone()).collect();
+        for id in &ids {
+            first_seen.entry(id.clone()).or_insert(now);
+        }
+        first_seen.retain(|id, since| {
+            let still = ids.contains(id);
+            if !still {
+                metrics.job_started(now.saturating_duration_since(*since));
+            }
+            still
+        });
+        let observed = observe(&mut runners, &seen, now, &metrics);
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let plan = pool.plan(&p.bounds, queued.len() as u32, &observed, now, unix);
+        report(&metrics, &plan, &observed, queued.len(), &p.bounds, unix);
+        carry_out(&s, &p, forge, &mut runners, &seen, &plan, &cloud, &metrics).await;
+    };
+    tracing::info!(
+        "received signal {signal}: the pool launches nothing more, removes idle runners and lets busy ones finish"
+    );
+    let seen = forge.runners().await.unwrap_or_default();
+    shut_down(forge, &mut runners, &seen, &mut signals).await;
+    tracing::info!(
+        status = "terminated",
+        reason = "signal",
+        "runner pool stopped"
+    );
+    Ok(ExitCode::from_signal(signal))
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Notes the exit of runner processes that ended.
+fn reap(runners: &mut [Tracked]) {
+    for r in runners.iter_mut() {
+        if r.exited.is_none() {
+            if let Some(child) = r.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    r.exited = Some(status);
+                }
+            }
+        }
+    }
+}
+
+/// Each tracked runner's state from what the forge lists; forgets runners whose life is over
+/// (gone from the forge after having been online, or whose process ended cleanly).
+fn observe(
+    runners: &mut Vec<Tracked>,
+    seen: &[RunnerInfo],
+    now: Instant,
+    metrics: &metrics::Metrics,
+) -> Vec<Runner> {
+    let mut out = Vec::new();
+    runners.retain_mut(|r| {
+        let info = seen.iter().find(|i| i.name == r.name);
+        let state = match info {
+            Some(i) if i.online && i.busy => State::Busy,
+            Some(i) if i.online => State::Idle,
+            Some(_) if r.was_online => State::Unknown,
+            Some(_) => State::Booting,
+            None if r.was_online => {
+                // Its one job is done (or it was removed): its life is over.
+                if let Some(since) = r.busy_since.take() {
+                    metrics.job_completed(now.saturating_duration_since(since));
+                }
+                finish(r);
+                return false;
+            }
+            None => match r.exited {
+                // A launcher that exited cleanly saw its runner online: between two rounds
+                // the runner ran its job and left.
+                Some(st) if st.success() => {
+                    finish(r);
+                    return false;
+                }
+                Some(_) => State::Failed,
+                None => State::Booting,
+            },
+        };
+        if matches!(state, State::Idle | State::Busy) {
+            r.was_online = true;
+        }
+        match (state, r.busy_since) {
+            (State::Busy, None) => r.busy_since = Some(now),
+            (State::Idle, Some(since)) => {
+                metrics.job_completed(now.saturating_duration_since(since));
+                r.busy_since = None;
+            }
+            _ => {}
+        }
+        out.push(Runner {
+            name: r.name.clone(),
+            state,
+            launched: r.launched,
+            replacement: r.replacement,
+        });
+        true
+    });
+    out
+}
+
+/// Removes a finished runner's work directory.
+fn finish(r: &mut Tracked) {
+    if let Some(dir) = r.workdir.take() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+fn report(
+    metrics: &metrics::Metrics,
+    plan: &Plan,
+    runners: &[Runner],
+    queued: usize,
+    bounds: &Bounds,
+    unix: u64,
+) {
+    let count = |s: State| runners.iter().filter(|r| r.state == s).count() as i64;
+    metrics.assigned_jobs.set(queued as i64);
+    metrics.running_jobs.set(count(State::Busy));
+    metrics.busy_runners.set(count(State::Busy));
+    metrics.idle_runners.set(count(State::Idle));
+    metrics.booting_runners.set(count(State::Booting));
+    metrics
+        .registered_runners
+        .set(count(State::Busy) + count(State::Idle) + count(State::Unknown));
+    metrics.desired_runners.set(plan.desired.into());
+    metrics.min_runners.set(bounds.floor.floor_at(unix).into());
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn carry_out(
+    s: &RunnerSettings,
+    p: &PoolSettings,
+    forge: &dyn Forge,
+    runners: &mut Vec<Tracked>,
+    seen: &[RunnerInfo],
+    plan: &Plan,
+    cloud: &str,
+    metrics: &metrics::Metrics,
+) {
+    for name in &plan.remove {
+        let Some(r) = runners.iter_mut().find(|r| &r.name == name) else {
+            continue;
+        };
+        let failed = plan.failed.contains(name);
+        let booting = !r.was_online;
+        if booting {
+            let reason = if r.exited.is_some() {
+                "launch_error"
+            } else {
+                "boot_timeout"
+            };
+            metrics.launch_failed(cloud, reason);
+            if failed {
+                tracing::error!(
+                    status = "launch_failed",
+                    runner = %name,
+                    "runner {name} did not come online within the boot window either ({reason}); launches pause"
+                );
+            } else {
+                tracing::warn!(runner = %name, "runner {name} did not come online within the boot window ({reason}): replacing it once");
+            }
+            stop(r);
+            // Its launch tears down what it made; it is forgotten once its process ended.
+            continue;
+        }
+        // Idle above desired: the forge's guarded deletion first.
+        let Some(info) = seen.iter().find(|i| &i.name == name) else {
+            continue;
+        };
+        match forge.delete_runner(&info.id, name).await {
+            Ok(Deleted::Busy(_)) => {
+                tracing::info!("runner {name} took a job as it was being removed; keeping it")
+            }
+            Ok(_) => {
+                tracing::info!(runner = %name, "removed idle runner {name} (above the {} desired)", plan.desired);
+                stop(r);
+            }
+            Err(e) => tracing::warn!("{e}; runner {name} is kept"),
+        }
+    }
+    // Launched runners whose process ended and that the forge does not list any more are
+    // forgotten once they were planned away (their replacement, if any, is launched below).
+    runners.retain_mut(|r| {
+        let gone = r.exited.is_some()
+            && !r.was_online
+            && plan.remove.contains(&r.name)
+            && !seen.iter().any(|i| i.name == r.name);
+        if gone {
+            finish(r);
+        }
+        !gone
+    });
+    for i in 0..plan.launch {
+        let replacement = i < plan.replacements;
+        match launch(s, p) {
+            Ok(mut t) => {
+                t.replacement = replacement;
+                tracing::info!(
+                    status = "pool_launch",
+                    runner = %t.name,
+                    replacement,
+                    "launching runner {} ({} desired)",
+                    t.name,
+                    plan.desired
+                );
+                runners.push(t);
+            }
+            Err(e) => {
+                metrics.launch_failed(cloud, "launch_error");
+                tracing::error!("launching a runner failed: {e:#}");
+            }
+        }
+    }
+}
+
+/// Stops a runner's process (SIGTERM: a runner deregisters, a launcher tears down).
+fn stop(r: &mut Tracked) {
+    if let (Some(child), None) = (r.child.as_ref(), r.exited) {
+        if let Some(pid) = child.id() {
+            // SAFETY: kill(2) on our own child's pid (not reaped yet, so not reused).
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+    }
+}
+
+/// A name for a new runner of the pool.
+fn runner_name(pool: &str) -> String {
+    let mut b = [0u8; 6];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_ok();
+    if !ok {
+        let n = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        b = [
+            n as u8,
+            (n >> 8) as u8,
+            (n >> 16) as u8,
+            (n >> 24) as u8,
+            std::process::id() as u8,
+            (std::process::id() >> 8) as u8,
+        ];
+    }
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let suffix: String = b
+        .iter()
+        .map(|x| ALPHABET[(*x as usize) % 36] as char)
+        .collect();
+    format!("{pool}-{suffix}")
+}
+
+/// Options of the pool that a runner does not take, or takes from the pool itself.
+const POOL_ONLY: &[&str] = &[
+    "--min-idle",
+    "--max",
+    "--min-idle-schedule",
+    "--metrics-addr",
+    "--boot-window",
+    "--name",
+    "--workdir",
+    "--path",
+    "--token",
+    "--driver-token",
+];
+/// Flags the pool sets itself on each runner.
+const POOL_FLAGS: &[&str] = &["--single", "--reuse", "--reuse-idle"];
+
+/// A runner's command line from the pool's (`argv`, after the program name): `pool` becomes
+/// `launch`, the pool-only options and those the pool sets itself are dropped (in both the
+/// `--opt=value` and `--opt value` forms), then `--single`, the name and the work directory
+/// are added.
+pub fn runner_args(argv: &[String], name: &str, workdir: Option<&std::path::Path>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip_value = false;
+    let mut replaced = false;
+    for a in argv {
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        if !replaced && a == "pool" {
+            out.push("launch".to_string());
+            replaced = true;
+            continue;
+        }
+        let key = a.split('=').next().unwrap_or(a);
+        if POOL_ONLY.contains(&key) {
+            skip_value = !a.contains('=');
+            continue;
+        }
+        if POOL_FLAGS.contains(&key) {
+            continue;
+        }
+        out.push(a.clone());
+    }
+    out.push("--single".into());
+    out.push("--name".into());
+    out.push(name.into());
+    if let Some(dir) = workdir {
+        out.push("--workdir".into());
+        out.push(dir.display().to_string());
+    }
+    out
+}
+
+/// Starts one runner (see the module documentation).
+fn launch(s: &RunnerSettings, p: &PoolSettings) -> anyhow::Result<Tracked> {
+    let name = runner_name(&s.name);
+    let workdir = s.cloud.is_none().then(|| s.workdir.join(&name));
+    if let Some(dir) = &workdir {
+        std::fs::create_dir_all(dir)?;
+    }
+    let exe = std::env::current_exe()?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(runner_args(&p.argv, &name, workdir.as_deref()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        // Its own process group: a signal to the pool's group is the pool's to handle.
+        .process_group(0)
+        .kill_on_drop(false);
+    match &s.credential {
+        Credential::Token { token, .. } => {
+            cmd.env("REPO_TOKEN", token.expose());
+        }
+        Credential::GithubApp { app_id, pem } => {
+            cmd.env(crate::settings::vars::GITHUB_APP_ID, app_id)
+                .env(crate::settings::vars::GITHUB_APP_PEM, pem.expose());
+        }
+    }
+    let child = cmd.spawn()?;
+    Ok(Tracked {
+        name,
+        child: Some(child),
+        launched: Instant::now(),
+        replacement: false,
+        was_online: false,
+        busy_since: None,
+        exited: None,
+        workdir,
+    })
+}
+
+/// How long a shutdown waits for launches being stopped to tear down.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(120);
+
+/// The shutdown of the module contract.
+async fn shut_down(
+    forge: &dyn Forge,
+    runners: &mut [Tracked],
+    seen: &[RunnerInfo],
+    signals: &mut crate::runner::Signals,
+) {
+    let by_name: BTreeMap<&str, &RunnerInfo> = seen.iter().map(|i| (i.name.as_str(), i)).collect();
+    for r in runners.iter_mut() {
+        reap_one(r);
+        match by_name.get(r.name.as_str()) {
+            Some(i) if i.online && i.busy => {
+                tracing::info!("runner {} is running a job: it finishes it", r.name)
+            }
+            Some(i) if i.online => match forge.delete_runner(&i.id, &r.name).await {
+                Ok(Deleted::Busy(_)) => {
+                    tracing::info!("runner {} has just taken a job: it finishes it", r.name)
+                }
+                Ok(_) => {
+                    tracing::info!("removed idle runner {}", r.name);
+                    stop(r);
+                }
+                Err(e) => tracing::warn!("{e}; runner {} is left to its idle timeout", r.name),
+            },
+            _ if !r.was_online => stop(r),
+            _ => {}
+        }
+    }
+    // Local runners and launches still running are waited for; a further signal stops them.
+    let deadline = Instant::now() + TEARDOWN_WAIT;
+    loop {
+        let waiting: Vec<&str> = runners
+            .iter_mut()
+            .filter_map(|r| {
+                reap_one(r);
+                r.exited.is_none().then_some(r.name.as_str())
+            })
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            sig = signals.recv() => {
+                tracing::warn!("signal {sig}: stopping every runner now");
+                for r in runners.iter_mut() {
+                    stop(r);
+                }
+            }
+        }
+        // Launches tearing down are bounded; local runners finishing a job are not.
+        let only_launches = runners
+            .iter()
+            .filter(|r| r.exited.is_none())
+            .all(|r| !r.was_online);
+        if only_launches && Instant::now() > deadline {
+            tracing::error!("launches still tearing down after {} s; `cml runner cleanup` finds what they leave", TEARDOWN_WAIT.as_secs());
+            break;
+        }
+    }
+    for r in runners.iter_mut() {
+        finish(r);
+    }
+}
+
+fn reap_one(r: &mut Tracked) {
+    if r.exited.is_none() {
+        if let Some(child) = r.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                r.exited = Some(status);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runner_takes_the_pools_options_but_its_own_name_workdir_and_single_use() {
+        let argv: Vec<String> = [
+            "--log",
+            "debug",
+            "runner",
+            "pool",
+            "--repo=https://github.com/o/r",
+            "--token",
+            "secret",
+            "--max",
+            "5",
+            "--min-idle=1",
+            "--labels",
+            "gpu",
+            "--name",
+            "pool-a",
+            "--reuse",
+            "--cloud=aws",
+            "--metrics-addr",
+            "127.0.0.1:9090",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let got = runner_args(
+            &argv,
+            "pool-a-x1",
+            Some(std::path::Path::new("/w/pool-a-x1")),
+        );
+        assert_eq!(
+            got,
+            [
+                "--log",
+                "debug",
+                "runner",
+                "launch",
+                "--repo=https://github.com/o/r",
+                "--labels",
+                "gpu",
+                "--cloud=aws",
+                "--single",
+                "--name",
+                "pool-a-x1",
+                "--workdir",
+                "/w/pool-a-x1"
+            ]
+        );
+        assert!(!got.contains(&"secret".to_string()));
+    }
+}

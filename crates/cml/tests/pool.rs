@@ -1,0 +1,242 @@
+//! `cml runner pool` with the real binary against the GitHub simulator: single-use runners on
+//! this machine sized to the queue, the warm floor, SIGTERM, a runner that never comes online,
+//! bad values, and the Prometheus metrics the pool serves.
+
+mod harness;
+
+use cml_sim::JobState;
+use harness::machine::wait_for;
+use harness::{Running, World, PAT, SECS};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `cml runner pool` for the simulated GitHub repository, polling every 0.2 s.
+fn pool(w: &World, name: &str, extra: &[&str]) -> std::process::Command {
+    let repo = w.repo_url();
+    let workdir = w.tmp.path().join("pool").join(name);
+    let mut args = vec![
+        "runner",
+        "pool",
+        "--driver=github",
+        "--repo",
+        &repo,
+        "--token",
+        PAT,
+        "--labels=cml",
+        "--name",
+        name,
+    ];
+    let wd = format!("--workdir={}", workdir.display());
+    args.push(&wd);
+    args.extend_from_slice(extra);
+    let mut cmd = w.cml(&args);
+    cmd.env("CML_POOL_POLL_INTERVAL", "0.2");
+    cmd.env("CML_GITHUB_RUNNER_RELEASES_URL", w.releases_url());
+    cmd
+}
+
+/// The metrics text the pool serves on `port`.
+fn scrape(port: u16) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(SECS(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// The value of the sample `series` (a metric name with its labels, if any).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn a_burst_scales_up_to_max_runs_each_job_on_its_own_runner_and_returns_to_the_floor() {
+    let w = World::new();
+    let port = free_port();
+    let ids: Vec<String> = (0..5)
+        .map(|i| w.queue_job(&format!("train-{i}"), &["self-hosted", "cml"], "sleep 1"))
+        .collect();
+    // A job for other labels is not the pool's.
+    let other = w.queue_job("elsewhere", &["self-hosted", "arm64"], "true");
+    let metrics = format!("--metrics-addr=127.0.0.1:{port}");
+    let mut p = Running::spawn(pool(
+        &w,
+        "burst",
+        &["--max=3", "--min-idle=1", "--idle-timeout=never", &metrics],
+    ));
+    let mut most = 0;
+    let start = Instant::now();
+    loop {
+        let ours = w
+            .runners()
+            .into_iter()
+            .filter(|r| r.name.starts_with("burst-"))
+            .count();
+        most = most.max(ours);
+        if ids.iter().all(|id| w.job(id).state == JobState::Succeeded) {
+            break;
+        }
+        assert!(
+            start.elapsed() < SECS(120),
+            "jobs not done:\n{}",
+            p.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(most <= 3, "{most} runners at once with --max=3");
+    assert!(
+        most >= 2,
+        "the burst was served by several runners at once ({most})"
+    );
+    let used: BTreeSet<String> = ids
+        .iter()
+        .map(|id| w.job(id).runner_name.expect("a runner ran it"))
+        .collect();
+    assert_eq!(used.len(), 5, "one runner per job: {used:?}");
+    assert_eq!(w.job(&other).state, JobState::Queued);
+    // Back to the floor: one warm runner, idle.
+    wait_for("the warm floor", SECS(60), || {
+        let rs: Vec<_> = w
+            .runners()
+            .into_iter()
+            .filter(|r| r.name.starts_with("burst-"))
+            .collect();
+        (rs.len() == 1 && rs[0].online && !rs[0].busy).then_some(())
+    });
+    let text = wait_for("the metrics to settle", SECS(30), || {
+        let t = scrape(port);
+        (sample(&t, "gha_idle_runners") == Some(1.0)
+            && sample(&t, "gha_desired_runners") == Some(1.0))
+        .then_some(t)
+    });
+    assert_eq!(sample(&text, "gha_max_runners"), Some(3.0), "{text}");
+    assert_eq!(sample(&text, "gha_min_runners"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "gha_busy_runners"), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "gha_assigned_jobs"), Some(0.0), "{text}");
+    assert!(
+        sample(&text, "gha_started_jobs_total").unwrap() >= 5.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "gha_job_startup_duration_seconds_count").unwrap() >= 5.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE gha_job_execution_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(!text.contains("runner=\""), "no per-runner label: {text}");
+
+    // SIGTERM: the idle runner is removed, nothing is left.
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
+    wait_for("no runner left", SECS(30), || {
+        w.runners()
+            .iter()
+            .all(|r| !r.name.starts_with("burst-"))
+            .then_some(())
+    });
+    let out = p.output();
+    assert!(!out.contains(PAT), "the token was printed");
+}
+
+#[test]
+fn sigterm_mid_burst_lets_busy_runners_finish_and_loses_no_job() {
+    let w = World::new();
+    let ids: Vec<String> = (0..3)
+        .map(|i| w.queue_job(&format!("long-{i}"), &["self-hosted", "cml"], "sleep 3"))
+        .collect();
+    let mut p = Running::spawn(pool(&w, "term", &["--max=3", "--idle-timeout=never"]));
+    wait_for("three jobs running", SECS(60), || {
+        ids.iter()
+            .all(|id| w.job(id).state == JobState::Running)
+            .then_some(())
+    });
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(SECS(90)), 143, "{}", p.output());
+    for id in &ids {
+        assert_eq!(w.job(id).state, JobState::Succeeded, "{}", p.output());
+    }
+    wait_for("no runner left", SECS(30), || {
+        w.runners()
+            .iter()
+            .all(|r| !r.name.starts_with("term-"))
+            .then_some(())
+    });
+}
+
+#[test]
+fn a_runner_that_never_comes_online_is_replaced_once_then_reported() {
+    let w = World::new();
+    let port = free_port();
+    w.queue_job("waiting", &["self-hosted", "cml"], "true");
+    let metrics = format!("--metrics-addr=127.0.0.1:{port}");
+    let mut cmd = pool(&w, "broken", &["--max=2", &metrics]);
+    // No agent can be downloaded: every launch fails before its runner is online.
+    cmd.env("CML_GITHUB_RUNNER_RELEASES_URL", "http://127.0.0.1:9/none");
+    let mut p = Running::spawn(cmd);
+    p.wait_status("launch_failed", SECS(90));
+    // Launches pause: no third launch comes.
+    std::thread::sleep(SECS(2));
+    p.poll_records();
+    let launches = p
+        .seen
+        .iter()
+        .filter(|v| v["status"] == "pool_launch")
+        .count();
+    assert_eq!(
+        launches,
+        2,
+        "one launch and one replacement:\n{}",
+        p.output()
+    );
+    let text = scrape(port);
+    assert_eq!(
+        sample(
+            &text,
+            "cml_pool_launch_failures_total{cloud=\"local\",reason=\"launch_error\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
+    assert!(w.runners().is_empty());
+}
+
+#[test]
+fn bad_pool_values_are_refused_before_anything_is_registered() {
+    let w = World::new();
+    for (args, needle) in [
+        (vec!["--max=0"], "--max must be at least 1"),
+        (
+            vec!["--min-idle=5", "--max=2"],
+            "--min-idle (5) is more than --max (2)",
+        ),
+        (vec!["--max=lots"], "is not a number of runners"),
+        (vec!["--min-idle-schedule=weekdays=3"], "is not a schedule"),
+        (vec!["--metrics-addr=nowhere"], "is not HOST:PORT"),
+        (vec!["--boot-window=soon"], "--boot-window"),
+    ] {
+        let mut p = Running::spawn(pool(&w, "bad", &args));
+        assert_eq!(p.wait_exit(SECS(30)), 2, "{args:?}: {}", p.output());
+        let out = p.output();
+        assert!(out.contains(needle), "{args:?}: {out}");
+    }
+    assert!(w.sim.github_registered_names().is_empty());
+}
