@@ -349,3 +349,16 @@ fn lost_answers_create_exactly_one_runner_and_start_exactly_one_pipeline() {
         assert_eq!(sim.bitbucket_reruns().len(), 1, "exactly one new pipeline");
     });
 }
+
+#[test]
+fn pending_steps_are_listed() {
+    let sim = sim_with(|_| {});
+    let step = sim.bitbucket_queue_job("octo/app", "train", &["gpu"], "true");
+    rt().block_on(async {
+        let c = connect(&sim, DEFAULT_BITBUCKET_TOKEN).await.unwrap();
+        let jobs = c.queued_jobs().await.unwrap();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!(jobs[0].id, step);
+        assert!(jobs[0].labels.is_empty(), "Bitbucket does not say");
+    });
+}

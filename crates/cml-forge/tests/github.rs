@@ -330,3 +330,30 @@ fn two_runners_interrupted_in_one_run_lead_to_one_rerun() {
         assert_eq!(attempts, [1, 2]);
     });
 }
+
+#[test]
+fn queued_jobs_of_the_repository_are_listed_with_their_labels() {
+    let sim = sim();
+    let a = sim.queue_job("octo/app", "build", &["self-hosted", "gpu"], "true");
+    let b = sim.queue_job("octo/app", "test", &["cml"], "true");
+    sim.queue_job("octo/other", "elsewhere", &["cml"], "true");
+    let c = client(&sim, "octo/app", DEFAULT_PAT);
+    let mut jobs = rt().block_on(c.queued_jobs()).unwrap();
+    jobs.sort_by(|x, y| x.name.cmp(&y.name));
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert_eq!(jobs[0].id, a.job_id.to_string());
+    assert_eq!(jobs[0].labels, ["self-hosted", "gpu"]);
+    assert_eq!(jobs[1].id, b.job_id.to_string());
+    // An organization's queue is not listed by the REST fallback.
+    let org = GithubClient::new(
+        &RepoUrl::parse(&format!("{}/octo", sim.url())).unwrap(),
+        GithubAuth::Token {
+            token: Secret::new(DEFAULT_PAT),
+            source: "REPO_TOKEN".into(),
+        },
+        RetryPolicy::default(),
+    )
+    .unwrap();
+    let e = rt().block_on(org.queued_jobs()).unwrap_err();
+    assert!(matches!(e, ForgeError::QueueUnsupported { .. }), "{e}");
+}

@@ -457,3 +457,20 @@ fn a_runner_with_its_own_token_checks_and_deletes_itself() {
         assert!(sim.gitlab_runners().is_empty());
     });
 }
+
+#[test]
+fn pending_jobs_are_listed_with_their_tags() {
+    let sim = sim_with(|_| {});
+    let job = sim.gitlab_queue_job("group/app", "train", &["gpu", "cml"], "true");
+    sim.gitlab_queue_job("group/other", "elsewhere", &["gpu"], "true");
+    rt().block_on(async {
+        let c = connect(&sim, "group/app", DEFAULT_GITLAB_TOKEN)
+            .await
+            .unwrap();
+        let jobs = c.queued_jobs().await.unwrap();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!(jobs[0].id, job);
+        assert_eq!(jobs[0].name, "train");
+        assert_eq!(jobs[0].labels, ["gpu", "cml"]);
+    });
+}

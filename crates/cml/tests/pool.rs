@@ -6,7 +6,7 @@ mod harness;
 
 use cml_sim::JobState;
 use harness::machine::wait_for;
-use harness::{Running, World, PAT, SECS};
+use harness::{Kind, Running, World, PAT, SECS};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -19,18 +19,19 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `cml runner pool` for the simulated GitHub repository, polling every 0.2 s.
+/// `cml runner pool` for the world's simulated repository, polling every 0.2 s.
 fn pool(w: &World, name: &str, extra: &[&str]) -> std::process::Command {
     let repo = w.repo_url();
     let workdir = w.tmp.path().join("pool").join(name);
+    let driver = format!("--driver={}", w.kind.driver());
     let mut args = vec![
         "runner",
         "pool",
-        "--driver=github",
+        &driver,
         "--repo",
         &repo,
         "--token",
-        PAT,
+        w.kind.token(),
         "--labels=cml",
         "--name",
         name,
@@ -239,4 +240,40 @@ fn bad_pool_values_are_refused_before_anything_is_registered() {
         assert!(out.contains(needle), "{args:?}: {out}");
     }
     assert!(w.sim.github_registered_names().is_empty());
+}
+
+#[test]
+fn a_gitlab_pool_runs_each_pending_job_on_its_own_runner() {
+    let w = World::of(Kind::Gitlab);
+    let ids: Vec<String> = (0..2)
+        .map(|i| w.queue_job(&format!("train-{i}"), &["cml"], "sleep 1"))
+        .collect();
+    let mut p = Running::spawn(pool(&w, "gl", &["--max=2", "--idle-timeout=never"]));
+    wait_for("the jobs to succeed", SECS(120), || {
+        ids.iter()
+            .all(|id| w.job(id).state == JobState::Succeeded)
+            .then_some(())
+    });
+    let used: BTreeSet<String> = ids
+        .iter()
+        .map(|id| w.job(id).runner_name.expect("a runner ran it"))
+        .collect();
+    assert_eq!(
+        used.len(),
+        2,
+        "one runner per job: {used:?}\n{}",
+        p.output()
+    );
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
+    wait_for("no runner left", SECS(30), || {
+        w.runners()
+            .iter()
+            .all(|r| !r.name.starts_with("gl-"))
+            .then_some(())
+    });
+    assert!(
+        !p.output().contains(w.kind.token()),
+        "the token was printed"
+    );
 }

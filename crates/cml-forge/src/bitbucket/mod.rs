@@ -529,6 +529,49 @@ impl Forge for BitbucketClient {
     /// waits (bounded) until that pipeline has completed, and starts a new pipeline on the same
     /// target — unless one was started on that target after it already: another interrupted
     /// runner of the same pipeline got there first.
+    /// The pending steps of the repository's 30 newest pending or running pipelines. Bitbucket's
+    /// API does not say which runner labels a step asks for (`runs-on` is not in the step
+    /// object): every pending step counts, with no labels.
+    async fn queued_jobs(&self) -> Result<Vec<crate::QueuedJob>, ForgeError> {
+        let err = |cause| ForgeError::QueuedJobs {
+            scope: self.scope(),
+            cause,
+        };
+        let base = format!("{}/2.0/repositories/{}/pipelines", self.api, self.full_name);
+        let pipelines: Value = self
+            .call(
+                Method::GET,
+                &format!("{base}/?sort=-created_on&pagelen=30"),
+                None,
+                &[200],
+            )
+            .await
+            .and_then(|a| a.json())
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for p in pipelines["values"].as_array().into_iter().flatten() {
+            if !matches!(p["state"]["name"].as_str(), Some("PENDING" | "IN_PROGRESS")) {
+                continue;
+            }
+            let uuid = p["uuid"].as_str().unwrap_or_default();
+            let steps: Value = self
+                .call(Method::GET, &format!("{base}/{uuid}/steps/"), None, &[200])
+                .await
+                .and_then(|a| a.json())
+                .map_err(err)?;
+            for st in steps["values"].as_array().into_iter().flatten() {
+                if st["state"]["name"] == "PENDING" {
+                    out.push(crate::QueuedJob {
+                        id: st["uuid"].as_str().unwrap_or_default().to_string(),
+                        name: st["name"].as_str().unwrap_or_default().to_string(),
+                        labels: Vec::new(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn rerun_interrupted(
         &self,
         runner: &str,

@@ -506,6 +506,38 @@ impl Forge for GitlabClient {
         format!("GitLab project {}", self.project_path)
     }
 
+    /// The project's pending jobs (`GET /projects/:id/jobs?scope[]=pending`, the 100 newest),
+    /// their tags as the labels they ask for.
+    async fn queued_jobs(&self) -> Result<Vec<crate::QueuedJob>, ForgeError> {
+        let url = format!(
+            "{}/projects/{}/jobs?scope[]=pending&per_page=100",
+            self.api, self.project_id
+        );
+        let err = |cause| ForgeError::QueuedJobs {
+            scope: self.scope(),
+            cause,
+        };
+        let jobs: Vec<Value> = self
+            .call(Method::GET, &url, None, &[200])
+            .await
+            .and_then(|a| a.json())
+            .map_err(err)?;
+        Ok(jobs
+            .iter()
+            .filter(|j| j["status"] == "pending")
+            .map(|j| crate::QueuedJob {
+                id: j["id"].to_string(),
+                name: j["name"].as_str().unwrap_or_default().to_string(),
+                labels: j["tag_list"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect(),
+            })
+            .collect())
+    }
+
     /// The project's own runners (`GET /projects/:id/runners?type=project_type`: group and
     /// shared runners are neither ours to delete nor ours to reuse). GitLab has no runner
     /// name: the description is the name. Tags come from each runner's details and `busy`

@@ -136,6 +136,7 @@ fn api(sh: &Shared, req: &Req, rest: &[&str]) -> Resp {
         ("PUT", ["runners", id]) => update_runner(sh, req, id),
         ("DELETE", ["runners", id]) => delete_runner(sh, id),
         ("GET", ["runners", id, "jobs"]) => runner_jobs(sh, req, id),
+        ("GET", ["projects", id, "jobs"]) => project_jobs(sh, req, id),
         ("GET", ["projects", _, "jobs", id]) => get_job(sh, id),
         ("POST", ["projects", _, "jobs", id, "retry"]) => retry_job(sh, id),
         ("GET", ["projects", _, "pipelines", id, "jobs"]) => pipeline_jobs(sh, id),
@@ -369,6 +370,40 @@ fn runner_jobs(sh: &Shared, req: &Req, id: &str) -> Resp {
         st.race(super::state::Race::AfterJobsCheck, n);
         jobs
     };
+    Resp::json(
+        200,
+        Value::Array(jobs.iter().map(|j| job_json(j, sh)).collect()),
+    )
+}
+
+/// The project's jobs, newest first, filtered by `scope` / `scope[]` (one or several statuses,
+/// as GitLab takes them), one page of `per_page` (default 20, at most 100).
+fn project_jobs(sh: &Shared, req: &Req, id: &str) -> Resp {
+    let project = find_project(sh, id);
+    let scopes: Vec<String> = req
+        .query
+        .split('&')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            matches!(decode(k).as_str(), "scope" | "scope[]").then(|| decode(v))
+        })
+        .collect();
+    let per_page = param(req, "per_page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, 100);
+    let mut jobs: Vec<super::state::Job> = {
+        let st = sh.gitlab();
+        let retried: Vec<u64> = st.retries.iter().map(|(old, _)| *old).collect();
+        st.jobs
+            .values()
+            .filter(|j| j.project_id == project.id && !retried.contains(&j.id))
+            .filter(|j| scopes.is_empty() || scopes.contains(&j.status))
+            .cloned()
+            .collect()
+    };
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
+    jobs.truncate(per_page);
     Resp::json(
         200,
         Value::Array(jobs.iter().map(|j| job_json(j, sh)).collect()),
