@@ -605,6 +605,21 @@ fn the_pool_manifest_meets_the_strict_schemas_and_grants_exactly_what_the_pool_n
                 d["metadata"].get("namespace").is_none(),
                 "{kind}: applied with -n"
             );
+            // Cleanup deletes what carries the owner label: the pool itself must not.
+            for labels in [
+                &d["metadata"]["labels"],
+                &d["spec"]["template"]["metadata"]["labels"],
+            ] {
+                assert!(
+                    labels.get(cml_core::k8s::LABEL_MANAGED_BY).is_none()
+                        && labels
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .all(|(k, _)| !k.starts_with(cml_core::k8s::LABEL_PREFIX)),
+                    "{kind}: {labels}"
+                );
+            }
         }
         // The check can fail: a misspelled field of the Deployment is refused.
         let mut bad = docs[3].clone();
