@@ -149,6 +149,41 @@ async fn a_stale_resource_version_loses() {
 }
 
 #[tokio::test]
+async fn a_lease_deleted_between_read_and_write_is_a_lost_race_then_made_again() {
+    let sim = sim();
+    let mut a = candidate(&sim, "pool-a").await;
+    assert_eq!(a.renew().await.unwrap(), Election::Leading);
+    sim.inject(
+        "GET",
+        &format!("/leases/{LEASE}"),
+        K8sFault::Delay(Duration::from_millis(300)),
+    );
+    let late = tokio::spawn(async move {
+        let r = a.renew().await;
+        (a, r)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = reqwest::Client::new()
+        .delete(format!(
+            "{}/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{LEASE}",
+            sim.url()
+        ))
+        .bearer_auth("sim-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (mut a, r) = late.await.unwrap();
+    assert_eq!(r.unwrap(), Election::Conflict);
+    assert!(sim
+        .requests()
+        .iter()
+        .any(|r| r.method == "PUT" && r.status == 404));
+    assert_eq!(a.renew().await.unwrap(), Election::Leading);
+    assert_eq!(stored(&sim)["spec"]["holderIdentity"], "pool-a");
+}
+
+#[tokio::test]
 async fn the_loser_takes_over_after_the_winner_stops_renewing() {
     let sim = sim();
     let mut a = candidate(&sim, "pool-a").await;

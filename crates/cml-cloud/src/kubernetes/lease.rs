@@ -170,7 +170,7 @@ pub enum Election {
     Leading,
     /// Another candidate holds a Lease that is still valid: its identity.
     HeldBy(String),
-    /// Another candidate wrote the Lease between this one's read and write (409).
+    /// Another candidate wrote (or deleted) the Lease between this one's read and write.
     Conflict,
 }
 
@@ -464,7 +464,9 @@ impl LeaseLock {
                 self.observe(written, true);
                 Ok(Election::Leading)
             }
-            Err(e) if conflict(&e) => Ok(Election::Conflict),
+            // Written or deleted by another since it was read: the race is lost (the next
+            // attempt reads, or creates, it afresh).
+            Err(e) if conflict(&e) || gone(&e) => Ok(Election::Conflict),
             Err(e) => Err(self.failed(op, e)),
         }
     }
@@ -658,6 +660,11 @@ fn conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
+/// The Lease is not found (but its namespace is).
+fn gone(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404 && !s.message.contains("namespaces"))
+}
+
 /// `(reason, hint, transient)` for a failed request.
 fn explain(e: &kube::Error, namespace: &str) -> (String, String, bool) {
     match e {
@@ -666,7 +673,7 @@ fn explain(e: &kube::Error, namespace: &str) -> (String, String, bool) {
             let (hint, transient) = match s.code {
                 401 => ("the cluster refused the credentials: check the service account token (automountServiceAccountToken) or the kubeconfig's user".to_string(), false),
                 403 => (format!("grant get, create and update on leases (group coordination.k8s.io) in namespace {namespace} to the pool's service account (deploy/kubernetes/pool.yaml's Role does)"), false),
-                404 => (format!("namespace {namespace} does not exist: create it, or run the pool in the namespace it was applied to"), false),
+                404 if s.message.contains("namespaces") => (format!("namespace {namespace} does not exist: create it, or run the pool in the namespace it was applied to"), false),
                 400 | 422 => ("the cluster refused the Lease: check its name (a DNS subdomain) and the timings".to_string(), false),
                 429 | 500.. => ("the API server is overloaded or failing; it is tried again".to_string(), true),
                 _ => ("check the cluster's state and try again".to_string(), true),
