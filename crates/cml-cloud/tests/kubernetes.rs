@@ -9,7 +9,7 @@ use cml_core::cloud::{resource_tags, validate, CloudArgs};
 use cml_core::Secret;
 use cml_sim::k8s::contract::{Contract, Violation, KUBERNETES_VERSIONS};
 use cml_sim::k8s::{K8sConfig, K8sFault, K8sSim, SimNode};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 const NS: &str = "default";
@@ -528,4 +528,235 @@ async fn owned_objects_are_listed_with_owner_scope_state_and_what_uses_them() {
     assert_eq!(pods_b.len(), 1);
     assert_eq!(pods_b[0].used_by, Some(vec![]));
     p.destroy(&a).await.unwrap();
+}
+
+/// The runner pool's Deployment manifest (`deploy/kubernetes/pool.yaml`), every document.
+fn pool_manifest() -> Vec<Value> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes/pool.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_saphyr::from_multiple::<Value>(&text).unwrap()
+}
+
+/// `(API group, resource, verb)` triples of RBAC rules given as `(group, resources, verbs)`.
+fn triples(
+    rules: &[(&str, &[&str], &[&str])],
+) -> std::collections::BTreeSet<(String, String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    for (g, rs, vs) in rules {
+        for r in *rs {
+            for v in *vs {
+                out.insert((g.to_string(), r.to_string(), v.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// What the manifest's Role grants, as triples.
+fn role_grants(docs: &[Value]) -> std::collections::BTreeSet<(String, String, String)> {
+    let role = docs.iter().find(|d| d["kind"] == "Role").unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        assert!(rule.get("resourceNames").is_none());
+        let strs = |k: &str| -> Vec<String> {
+            rule[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect()
+        };
+        for g in strs("apiGroups") {
+            for r in strs("resources") {
+                for v in strs("verbs") {
+                    out.insert((g.clone(), r.clone(), v));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn needed() -> std::collections::BTreeSet<(String, String, String)> {
+    let mut need = triples(cml_cloud::kubernetes::PERMISSIONS);
+    need.extend(triples(cml_cloud::kubernetes::lease::PERMISSIONS));
+    need
+}
+
+#[test]
+fn the_pool_manifest_meets_the_strict_schemas_and_grants_exactly_what_the_pool_needs() {
+    let docs = pool_manifest();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["ServiceAccount", "Role", "RoleBinding", "Deployment"]
+    );
+    for v in KUBERNETES_VERSIONS {
+        let c = Contract::bundled(v).unwrap();
+        for d in &docs {
+            let kind = format!(
+                "{}/{}",
+                d["apiVersion"].as_str().unwrap(),
+                d["kind"].as_str().unwrap()
+            );
+            assert_eq!(c.check(&kind, d), vec![], "{v}: {kind}");
+            assert!(
+                d["metadata"].get("namespace").is_none(),
+                "{kind}: applied with -n"
+            );
+            // Cleanup deletes what carries the owner label: the pool itself must not.
+            for labels in [
+                &d["metadata"]["labels"],
+                &d["spec"]["template"]["metadata"]["labels"],
+            ] {
+                assert!(
+                    labels.get(cml_core::k8s::LABEL_MANAGED_BY).is_none()
+                        && labels
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .all(|(k, _)| !k.starts_with(cml_core::k8s::LABEL_PREFIX)),
+                    "{kind}: {labels}"
+                );
+            }
+        }
+        // The check can fail: a misspelled field of the Deployment is refused.
+        let mut bad = docs[3].clone();
+        bad["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = json!({});
+        assert_eq!(
+            c.check("apps/v1/Deployment", &bad),
+            vec![Violation::UnknownField(
+                "spec.template.spec.containers[0].readinesProbe".into()
+            )]
+        );
+    }
+    assert_eq!(role_grants(&docs), needed());
+
+    let (sa, role, binding, deploy) = (&docs[0], &docs[1], &docs[2], &docs[3]);
+    assert_eq!(binding["roleRef"]["kind"], "Role");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["kind"], "ServiceAccount");
+    assert_eq!(binding["subjects"][0]["name"], sa["metadata"]["name"]);
+    let spec = &deploy["spec"];
+    assert_eq!(spec["replicas"], 2);
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    for (k, v) in spec["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&spec["template"]["metadata"]["labels"][k], v);
+    }
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], "ghcr.io/cml-rs/cml:VERSION");
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[..3], ["runner", "pool", "--cloud=kubernetes"]);
+    let at = args.iter().position(|a| *a == "--metrics-addr").unwrap();
+    assert_eq!(args[at + 1], "0.0.0.0:9090");
+    assert!(
+        c.get("command").is_none(),
+        "the image's entry point (tini) must stay"
+    );
+    // The forge token comes from the Secret, never from a literal value.
+    let env = c["env"].as_array().unwrap();
+    let token = env.iter().find(|e| e["name"] == "REPO_TOKEN").unwrap();
+    assert_eq!(token["valueFrom"]["secretKeyRef"]["name"], "cml-pool-token");
+    assert!(env.iter().all(|e| e.get("value").is_none()), "{env:?}");
+    // The readiness probe asks the metrics port.
+    let port = &c["ports"][0];
+    assert_eq!(port["containerPort"], 9090);
+    let probe = &c["readinessProbe"]["httpGet"]["port"];
+    assert!(
+        *probe == port["name"] || *probe == port["containerPort"],
+        "{probe}"
+    );
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+}
+
+/// The API request `r` as `(API group, resource[/subresource], verb)`.
+fn request_triple(r: &cml_sim::k8s::K8sRequest) -> (String, String, String) {
+    let parts: Vec<&str> = r.path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", "v1", "namespaces", _, rest @ ..] => ("", rest),
+        ["apis", g, _, "namespaces", _, rest @ ..] => (*g, rest),
+        _ => panic!("not a namespaced request: {}", r.path),
+    };
+    let resource = match rest {
+        [res, _, sub] => format!("{res}/{sub}"),
+        [res, ..] => res.to_string(),
+        [] => panic!("{}", r.path),
+    };
+    let named = rest.len() >= 2;
+    let verb = match (r.method.as_str(), named) {
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("DELETE", _) => "delete",
+        (m, _) => panic!("{m} {}", r.path),
+    };
+    (group.to_string(), resource, verb.to_string())
+}
+
+#[tokio::test]
+async fn the_pool_role_allows_every_request_the_provider_and_the_lease_make_and_no_more() {
+    use cml_cloud::kubernetes::lease::{LeaseLock, LeaseTimings};
+    let sim = sim(K8sConfig::default());
+    let p = provider(&sim).await;
+    // A runner's whole life: created, running, its log read, listed, destroyed with its pod.
+    let created = Created::new();
+    let m = p.create(&spec("cml-rbac"), &created).await.unwrap();
+    let m = p.wait_running(&m, Duration::from_secs(5)).await.unwrap();
+    let pod = sim.pods_of(NS, "cml-rbac").pop().unwrap();
+    sim.set_log(NS, &pod, "starting\n");
+    p.console_output(&m).await.unwrap();
+    let owned = p.list_owned().await.unwrap();
+    assert!(owned
+        .iter()
+        .any(|o| o.resource == Resource::Pod(pod.clone())));
+    created.push(Resource::Pod(pod.clone()));
+    p.destroy(&created).await.unwrap();
+    // A pod no node takes (diagnosed from events), and a creation whose answer was lost
+    // (found by its launch label).
+    let mut args = cloud_args("m");
+    args.gpu = Some("v100".into());
+    let pending = Created::new();
+    let m = p
+        .create(&spec_with("cml-rbac-gpu", args), &pending)
+        .await
+        .unwrap();
+    p.wait_running(&m, Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    p.destroy(&pending).await.unwrap();
+    sim.inject("POST", "/jobs", K8sFault::Drop);
+    let lost = Created::new();
+    p.create(&spec("cml-rbac-lost"), &lost).await.unwrap_err();
+    p.destroy(&lost).await.unwrap();
+    // Leader election: created, renewed, released.
+    let t = LeaseTimings {
+        lease_duration: Duration::from_secs(1),
+        renew_deadline: Duration::from_millis(700),
+        retry_period: Duration::from_millis(100),
+    };
+    let mut lock = LeaseLock::new(p.client(), NS, "cml-pool", "pool-a", t).unwrap();
+    lock.acquire().await.unwrap();
+    lock.renew().await.unwrap();
+    assert!(lock.release().await.unwrap());
+    assert!(sim.names("jobs", NS).is_empty() && sim.names("secrets", NS).is_empty());
+
+    let made: std::collections::BTreeSet<_> = sim.requests().iter().map(request_triple).collect();
+    let granted = role_grants(&pool_manifest());
+    let missing: Vec<_> = made.difference(&granted).collect();
+    assert!(missing.is_empty(), "the Role does not grant {missing:?}");
+    let unused: Vec<_> = granted.difference(&made).collect();
+    assert!(
+        unused.is_empty(),
+        "the Role grants {unused:?}, which nothing uses"
+    );
 }

@@ -28,6 +28,13 @@ ROOTS = {
     "v1/SecretList": "secretlist-v1.json",
     "v1/Event": "event-v1.json",
     "v1/EventList": "eventlist-v1.json",
+    "coordination.k8s.io/v1/Lease": "lease-coordination-v1.json",
+    "coordination.k8s.io/v1/LeaseList": "leaselist-coordination-v1.json",
+    # The objects of the pool's Deployment manifest (deploy/kubernetes/pool.yaml).
+    "apps/v1/Deployment": "deployment-apps-v1.json",
+    "v1/ServiceAccount": "serviceaccount-v1.json",
+    "rbac.authorization.k8s.io/v1/Role": "role-rbac-v1.json",
+    "rbac.authorization.k8s.io/v1/RoleBinding": "rolebinding-rbac-v1.json",
     "v1/Status": "status-meta-v1.json",
     "v1/DeleteOptions": "deleteoptions-meta-v1.json",
     "v1/APIResourceList": "apiresourcelist-meta-v1.json",

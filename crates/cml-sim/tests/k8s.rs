@@ -61,6 +61,9 @@ impl Client {
     fn delete(&self, path: &str) -> (u16, Value) {
         self.call("DELETE", path, None).unwrap()
     }
+    fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call("PUT", path, Some(body)).unwrap()
+    }
 }
 
 fn jobs() -> String {
@@ -496,4 +499,162 @@ fn faults_hit_after_the_request_is_carried_out() {
     let log = sim.requests();
     assert_eq!(log[0].method, "POST");
     assert_eq!(log[0].status, 201);
+}
+
+fn leases() -> String {
+    format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases")
+}
+
+fn lease(name: &str, holder: &str) -> Value {
+    json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+            "acquireTime": "2026-01-01T00:00:00.000000Z", "renewTime": "2026-01-01T00:00:00.000000Z",
+            "leaseTransitions": 0}})
+}
+
+#[test]
+fn leases_are_discovered_in_the_coordination_group() {
+    for version in ["1.29", "1.37"] {
+        let (_sim, c) = start(K8sConfig {
+            kubernetes: version.into(),
+            ..K8sConfig::default()
+        });
+        let contract = cml_sim::k8s::contract::Contract::bundled(version).unwrap();
+        let groups = c.get("/apis").1;
+        assert!(contract.check("v1/APIGroupList", &groups).is_empty());
+        assert!(
+            groups["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["preferredVersion"]["groupVersion"] == "coordination.k8s.io/v1"),
+            "{groups}"
+        );
+        let (s, list) = c.get("/apis/coordination.k8s.io/v1");
+        assert_eq!(s, 200);
+        assert!(contract.check("v1/APIResourceList", &list).is_empty());
+        let r = &list["resources"][0];
+        assert_eq!(
+            (&r["name"], &r["kind"], &r["namespaced"]),
+            (&json!("leases"), &json!("Lease"), &json!(true))
+        );
+        for verb in ["create", "get", "list", "update", "delete"] {
+            assert!(
+                r["verbs"].as_array().unwrap().contains(&json!(verb)),
+                "{verb}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_lease_is_created_read_listed_updated_and_deleted() {
+    let (sim, c) = start(K8sConfig::default());
+    let (s, made) = c.post(&leases(), &lease("pool", "pod-a"));
+    assert_eq!(s, 201, "{made}");
+    let rv = made["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(made["metadata"]["uid"].is_string());
+    let (s, got) = c.get(&format!("{}/pool", leases()));
+    assert_eq!((s, &got), (200, &made));
+    let (s, list) = c.get(&leases());
+    assert_eq!((s, list["kind"].as_str()), (200, Some("LeaseList")));
+    assert_eq!(list["items"][0]["spec"]["holderIdentity"], "pod-a");
+
+    let mut next = got.clone();
+    next["spec"]["holderIdentity"] = json!("pod-b");
+    next["spec"]["leaseTransitions"] = json!(1);
+    let (s, updated) = c.put(&format!("{}/pool", leases()), &next);
+    assert_eq!(s, 200, "{updated}");
+    assert_eq!(updated["spec"]["holderIdentity"], "pod-b");
+    assert_ne!(updated["metadata"]["resourceVersion"], json!(rv));
+    assert_eq!(updated["metadata"]["uid"], made["metadata"]["uid"]);
+    assert_eq!(
+        sim.object("leases", NS, "pool").unwrap()["spec"]["holderIdentity"],
+        "pod-b"
+    );
+
+    let (s, _) = c.delete(&format!("{}/pool", leases()));
+    assert_eq!(s, 200);
+    assert_eq!(c.get(&format!("{}/pool", leases())).0, 404);
+    // An update does not create.
+    let (s, v) = c.put(&format!("{}/pool", leases()), &lease("pool", "pod-a"));
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(
+        v["message"],
+        "leases.coordination.k8s.io \"pool\" not found"
+    );
+    assert!(sim.names("leases", NS).is_empty());
+}
+
+#[test]
+fn an_update_with_a_stale_resource_version_conflicts_and_changes_nothing() {
+    let (sim, c) = start(K8sConfig::default());
+    let (_, made) = c.post(&leases(), &lease("pool", "pod-a"));
+    let mut a = made.clone();
+    a["spec"]["holderIdentity"] = json!("pod-a");
+    a["spec"]["renewTime"] = json!("2026-01-01T00:00:05.000000Z");
+    let (s, _) = c.put(&format!("{}/pool", leases()), &a);
+    assert_eq!(s, 200);
+    // A second writer still holding the first version loses.
+    let mut b = made.clone();
+    b["spec"]["holderIdentity"] = json!("pod-b");
+    let (s, v) = c.put(&format!("{}/pool", leases()), &b);
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["reason"], "Conflict");
+    assert_eq!(
+        v["message"],
+        "Operation cannot be fulfilled on leases.coordination.k8s.io \"pool\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    let stored = sim.object("leases", NS, "pool").unwrap();
+    assert_eq!(stored["spec"]["holderIdentity"], "pod-a");
+    assert_eq!(stored["spec"]["renewTime"], "2026-01-01T00:00:05.000000Z");
+}
+
+#[test]
+fn invalid_lease_updates_are_refused_and_store_nothing() {
+    let (sim, c) = start(K8sConfig::default());
+    let (_, made) = c.post(&leases(), &lease("pool", "pod-a"));
+    let url = format!("{}/pool", leases());
+    let mut typo = made.clone();
+    typo["spec"]["holderIdentiy"] = json!("pod-b");
+    let (s, v) = c.put(&url, &typo);
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field \"spec.holderIdentiy\""),
+        "{v}"
+    );
+    let mut zero = made.clone();
+    zero["spec"]["leaseDurationSeconds"] = json!(0);
+    let (s, v) = c.put(&url, &zero);
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(
+        v["message"],
+        "Lease.coordination.k8s.io \"pool\" is invalid: [spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0]"
+    );
+    let mut renamed = made.clone();
+    renamed["metadata"]["name"] = json!("other");
+    let (s, v) = c.put(&url, &renamed);
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(
+        v["message"],
+        "the name of the object (other) does not match the name on the URL (pool)"
+    );
+    let (s, v) = c.post(
+        &leases(),
+        &json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "neg"}, "spec": {"leaseTransitions": -1}}),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(sim.object("leases", NS, "pool").unwrap(), made);
+    assert_eq!(sim.names("leases", NS), vec!["pool".to_string()]);
+    // PUT is for Leases only.
+    let (s, _) = c.put(&format!("{}/x", secrets()), &json!({}));
+    assert_eq!(s, 405);
 }

@@ -72,6 +72,12 @@ fn subsets_come_from_the_pinned_release() {
             "v1/APIGroupList",
             "v1/APIVersions",
             "version/Info",
+            "coordination.k8s.io/v1/Lease",
+            "coordination.k8s.io/v1/LeaseList",
+            "apps/v1/Deployment",
+            "v1/ServiceAccount",
+            "rbac.authorization.k8s.io/v1/Role",
+            "rbac.authorization.k8s.io/v1/RoleBinding",
         ] {
             assert!(c.kinds().any(|k| k == kind), "{v}: {kind}");
         }
@@ -90,5 +96,30 @@ fn subsets_come_from_the_pinned_release() {
         ] {
             assert!(c.has_field("batch/v1/Job", f), "{v}: {f}");
         }
+        // The fields leader election writes, and those the pool's Deployment manifest uses.
+        for f in [
+            "spec.holderIdentity",
+            "spec.leaseDurationSeconds",
+            "spec.acquireTime",
+            "spec.renewTime",
+            "spec.leaseTransitions",
+            "metadata.resourceVersion",
+        ] {
+            assert!(c.has_field("coordination.k8s.io/v1/Lease", f), "{v}: {f}");
+        }
+        for f in [
+            "spec.replicas",
+            "spec.template.spec.serviceAccountName",
+            "spec.template.spec.automountServiceAccountToken",
+            "spec.template.spec.containers[].readinessProbe.httpGet.port",
+            "spec.template.spec.containers[].ports[].containerPort",
+        ] {
+            assert!(c.has_field("apps/v1/Deployment", f), "{v}: {f}");
+        }
+        assert!(c.has_field("rbac.authorization.k8s.io/v1/Role", "rules[].verbs"));
+        assert!(c.has_field(
+            "rbac.authorization.k8s.io/v1/RoleBinding",
+            "subjects[].name"
+        ));
     }
 }

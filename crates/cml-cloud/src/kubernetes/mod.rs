@@ -3,8 +3,10 @@
 //!
 //! Credentials: see [`config`] (`KUBERNETES_CONFIGURATION`, `KUBECONFIG`, `~/.kube/config`,
 //! in-cluster). The namespace is the kubeconfig context's, or `--cloud-kubernetes-namespace`.
-//! The user needs, in that namespace: `create`, `get`, `list` and `delete` on `jobs` (group
-//! `batch`), `secrets` and `pods`; `get` on `pods/log`; `list` on `events`.
+//! The user needs, in that namespace ([`PERMISSIONS`]): `create`, `get`, `list` and `delete`
+//! on `jobs` (group `batch`); `create`, `list` and `delete` on `secrets`; `list` and `delete`
+//! on `pods`; `get` on `pods/log`; `list` on `events`.
+//! A runner pool running as a Deployment also elects its leader over a Lease ([`lease`]).
 //!
 //! Teardown contract (the crate's): the Job is recorded in the ledger once the API server has
 //! created it, and its launch (the [`LAUNCH_LABEL`] value the Job and Secret carry) before
@@ -22,6 +24,7 @@
 
 mod config;
 mod host;
+pub mod lease;
 pub mod manifest;
 
 pub use config::CONFIGURATION;
@@ -35,6 +38,16 @@ use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
+
+/// The RBAC rules the provider needs in its namespace, as the module documentation lists
+/// them: `(API group, resources, verbs)`.
+pub const PERMISSIONS: &[(&str, &[&str], &[&str])] = &[
+    ("batch", &["jobs"], &["create", "get", "list", "delete"]),
+    ("", &["secrets"], &["create", "list", "delete"]),
+    ("", &["pods"], &["list", "delete"]),
+    ("", &["pods/log"], &["get"]),
+    ("", &["events"], &["list"]),
+];
 
 /// The label a launch puts on the Job and Secret it creates; its value is unique to the launch.
 pub const LAUNCH_LABEL: &str = "cml.dev/launch";
@@ -109,6 +122,12 @@ impl KubernetesProvider {
     /// The namespace runners are made in.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// The client, to share its connection and credentials (as [`lease::LeaseLock::new`]
+    /// takes them).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
     }
 
     fn jobs(&self) -> Api<Job> {
@@ -356,7 +375,7 @@ fn explain(e: &kube::Error, origin: &str, namespace: &str) -> (String, String) {
             let reason = format!("{} ({} {})", s.message.trim(), s.code, s.reason);
             let hint = match s.code {
                 401 => format!("the cluster refused the credentials from {origin}: check the token, client certificate or exec plugin of its user"),
-                403 => format!("the user from {origin} lacks a permission: grant it (a Role in namespace {namespace}) create, get, list and delete on jobs, pods and secrets, get on pods/log and list on events"),
+                403 => format!("the user from {origin} lacks a permission: grant it (a Role in namespace {namespace}) create, get, list and delete on jobs, create, list and delete on secrets, list and delete on pods, get on pods/log and list on events"),
                 404 if s.message.contains("namespaces") => format!("namespace {namespace} does not exist: create it, or pass --cloud-kubernetes-namespace"),
                 400 | 422 => "the cluster refused the object: check --cloud-image, --cloud-kubernetes-node-selector, --cloud-metadata and --cloud-permission-set".into(),
                 _ => "check the cluster's state (`kubectl get events`) and try again".into(),

@@ -32,10 +32,19 @@ fn answer(code: u16, v: &Value) -> Response {
 }
 
 fn group_of(resource: &str) -> &'static str {
-    if resource == "jobs" {
-        "batch"
-    } else {
-        ""
+    match resource {
+        "jobs" => "batch",
+        "leases" => "coordination.k8s.io",
+        _ => "",
+    }
+}
+
+/// The `apiVersion` of the objects of `resource`.
+fn api_of(resource: &str) -> &'static str {
+    match resource {
+        "jobs" => "batch/v1",
+        "leases" => "coordination.k8s.io/v1",
+        _ => "v1",
     }
 }
 
@@ -144,7 +153,10 @@ fn handle(
                 200,
                 &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{"name": "batch",
                 "versions": [{"groupVersion": "batch/v1", "version": "v1"}],
-                "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"}}]}),
+                "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"}},
+                {"name": "coordination.k8s.io",
+                "versions": [{"groupVersion": "coordination.k8s.io/v1", "version": "v1"}],
+                "preferredVersion": {"groupVersion": "coordination.k8s.io/v1", "version": "v1"}}]}),
             )
         }
         ("GET", ["api", "v1"]) => {
@@ -188,6 +200,14 @@ fn handle(
                     {"name": "jobs/status", "singularName": "", "namespaced": true, "kind": "Job", "verbs": ["get", "patch", "update"]}]}),
             );
         }
+        ("GET", ["apis", "coordination.k8s.io", "v1"]) => {
+            return answer(
+                200,
+                &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "coordination.k8s.io/v1",
+                "resources": [{"name": "leases", "singularName": "lease", "namespaced": true, "kind": "Lease",
+                    "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]}]}),
+            );
+        }
         _ => {}
     }
     let (ns, resource, name, sub) = match parts.as_slice() {
@@ -207,6 +227,12 @@ fn handle(
             rest.first().map(|s| s.to_string()),
             rest.get(1).map(|s| s.to_string()),
         ),
+        ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases", rest @ ..] => (
+            ns.to_string(),
+            "leases",
+            rest.first().map(|s| s.to_string()),
+            rest.get(1).map(|s| s.to_string()),
+        ),
         _ => {
             return status(
                 404,
@@ -220,6 +246,7 @@ fn handle(
         "pods" => "pods",
         "secrets" => "secrets",
         "events" => "events",
+        "leases" => "leases",
         _ => "jobs",
     };
     let verb = match (method.as_str(), &name) {
@@ -227,6 +254,7 @@ fn handle(
         ("GET", Some(_)) => "get",
         ("POST", None) => "create",
         ("DELETE", Some(_)) => "delete",
+        ("PUT", Some(_)) if sub.is_none() && resource == "leases" => "update",
         _ => {
             return status(
                 405,
@@ -296,6 +324,15 @@ fn handle(
             }
         }
         "create" => create(st, contract, &ns, resource, &q, body),
+        "update" => update(
+            st,
+            contract,
+            &ns,
+            resource,
+            &name.unwrap_or_default(),
+            &q,
+            body,
+        ),
         _ => delete(
             st,
             contract,
@@ -437,17 +474,13 @@ fn list(
         }
         out.push(it);
     }
-    let (api, kind) = if resource == "jobs" {
-        ("batch/v1", "JobList")
-    } else {
-        (
-            "v1",
-            match resource {
-                "pods" => "PodList",
-                "secrets" => "SecretList",
-                _ => "EventList",
-            },
-        )
+    let api = api_of(resource);
+    let kind = match resource {
+        "jobs" => "JobList",
+        "leases" => "LeaseList",
+        "pods" => "PodList",
+        "secrets" => "SecretList",
+        _ => "EventList",
     };
     let v = json!({"apiVersion": api, "kind": kind, "metadata": {"resourceVersion": st.rv.to_string()}, "items": out});
     checked(contract, &format!("{api}/{kind}"), v, 200)
@@ -561,7 +594,7 @@ fn create(
             )
         }
     };
-    let api = if resource == "jobs" { "batch/v1" } else { "v1" };
+    let api = api_of(resource);
     if obj["kind"] != kind || obj["apiVersion"] != api {
         return status(
             400,
@@ -681,6 +714,9 @@ fn create(
             }
         }
     }
+    if resource == "leases" {
+        causes.extend(lease_causes(&obj));
+    }
     if resource == "secrets" {
         for (k, v) in obj["data"].as_object().into_iter().flatten() {
             use base64::Engine;
@@ -760,7 +796,127 @@ fn create(
         return checked(contract, "batch/v1/Job", stored, 201);
     }
     let stored = st.insert(resource, ns, obj);
-    checked(contract, &format!("v1/{kind}"), stored, 201)
+    checked(contract, &format!("{api}/{kind}"), stored, 201)
+}
+
+/// What the API server's Lease validation refuses in `spec` (`leaseDurationSeconds` must be
+/// positive, `leaseTransitions` not negative).
+fn lease_causes(obj: &Value) -> Vec<(String, String, String)> {
+    let mut causes = Vec::new();
+    for (f, min) in [("leaseDurationSeconds", 1), ("leaseTransitions", 0)] {
+        if let Some(n) = obj["spec"][f].as_i64().filter(|n| *n < min) {
+            causes.push((
+                "FieldValueInvalid".into(),
+                format!("spec.{f}"),
+                format!(
+                    "Invalid value: {n}: must be greater than{} 0",
+                    if min == 0 { " or equal to" } else { "" }
+                ),
+            ));
+        }
+    }
+    causes
+}
+
+/// `PUT` of a whole object (Leases only): strict decoding as for a creation, the name and
+/// namespace must be the URL's, and a `metadata.resourceVersion` other than the stored one is
+/// a 409 `Conflict` (optimistic concurrency; without one the update is unconditional, as the
+/// Lease strategy allows). An object that does not exist is 404: updates do not create.
+fn update(
+    st: &mut State,
+    contract: &Contract,
+    ns: &str,
+    resource: &'static str,
+    name: &str,
+    q: &[(String, String)],
+    body: &[u8],
+) -> Response {
+    let kind = kind_of(resource);
+    let api = api_of(resource);
+    let mut obj: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return status(
+                400,
+                "BadRequest",
+                &format!("the object provided is unrecognized: {e}"),
+                Value::Null,
+            )
+        }
+    };
+    if obj["kind"] != kind || obj["apiVersion"] != api {
+        return status(
+            400,
+            "BadRequest",
+            &format!(
+                "the API version in the data ({}) does not match the expected API version ({api})",
+                obj["apiVersion"].as_str().unwrap_or("")
+            ),
+            Value::Null,
+        );
+    }
+    let bad = contract.check(&format!("{api}/{kind}"), &obj);
+    if let Some(r) = decode_error(kind, &bad) {
+        return r;
+    }
+    let body_name = obj["metadata"]["name"].as_str().unwrap_or("");
+    if body_name != name {
+        return status(
+            400,
+            "BadRequest",
+            &format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            ),
+            Value::Null,
+        );
+    }
+    if let Some(n) = obj["metadata"]["namespace"].as_str() {
+        if n != ns {
+            return status(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request", Value::Null);
+        }
+    }
+    let mut causes: Vec<(String, String, String)> = bad
+        .iter()
+        .map(|v| {
+            (
+                "FieldValueRequired".into(),
+                v.path().to_string(),
+                "Required value".into(),
+            )
+        })
+        .collect();
+    if resource == "leases" {
+        causes.extend(lease_causes(&obj));
+    }
+    if !causes.is_empty() {
+        return invalid(kind, name, resource, causes);
+    }
+    let key = (resource, ns.to_string(), name.to_string());
+    let Some(stored) = st.objects.get(&key).cloned() else {
+        return not_found(resource, name);
+    };
+    let stale = obj["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|rv| !rv.is_empty())
+        .is_some_and(|rv| stored["metadata"]["resourceVersion"] != rv);
+    if stale {
+        return status(
+            409,
+            "Conflict",
+            &format!("Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again", qualified(resource)),
+            json!({"name": name, "group": group_of(resource), "kind": resource}),
+        );
+    }
+    for k in ["uid", "creationTimestamp"] {
+        obj["metadata"][k] = stored["metadata"][k].clone();
+    }
+    obj["metadata"]["namespace"] = json!(ns);
+    if qget(q, "dryRun") == Some("All") {
+        return checked(contract, &format!("{api}/{kind}"), obj, 200);
+    }
+    obj["metadata"]["resourceVersion"] = json!(st.next_rv());
+    st.objects.insert(key, obj.clone());
+    checked(contract, &format!("{api}/{kind}"), obj, 200)
 }
 
 fn delete(

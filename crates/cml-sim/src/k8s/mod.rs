@@ -1,13 +1,16 @@
 //! A simulated Kubernetes API server (plain HTTP on 127.0.0.1), checked against Kubernetes'
 //! strict JSON schemas (see [`contract`]).
 //!
-//! - **Discovery**: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/batch/v1`.
+//! - **Discovery**: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/batch/v1`,
+//!   `/apis/coordination.k8s.io/v1`.
 //! - **Resources** (namespaced, in [`K8sConfig::namespaces`]): `batch/v1` jobs (create, get,
 //!   list, delete with `propagationPolicy`; the REST default for Jobs is `Orphan`, as on a real
 //!   API server), `v1` pods (get, list, `log`), `v1` secrets (create, get, list, delete),
-//!   `v1` events (list). Lists take `labelSelector` and `fieldSelector`
-//!   (`involvedObject.name=...` for events).
-//! - **Strict decoding**: every created object is checked against the schema of
+//!   `v1` events (list), `coordination.k8s.io/v1` leases (create, get, list, delete, and
+//!   update with `PUT`: a `metadata.resourceVersion` other than the stored one is 409
+//!   `Conflict`, as for optimistic concurrency on a real API server). Lists take
+//!   `labelSelector` and `fieldSelector` (`involvedObject.name=...` for events).
+//! - **Strict decoding**: every created or updated object is checked against the schema of
 //!   [`K8sConfig::kubernetes`]; an unknown field is refused with HTTP 400 `BadRequest`
 //!   (`strict decoding error: unknown field "spec.foo"`), a missing or invalid value with HTTP
 //!   422 `Invalid` and its causes; malformed JSON with 400. Answers are checked too (a
@@ -216,7 +219,7 @@ impl K8sSim {
         st
     }
 
-    /// A stored object (`jobs`, `pods`, `secrets`), as the API would answer it.
+    /// A stored object (`jobs`, `pods`, `secrets`, `leases`), as the API would answer it.
     pub fn object(&self, resource: &str, ns: &str, name: &str) -> Option<Value> {
         let st = self.now();
         st.objects
@@ -268,8 +271,8 @@ impl K8sSim {
         self.now().lose_node(node)
     }
 
-    /// `token` is Forbidden `verb` (`create`, `get`, `list`, `delete`) on `resource` (`jobs`,
-    /// `pods/log`, ...).
+    /// `token` is Forbidden `verb` (`create`, `get`, `list`, `update`, `delete`) on `resource`
+    /// (`jobs`, `pods/log`, `leases`, ...).
     pub fn forbid(&self, token: &str, verb: &str, resource: &str) {
         self.shared
             .lock()

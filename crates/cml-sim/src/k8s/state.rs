@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{K8sConfig, K8sFault, K8sRequest, SimNode};
 
-/// Kind key of stored objects: `jobs`, `pods`, `secrets`, `events`.
+/// Kind key of stored objects: `jobs`, `pods`, `secrets`, `leases`.
 pub(crate) type Key = (&'static str, String, String);
 
 pub(crate) struct Pending {
@@ -608,6 +608,7 @@ pub(crate) fn kind_of(resource: &str) -> &'static str {
         "jobs" => "Job",
         "pods" => "Pod",
         "secrets" => "Secret",
+        "leases" => "Lease",
         _ => "Event",
     }
 }
