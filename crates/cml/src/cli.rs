@@ -378,6 +378,9 @@ pub struct PoolArgs {
     /// How long a runner may take to come online before it is replaced (once) [default: --cloud-timeout with --cloud, else 5 minutes]
     #[arg(long, value_name = "DURATION")]
     pub boot_window: Option<String>,
+    /// Take part in leader election on this Kubernetes Lease (in the kubeconfig's or --cloud-kubernetes-namespace's namespace): only its holder runs the pool, the others stand by
+    #[arg(long, value_name = "NAME")]
+    pub lease: Option<String>,
 }
 
 /// `cml runner cleanup` options.

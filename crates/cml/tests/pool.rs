@@ -277,3 +277,50 @@ fn a_gitlab_pool_runs_each_pending_job_on_its_own_runner() {
         "the token was printed"
     );
 }
+
+/// Two pools on one Lease (as two replicas of the Kubernetes Deployment): one leads, the other
+/// stands by without launching anything, and takes over once the leader stops and releases it.
+#[test]
+fn only_the_holder_of_the_lease_runs_the_pool_and_the_other_takes_over() {
+    let w = World::new();
+    let k = harness::k8s::K8s::start();
+    let kubeconfig = k.env();
+    let start = |host: &str| {
+        let mut cmd = pool(&w, host, &["--max=2", "--lease=cml-pool"]);
+        cmd.envs(kubeconfig.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("HOSTNAME", host);
+        Running::spawn(cmd)
+    };
+    let mut a = start("pool-a");
+    a.wait_status("pool", SECS(30));
+    let mut b = start("pool-b");
+    std::thread::sleep(SECS(3));
+    b.poll_records();
+    assert!(
+        !b.seen.iter().any(|v| v["status"] == "pool"),
+        "a second pool ran while the first held the Lease:\n{}",
+        b.output()
+    );
+    assert!(
+        b.output()
+            .contains("standing by until pool-b holds the Lease default/cml-pool"),
+        "{}",
+        b.output()
+    );
+    let lease = k
+        .sim
+        .object("leases", harness::k8s::NS, "cml-pool")
+        .expect("the Lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "pool-a");
+    a.signal(libc::SIGTERM);
+    assert_eq!(a.wait_exit(SECS(60)), 143, "{}", a.output());
+    assert!(a.output().contains("released the Lease"), "{}", a.output());
+    b.wait_status("pool", SECS(30));
+    let lease = k
+        .sim
+        .object("leases", harness::k8s::NS, "cml-pool")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "pool-b");
+    b.signal(libc::SIGTERM);
+    assert_eq!(b.wait_exit(SECS(60)), 143, "{}", b.output());
+}

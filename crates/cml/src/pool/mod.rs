@@ -47,6 +47,8 @@ pub struct PoolSettings {
     pub poll: Duration,
     /// The pool's own command line (after the program name), from which each runner's is made.
     pub argv: Vec<String>,
+    /// `--lease`: the Kubernetes Lease whose holder alone runs the pool.
+    pub lease: Option<String>,
 }
 
 /// Resolves the pool's own options (`args`) next to the runner settings `s`.
@@ -102,11 +104,23 @@ pub fn resolve(
     if s.reuse || s.reuse_idle {
         tracing::warn!("--reuse and --reuse-idle do not apply to a pool: each of its runners is new and single-use");
     }
+    let lease = args
+        .lease
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from);
+    if let Some(name) = &lease {
+        if !cml_core::k8s::namespace_ok(name) {
+            anyhow::bail!("--lease {name:?} is not a Lease name\nhint: at most 63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit");
+        }
+    }
     Ok(PoolSettings {
         bounds,
         metrics_addr,
         poll,
         argv: std::env::args().skip(1).collect(),
+        lease,
     })
 }
 
@@ -158,6 +172,24 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
         }
         None => None,
     };
+    // With --lease, only the Lease's holder goes on; the others wait here (their metrics
+    // answer meanwhile, so a Deployment's readiness probe passes on every replica).
+    let mut leadership = match &p.lease {
+        None => None,
+        Some(name) => {
+            let namespace = s
+                .cloud
+                .as_ref()
+                .and_then(|c| c.kubernetes_namespace.clone());
+            tokio::select! {
+                l = lead(name, namespace.as_deref()) => Some(l.map_err(Failure::error)?),
+                sig = signals.recv() => {
+                    tracing::info!(status = "terminated", reason = "signal", "received signal {sig} while standing by");
+                    return Ok(ExitCode::from_signal(sig));
+                }
+            }
+        }
+    };
     let cloud = s
         .cloud
         .as_ref()
@@ -182,7 +214,8 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
     let signal = loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            sig = signals.recv() => break sig,
+            sig = signals.recv() => break Stop::Signal(sig),
+            why = lost(&mut leadership) => break Stop::LostLease(why),
         }
         reap(&mut runners);
         let queued = match forge.queued_jobs().await {
@@ -223,17 +256,68 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
         report(&metrics, &plan, &observed, queued.len(), &p.bounds, unix);
         carry_out(&s, &p, forge, &mut runners, &seen, &plan, &cloud, &metrics).await;
     };
-    tracing::info!(
-        "received signal {signal}: the pool launches nothing more, removes idle runners and lets busy ones finish"
-    );
+    match &signal {
+        Stop::Signal(sig) => tracing::info!(
+            "received signal {sig}: the pool launches nothing more, removes idle runners and lets busy ones finish"
+        ),
+        Stop::LostLease(why) => tracing::error!(
+            "lost the Lease ({why}): the pool launches nothing more, removes idle runners and lets busy ones finish"
+        ),
+    }
     let seen = forge.runners().await.unwrap_or_default();
     shut_down(forge, &mut runners, &seen, &mut signals).await;
+    if let Some(l) = leadership {
+        match l.release().await {
+            Ok(_) => tracing::info!("released the Lease"),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    match signal {
+        Stop::Signal(sig) => {
+            tracing::info!(status = "terminated", reason = "signal", "runner pool stopped");
+            Ok(ExitCode::from_signal(sig))
+        }
+        Stop::LostLease(why) => Err(Failure::error(anyhow::anyhow!(
+            "the pool lost its Lease: {why}\nhint: another replica leads now; this one exits to stand by again"
+        ))),
+    }
+}
+
+/// Why the pool stops.
+enum Stop {
+    Signal(i32),
+    LostLease(String),
+}
+
+/// Waits until this process holds Lease `name`, then keeps renewing it.
+async fn lead(
+    name: &str,
+    namespace: Option<&str>,
+) -> anyhow::Result<cml_cloud::kubernetes::lease::Leadership> {
+    use cml_cloud::kubernetes::lease::{pod_identity, LeaseLock, LeaseTimings};
+    let provider = cml_cloud::kubernetes::KubernetesProvider::from_env(namespace).await?;
+    let identity = pod_identity()?;
+    let mut lock = LeaseLock::new(
+        provider.client(),
+        provider.namespace(),
+        name,
+        &identity,
+        LeaseTimings::default(),
+    )?;
     tracing::info!(
-        status = "terminated",
-        reason = "signal",
-        "runner pool stopped"
+        "standing by until {identity} holds the Lease {}/{name}",
+        provider.namespace()
     );
-    Ok(ExitCode::from_signal(signal))
+    lock.acquire().await?;
+    Ok(lock.keep_renewing())
+}
+
+/// Resolves when leadership is lost (never without a Lease).
+async fn lost(leadership: &mut Option<cml_cloud::kubernetes::lease::Leadership>) -> String {
+    match leadership {
+        Some(l) => l.lost().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Aborts a task when dropped.
@@ -476,6 +560,7 @@ const POOL_ONLY: &[&str] = &[
     "--min-idle-schedule",
     "--metrics-addr",
     "--boot-window",
+    "--lease",
     "--name",
     "--workdir",
     "--path",
