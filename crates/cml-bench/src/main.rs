@@ -15,7 +15,9 @@
 //! - the AWS launcher's own overhead against moto (see `aws.rs`), and the GCP launcher's
 //!   against the simulated Compute Engine (see `gcp.rs`), and the Azure launcher's against the
 //!   simulated Resource Manager (see `azure.rs`), and the Kubernetes launcher's against the
-//!   simulated API server (see `kubernetes.rs`).
+//!   simulated API server (see `kubernetes.rs`);
+//! - `cml runner pool`: queued → started for a burst and for a warm runner, and the pool's
+//!   own memory and CPU while idle (see `pool.rs`).
 
 use cml_sim::{write_agent_scripts, SimConfig, SimServer, DEFAULT_PAT};
 use serde_json::Value;
@@ -57,6 +59,7 @@ fn main() {
     gcp::launcher(&cml, &sim);
     azure::launcher(&cml, &sim);
     kubernetes::launcher(&cml, &sim);
+    pool::run(&cml, &sim);
 }
 
 mod aws;
@@ -64,6 +67,7 @@ mod azure;
 mod gcp;
 mod kubernetes;
 mod launches;
+mod pool;
 
 fn file_mib(p: &Path) -> f64 {
     std::fs::metadata(p)
@@ -226,7 +230,7 @@ fn lifecycle(cml: &Path, sim_exe: &Path, jobs: usize) {
 }
 
 /// (VmRSS, VmHWM) in KiB.
-fn proc_rss(pid: u32) -> (i64, i64) {
+pub(crate) fn proc_rss(pid: u32) -> (i64, i64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |k: &str| {
         text.lines()
