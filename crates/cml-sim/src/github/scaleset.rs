@@ -372,7 +372,11 @@ pub fn register(sh: &Shared, req: &Req) -> Resp {
     if !valid {
         return Resp::error(401, "Bad credentials");
     }
-    let exp = SystemTime::now() + sh.cfg.actions_admin_token_ttl;
+    // The service stops accepting the token at the `exp` claim (whole seconds).
+    let exp = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(unix_secs(
+            SystemTime::now() + sh.cfg.actions_admin_token_ttl,
+        ));
     let admin = admin_jwt(&scope, exp);
     st.actions.admin_tokens.insert(admin.clone(), (scope, exp));
     st.actions.issued.push(admin.clone());
