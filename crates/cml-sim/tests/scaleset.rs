@@ -262,9 +262,14 @@ fn scale_sets_are_created_found_patched_and_deleted() {
         &http,
         &svc,
         &admin,
-        json!({"name": "pool", "runnerGroupId": 1}),
+        json!({"name": "pool", "runnerGroupId": 1,
+               "RunnerSetting": {"ephemeral": true, "isElastic": true, "disableUpdate": true}}),
     );
     assert_eq!(set["labels"], json!([{"type": "System", "name": "pool"}]));
+    assert_eq!(
+        set["RunnerSetting"],
+        json!({"ephemeral": true, "isElastic": true, "disableUpdate": true})
+    );
     assert_eq!(set["runnerGroupName"], "Default");
     assert_eq!(set["statistics"]["totalAvailableJobs"], 0);
     let id = set["id"].as_u64().unwrap();

@@ -585,7 +585,7 @@ impl ScaleSetClient {
         };
         let body = json!({
             "name": name, "runnerGroupId": group_id, "labels": wanted,
-            "RunnerSetting": {"disableUpdate": true},
+            "RunnerSetting": {"ephemeral": true, "isElastic": true, "disableUpdate": true},
         });
         match self
             .admin_checked(Method::POST, SCALE_SETS, Some(body), true, &[200], err)

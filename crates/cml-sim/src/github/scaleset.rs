@@ -81,7 +81,8 @@ pub struct ScaleSet {
     pub group_id: u64,
     /// (type, name)
     pub labels: Vec<(String, String)>,
-    pub disable_update: bool,
+    /// `RunnerSetting`: `ephemeral`, `isElastic`, `disableUpdate` (as sent, booleans only).
+    pub setting: serde_json::Map<String, Value>,
     pub created: SystemTime,
     /// Job messages not yet put into a queue message.
     events: Vec<Value>,
@@ -508,11 +509,8 @@ async fn route(sh: &Shared, req: &Req, segs: &[&str]) -> Resp {
             if let Some(labels) = labels_of(&body) {
                 s.labels = labels;
             }
-            if let Some(d) = body
-                .pointer("/RunnerSetting/disableUpdate")
-                .and_then(Value::as_bool)
-            {
-                s.disable_update = d;
+            if body.get("RunnerSetting").is_some() {
+                s.setting = runner_setting(&body);
             }
             st.actions.scale_sets.insert(s.id, s.clone());
             Resp::json(200, scale_set_json(sh, &st, &s))
@@ -734,6 +732,17 @@ fn labels_of(body: &Value) -> Option<Vec<(String, String)>> {
     )
 }
 
+/// The known boolean fields of a body's `RunnerSetting`.
+fn runner_setting(body: &Value) -> serde_json::Map<String, Value> {
+    ["ephemeral", "isElastic", "disableUpdate"]
+        .iter()
+        .filter_map(|k| {
+            let v = body.get("RunnerSetting")?.get(*k)?.as_bool()?;
+            Some((k.to_string(), Value::Bool(v)))
+        })
+        .collect()
+}
+
 fn create_scale_set(sh: &Shared, st: &mut State, scope: &Scope, req: &Req) -> Resp {
     let body = req.json();
     let Some(name) = body
@@ -781,10 +790,7 @@ fn create_scale_set(sh: &Shared, st: &mut State, scope: &Scope, req: &Req) -> Re
         scope: scope.clone(),
         group_id: group,
         labels,
-        disable_update: body
-            .pointer("/RunnerSetting/disableUpdate")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        setting: runner_setting(&body),
         created: SystemTime::now(),
         events: Vec::new(),
         queue: VecDeque::new(),
@@ -801,7 +807,7 @@ fn scale_set_json(sh: &Shared, st: &State, s: &ScaleSet) -> Value {
         "runnerGroupId": s.group_id,
         "runnerGroupName": DEFAULT_GROUP_NAME,
         "labels": s.labels.iter().map(|(t, n)| json!({"type": t, "name": n})).collect::<Vec<_>>(),
-        "RunnerSetting": {"disableUpdate": s.disable_update},
+        "RunnerSetting": s.setting,
         "createdOn": rfc3339(s.created),
         "runnerJitConfigUrl": format!("{}/_actions/_apis/runtime/runnerscalesets/{}/generatejitconfig", sh.base_url, s.id),
         "statistics": st.scale_set_statistics(s.id),
