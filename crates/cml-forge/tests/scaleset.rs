@@ -140,6 +140,7 @@ fn the_whole_protocol_from_a_pat_to_a_job_run_by_a_jit_runner() {
         assert_eq!(session.statistics.unwrap().total_available_jobs, 0);
         // Nothing to say: the poll ends empty.
         assert_eq!(c.get_message(&mut session, 0, 4).await.unwrap(), None);
+        assert_eq!(sim.scale_sets()[0].max_capacity, Some(4));
 
         let q = sim.queue_job("o/r", "build", &["pool"], "echo via-scale-set");
         let mut inbox = Inbox::default();
@@ -460,5 +461,26 @@ fn bad_credentials_and_groups_fail_naming_the_fix_and_create_nothing() {
         assert_no_secret(&sim, &msg);
         assert!(sim.scale_sets().is_empty());
         assert_eq!(count(&sim, "POST", "/runnerscalesets"), 0);
+    });
+}
+
+#[test]
+fn the_scale_set_of_a_pool_that_died_is_taken_once_its_session_expires() {
+    let mut cfg = config();
+    cfg.actions_session_expiry = Duration::from_millis(500);
+    let sim = SimServer::start(cfg).unwrap();
+    let dead = client(&sim, "o/r", DEFAULT_PAT);
+    let next = client(&sim, "o/r", DEFAULT_PAT);
+    rt().block_on(async {
+        let set = dead
+            .get_or_create_scale_set("pool", &[], DEFAULT_RUNNER_GROUP)
+            .await
+            .unwrap();
+        let _abandoned = dead.create_session(&set, "dead-host").await.unwrap();
+        let e = next.create_session(&set, "next-host").await.unwrap_err();
+        assert!(matches!(e, ScaleSetError::SessionConflict { .. }), "{e:?}");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let s = next.create_session(&set, "next-host").await.unwrap();
+        assert_eq!(s.owner, "next-host");
     });
 }

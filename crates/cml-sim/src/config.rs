@@ -40,12 +40,14 @@ pub struct SimConfig {
     /// Lifetime of the Actions service admin tokens the runner-registration exchange mints
     /// (the `exp` claim of the JWT; the real service: about 1 h).
     pub actions_admin_token_ttl: Duration,
+    /// A message session no listener used for this long is dropped (its listener died).
+    pub actions_session_expiry: Duration,
 }
 
 impl SimConfig {
     /// Defaults: one admin PAT ([`DEFAULT_PAT`]), no App, 1 h installation tokens,
     /// runners offline after 2 s without a poll, genuine downloads; the Actions service
-    /// long-polls 10 s and mints 1 h admin tokens.
+    /// long-polls 10 s, mints 1 h admin tokens and drops sessions unused for 2 min.
     pub fn new(agent_exe: impl Into<PathBuf>) -> Self {
         SimConfig {
             pats: vec![Pat {
@@ -63,6 +65,7 @@ impl SimConfig {
             protected_branches: Vec::new(),
             actions_message_wait: Duration::from_secs(10),
             actions_admin_token_ttl: Duration::from_secs(3600),
+            actions_session_expiry: Duration::from_secs(120),
         }
     }
 }

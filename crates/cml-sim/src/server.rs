@@ -116,6 +116,7 @@ impl SimServer {
                     .filter(|(id, _)| *id == s.id)
                     .map(|(_, o)| o.clone())
                     .collect(),
+                max_capacity: s.max_capacity,
                 statistics: st.scale_set_statistics(s.id),
             })
             .collect()

@@ -173,5 +173,7 @@ pub struct SimScaleSet {
     pub labels: Vec<String>,
     /// Owners of its open message sessions (at most one).
     pub session_owners: Vec<String>,
+    /// The `X-ScaleSetMaxCapacity` its listener sent with its last queue poll.
+    pub max_capacity: Option<u32>,
     pub statistics: crate::ScaleSetStatistics,
 }

@@ -718,3 +718,39 @@ fn faults_apply_to_the_actions_service_and_a_lost_jit_answer_leaves_a_runner_to_
         .contains("AgentNotFoundException"));
     assert_eq!(sim.deletes().last().unwrap().1, "lost");
 }
+
+#[test]
+fn the_session_of_a_listener_that_stopped_using_it_expires_and_frees_the_scale_set() {
+    let mut cfg = SimConfig::new(EXE);
+    cfg.actions_message_wait = WAIT;
+    cfg.actions_session_expiry = Duration::from_millis(500);
+    let sim = SimServer::start(cfg).unwrap();
+    let http = Http::new();
+    let (svc, admin) = admin_token(&http, &sim.url(), "o/r");
+    let set = create_set(
+        &http,
+        &svc,
+        &admin,
+        json!({"name": "pool", "runnerGroupId": 1}),
+    );
+    let id = set["id"].as_u64().unwrap();
+    let sessions = format!("{svc}_apis/runtime/runnerscalesets/{id}/sessions");
+    let second = |owner: &str| {
+        http.call(
+            "POST",
+            &sessions,
+            Some(&admin),
+            Some(json!({"ownerName": owner})),
+        )
+    };
+    let alive = open_session(&http, &svc, &admin, id, "alive");
+    // A long poll (longer than the expiry) keeps the session: it is in use.
+    assert_eq!(poll(&http, &alive, 0).0, 202);
+    assert_eq!(second("other").status, 409);
+    // Unused past the expiry: dropped, and the scale set is free.
+    std::thread::sleep(Duration::from_millis(700));
+    let taken = second("other");
+    assert_eq!(taken.status, 200, "{}", taken.json);
+    assert_eq!(sim.scale_sets()[0].session_owners, ["other"]);
+    assert_eq!(poll(&http, &alive, 0).0, 404);
+}

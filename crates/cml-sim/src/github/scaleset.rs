@@ -9,7 +9,7 @@
 //! - `POST {api}/actions/runner-registration` with `Authorization: RemoteAuth <registration
 //!   token>` and `{"url": "<repository or organization URL>", "runner_event": "register"}` →
 //!   `{"url": "<base>/_actions/", "token": "<admin JWT>"}`. The admin token is scoped to that
-//!   repository or organization and expires (`exp` claim, [`SimConfig::actions_admin_token_ttl`]).
+//!   repository or organization and expires (`exp` claim, [`SimConfig::actions_admin_token_ttl`](crate::SimConfig::actions_admin_token_ttl)).
 //! - Under `<base>/_actions/`, with `Authorization: Bearer <admin token>`: runner groups
 //!   (`_apis/runtime/runnergroups/?groupName=`), scale sets (`_apis/runtime/runnerscalesets`:
 //!   list by `runnerGroupId` and `name`, create, get, patch, delete), message sessions
@@ -18,10 +18,13 @@
 //!   and runners (`_apis/distributedtask/pools/0/agents`: by `agentName`, get, delete).
 //! - With the session's `messageQueueAccessToken`: `POST …/{id}/acquirejobs` (a JSON array
 //!   of `runnerRequestId`s → `{count, value}`), `GET <messageQueueUrl>[?lastMessageId=N]`
-//!   (held open up to [`SimConfig::actions_message_wait`]; 202 with no body when nothing
+//!   (held open up to [`SimConfig::actions_message_wait`](crate::SimConfig::actions_message_wait); 202 with no body when nothing
 //!   came, else 200 `{messageId, messageType: "RunnerScaleSetJobMessages", body, statistics}`
 //!   where `body` is a JSON string of job messages), `DELETE <messageQueueUrl>/{messageId}`
 //!   (the acknowledgement: a message is delivered again until it is deleted).
+//! - A session no listener used (polled, acquired with, refreshed) for
+//!   [`SimConfig::actions_session_expiry`](crate::SimConfig::actions_session_expiry) is dropped, as the service drops the session of a
+//!   listener that died: the scale set takes a new session then.
 //!
 //! Which jobs a scale set gets: a queued job whose `runs-on` labels are all labels of a scale
 //! set serving its repository (by default a scale set's only label is its name, so
@@ -84,6 +87,8 @@ pub struct ScaleSet {
     /// `RunnerSetting`: `ephemeral`, `isElastic`, `disableUpdate` (as sent, booleans only).
     pub setting: serde_json::Map<String, Value>,
     pub created: SystemTime,
+    /// The `X-ScaleSetMaxCapacity` of the last queue poll.
+    pub max_capacity: Option<u32>,
     /// Job messages not yet put into a queue message.
     events: Vec<Value>,
     /// Delivered or deliverable messages, until deleted: (message id, job messages).
@@ -96,6 +101,9 @@ struct Session {
     scale_set: u64,
     owner: String,
     token: String,
+    /// When its listener last used it (a session unused for
+    /// [`crate::SimConfig::actions_session_expiry`] is dropped).
+    last_seen: Instant,
 }
 
 /// A workflow job that belongs to a scale set.
@@ -152,6 +160,11 @@ impl Service {
             .collect();
         v.sort();
         v
+    }
+
+    /// Drops the sessions no listener used for `idle` (their listener died).
+    fn expire_sessions(&mut self, idle: Duration) {
+        self.sessions.retain(|_, s| s.last_seen.elapsed() <= idle);
     }
 
     fn session_of(&self, scale_set: u64) -> Option<&Session> {
@@ -442,6 +455,7 @@ async fn route(sh: &Shared, req: &Req, segs: &[&str]) -> Resp {
         None => return exception(401, "UnauthorizedException", "Bad credentials"),
     };
     st.route_scale_set_jobs();
+    st.actions.expire_sessions(sh.cfg.actions_session_expiry);
     let set_in_scope = |st: &State, id: &str| {
         id.parse::<u64>()
             .ok()
@@ -562,6 +576,7 @@ async fn route(sh: &Shared, req: &Req, segs: &[&str]) -> Resp {
                     scale_set: s.id,
                     owner,
                     token,
+                    last_seen: Instant::now(),
                 },
             );
             Resp::json(200, session_json(sh, &st, &sid))
@@ -577,7 +592,10 @@ async fn route(sh: &Shared, req: &Req, segs: &[&str]) -> Resp {
                 .get_mut(*sid)
                 .filter(|x| x.scale_set == s.id)
             {
-                Some(x) => x.token = token.clone(),
+                Some(x) => {
+                    x.token = token.clone();
+                    x.last_seen = Instant::now();
+                }
                 None => return not_found_session(sid),
             }
             st.actions.issued.push(token);
@@ -792,6 +810,7 @@ fn create_scale_set(sh: &Shared, st: &mut State, scope: &Scope, req: &Req) -> Re
         labels,
         setting: runner_setting(&body),
         created: SystemTime::now(),
+        max_capacity: None,
         events: Vec::new(),
         queue: VecDeque::new(),
     };
@@ -835,8 +854,9 @@ fn session_json(sh: &Shared, st: &State, sid: &str) -> Value {
 }
 
 /// The session `sid` when `req` carries its queue token: its scale set id, or the refusal.
-fn queue_session(st: &State, req: &Req, sid: &str) -> Result<u64, Resp> {
-    let Some(x) = st.actions.sessions.get(sid) else {
+fn queue_session(sh: &Shared, st: &mut State, req: &Req, sid: &str) -> Result<u64, Resp> {
+    st.actions.expire_sessions(sh.cfg.actions_session_expiry);
+    let Some(x) = st.actions.sessions.get_mut(sid) else {
         return Err(not_found_session(sid));
     };
     if bearer(req).as_deref() != Some(x.token.as_str()) {
@@ -846,6 +866,7 @@ fn queue_session(st: &State, req: &Req, sid: &str) -> Result<u64, Resp> {
             "The message queue token is not valid.",
         ));
     }
+    x.last_seen = Instant::now();
     Ok(x.scale_set)
 }
 
@@ -853,13 +874,21 @@ fn queue_session(st: &State, req: &Req, sid: &str) -> Result<u64, Resp> {
 /// the job messages that came since; `None` when there is nothing.
 fn next_message(sh: &Shared, req: &Req, sid: &str) -> Result<Option<Value>, Resp> {
     let mut st = sh.lock();
-    let set = queue_session(&st, req, sid)?;
+    let set = queue_session(sh, &mut st, req, sid)?;
     st.route_scale_set_jobs();
     let next_id = st.actions.next_message_id + 1;
     let stats = st.scale_set_statistics(set);
     let Some(s) = st.actions.scale_sets.get_mut(&set) else {
         return Err(not_found_set(&set.to_string()));
     };
+    if let Some(c) = req
+        .headers
+        .get("x-scalesetmaxcapacity")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        s.max_capacity = Some(c);
+    }
     if s.queue.is_empty() && !s.events.is_empty() {
         let events = std::mem::take(&mut s.events);
         s.queue.push_back((next_id, events));
@@ -897,7 +926,7 @@ async fn get_message(sh: &Shared, req: &Req, sid: &str) -> Resp {
 
 fn delete_message(sh: &Shared, req: &Req, sid: &str, mid: &str) -> Resp {
     let mut st = sh.lock();
-    let set = match queue_session(&st, req, sid) {
+    let set = match queue_session(sh, &mut st, req, sid) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -920,11 +949,14 @@ fn acquire(sh: &Shared, req: &Req, id: &str) -> Resp {
         return not_found_set(id);
     };
     let token = bearer(req).unwrap_or_default();
-    let authorized = st
-        .actions
-        .sessions
-        .values()
-        .any(|x| x.scale_set == set && x.token == token);
+    st.actions.expire_sessions(sh.cfg.actions_session_expiry);
+    let mut authorized = false;
+    for x in st.actions.sessions.values_mut() {
+        if x.scale_set == set && x.token == token {
+            x.last_seen = Instant::now();
+            authorized = true;
+        }
+    }
     if !authorized {
         return exception(
             401,
