@@ -142,7 +142,7 @@ fn the_whole_protocol_from_a_pat_to_a_job_run_by_a_jit_runner() {
         assert_eq!(c.get_message(&mut session, 0, 4).await.unwrap(), None);
         assert_eq!(sim.scale_sets()[0].max_capacity, Some(4));
 
-        let q = sim.queue_job("o/r", "build", &["pool"], "echo via-scale-set");
+        let q = sim.queue_job("o/r", "build", &["pool"], "sleep 1; echo via-scale-set");
         let mut inbox = Inbox::default();
         let (stats, available) = inbox
             .next(&c, &mut session, |j| {
@@ -197,6 +197,12 @@ fn the_whole_protocol_from_a_pat_to_a_job_run_by_a_jit_runner() {
             unreachable!()
         };
         assert_eq!((runner_id, runner_name.as_str()), (runner.id, "pool-1"));
+        // Running its job: not deleted.
+        let busy = c.delete_runner(runner.id).await.unwrap();
+        assert!(
+            matches!(busy, Deleted::Busy(ref m) if m.contains("pool-1")),
+            "{busy:?}"
+        );
         let (_, completed) = inbox
             .next(&c, &mut session, |j| {
                 matches!(j, JobMessage::Completed { .. })

@@ -307,6 +307,16 @@ fn scale_sets_are_created_found_patched_and_deleted() {
     assert_eq!(patched.status, 200, "{}", patched.json);
     assert_eq!(sim.scale_sets()[0].labels, ["pool", "gpu"]);
 
+    // A job it acquired but no runner took is offered again once it is deleted.
+    let q = sim.queue_job("acme/app", "build", &["gpu"], "true");
+    let session = open_session(&http, &svc, &admin, id, "p");
+    let acquired = http.call(
+        "POST",
+        &format!("{base}/{id}/acquirejobs"),
+        session["messageQueueAccessToken"].as_str(),
+        Some(json!([q.job_id])),
+    );
+    assert_eq!(acquired.json["value"], json!([q.job_id]));
     assert_eq!(
         http.call("DELETE", &format!("{base}/{id}"), Some(&admin), None)
             .status,
@@ -318,6 +328,19 @@ fn scale_sets_are_created_found_patched_and_deleted() {
         404
     );
     assert!(sim.scale_sets().is_empty());
+    assert_eq!(poll(&http, &session, 0).0, 404, "its session went with it");
+    let again = create_set(
+        &http,
+        &svc,
+        &admin,
+        json!({"name": "gpus", "runnerGroupId": 1, "labels": [{"name": "gpu"}]}),
+    );
+    let session = open_session(&http, &svc, &admin, again["id"].as_u64().unwrap(), "p");
+    let (status, m) = poll(&http, &session, 0);
+    assert_eq!(status, 200);
+    let offered = jobs_of(&m);
+    assert_eq!(offered[0]["messageType"], "JobAvailable");
+    assert_eq!(offered[0]["runnerRequestId"], q.job_id);
 }
 
 #[test]

@@ -940,7 +940,7 @@ impl ScaleSetClient {
         match answer.status {
             204 | 200 => Ok(Deleted::Removed),
             404 => Ok(Deleted::AlreadyGone),
-            400 if answer.message().contains("still running") => {
+            400 if exception_type(&answer).contains("JobStillRunningException") => {
                 Ok(Deleted::Busy(answer.message()))
             }
             _ => Err(err(check(answer, &[])
@@ -959,6 +959,14 @@ fn check(a: Answer, ok: &[u16]) -> Result<Answer, ApiError> {
         status: a.status,
         message: a.message(),
     })
+}
+
+/// The service's exception name (`typeName`) in an error answer, or "".
+fn exception_type(a: &Answer) -> String {
+    serde_json::from_slice::<Value>(&a.body)
+        .ok()
+        .and_then(|v| v.get("typeName")?.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// The `exp` claim of a JWT (read without verifying it: only to know when to refresh).

@@ -535,10 +535,10 @@ async fn route(sh: &Shared, req: &Req, segs: &[&str]) -> Resp {
             };
             st.actions.scale_sets.remove(&s.id);
             st.actions.sessions.retain(|_, x| x.scale_set != s.id);
-            // Jobs not yet acquired go back to whoever matches them next.
+            // Jobs no runner took yet go back to whoever matches them next.
             st.actions
                 .jobs
-                .retain(|_, j| j.scale_set != s.id || j.acquired_at.is_some());
+                .retain(|_, j| j.scale_set != s.id || j.runner_assigned_at.is_some());
             Resp::empty(204)
         }
         ("POST", ["_apis", "runtime", "runnerscalesets", id, "sessions"]) => {
