@@ -777,3 +777,76 @@ fn the_session_of_a_listener_that_stopped_using_it_expires_and_frees_the_scale_s
     assert_eq!(sim.scale_sets()[0].session_owners, ["other"]);
     assert_eq!(poll(&http, &alive, 0).0, 404);
 }
+
+#[test]
+fn a_jit_runner_of_a_scale_set_takes_exactly_one_of_its_acquired_jobs() {
+    let sim = server();
+    let http = Http::new();
+    let (svc, admin) = admin_token(&http, &sim.url(), "o/r");
+    let set = create_set(
+        &http,
+        &svc,
+        &admin,
+        json!({"name": "pool", "runnerGroupId": 1}),
+    );
+    let id = set["id"].as_u64().unwrap();
+    let session = open_session(&http, &svc, &admin, id, "p");
+    let a = sim.queue_job("o/r", "first", &["pool"], "true");
+    let b = sim.queue_job("o/r", "second", &["pool"], "true");
+    // Offered but not acquired: no runner of the scale set takes it.
+    let early = http.call(
+        "POST",
+        &format!("{svc}_apis/runtime/runnerscalesets/{id}/generatejitconfig"),
+        Some(&admin),
+        Some(json!({"name": "early", "workFolder": "_work"})),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    cml_sim::write_agent_scripts(dir.path(), EXE.as_ref()).unwrap();
+    let blob = |a: &common::Answer| a.json["encodedJITConfig"].as_str().unwrap().to_string();
+    let mut agent = Agent::start(dir.path(), &["--jitconfig", &blob(&early)], &[]);
+    agent.expect("Listening for Jobs", T);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sim.job(a.job_id).unwrap().status, "queued");
+    assert_eq!(stats(&sim, "pool").total_available_jobs, 2);
+
+    let got = http.call(
+        "POST",
+        &format!("{svc}_apis/runtime/runnerscalesets/{id}/acquirejobs"),
+        session["messageQueueAccessToken"].as_str(),
+        Some(json!([a.job_id, b.job_id])),
+    );
+    assert_eq!(got.json["count"], 2);
+    agent.expect("completed with result: Succeeded", T);
+    assert_eq!(agent.finish(T), 0, "one job, then it is gone");
+    let done: Vec<_> = [a.job_id, b.job_id]
+        .iter()
+        .filter(|j| sim.job(**j).unwrap().status == "completed")
+        .copied()
+        .collect();
+    assert_eq!(done.len(), 1, "exactly one job ran");
+    let s = stats(&sim, "pool");
+    assert_eq!(
+        (
+            s.total_acquired_jobs,
+            s.total_assigned_jobs,
+            s.total_registered_runners
+        ),
+        (1, 1, 0)
+    );
+
+    let second = http.call(
+        "POST",
+        &format!("{svc}_apis/runtime/runnerscalesets/{id}/generatejitconfig"),
+        Some(&admin),
+        Some(json!({"name": "second", "workFolder": "_work"})),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    cml_sim::write_agent_scripts(dir.path(), EXE.as_ref()).unwrap();
+    let mut agent = Agent::start(dir.path(), &["--jitconfig", &blob(&second)], &[]);
+    agent.expect("completed with result: Succeeded", T);
+    assert_eq!(agent.finish(T), 0);
+    for j in [a.job_id, b.job_id] {
+        assert_eq!(sim.job(j).unwrap().status, "completed");
+    }
+    assert_eq!(stats(&sim, "pool"), cml_sim::ScaleSetStatistics::default());
+}

@@ -23,7 +23,9 @@ use serde_json::{json, Value};
 use crate::config::SimConfig;
 use state::{RecordedRequest, Scope, State};
 
-/// Every GitHub route the simulator serves, as (method, OpenAPI path template).
+/// Every GitHub route the simulator serves, as (method, OpenAPI path template). Not listed,
+/// since GitHub's OpenAPI description does not have it: `POST /actions/runner-registration`,
+/// the exchange that opens the Actions service of runner scale sets (see [`scaleset`]).
 pub const GITHUB_ROUTES: &[(&str, &str)] = &[
     (
         "POST",
