@@ -250,6 +250,14 @@ fn a_second_pool_on_the_same_scale_set_gets_the_session_conflict() {
             .await
             .unwrap();
         assert_eq!(sim.scale_sets()[0].labels, ["gpu", "linux"]);
+        // Other labels: the same scale set, its labels set.
+        let relabelled = b
+            .get_or_create_scale_set("pool", &["gpu".to_string()], DEFAULT_RUNNER_GROUP)
+            .await
+            .unwrap();
+        assert_eq!(relabelled.id, set.id);
+        assert_eq!(sim.scale_sets()[0].labels, ["gpu"]);
+        assert_eq!(count(&sim, "PATCH", "/runnerscalesets/"), 1);
         let first = a.create_session(&set, "host-a").await.unwrap();
         let e = b.create_session(&set, "host-b").await.unwrap_err();
         assert!(matches!(e, ScaleSetError::SessionConflict { .. }), "{e:?}");
@@ -465,6 +473,23 @@ fn bad_credentials_and_groups_fail_naming_the_fix_and_create_nothing() {
         );
         assert!(msg.contains("hint: create it"), "{msg}");
         assert_no_secret(&sim, &msg);
+        let c = client(&sim, "o/r", DEFAULT_PAT);
+        for (name, labels, value) in [
+            ("", vec![], "\"\""),
+            ("my pool", vec![], "\"my pool\""),
+            ("pool", vec![" ".to_string()], "\" \""),
+        ] {
+            let e = c
+                .get_or_create_scale_set(name, &labels, DEFAULT_RUNNER_GROUP)
+                .await
+                .unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, ScaleSetError::BadName { .. }), "{e:?}");
+            assert!(
+                msg.contains(value) && msg.contains("hint: use a name"),
+                "{msg}"
+            );
+        }
         assert!(sim.scale_sets().is_empty());
         assert_eq!(count(&sim, "POST", "/runnerscalesets"), 0);
     });

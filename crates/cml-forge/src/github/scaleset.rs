@@ -62,6 +62,8 @@ pub enum ScaleSetError {
     },
     #[error("{scope} has no runner group named {group:?}\nhint: create it in the Actions runner-group settings, or use the default group")]
     NoRunnerGroup { scope: String, group: String },
+    #[error("{what} {value:?} cannot name a runner scale set or label: it is empty or has spaces\nhint: use a name such as cml-pool, as jobs give it in runs-on")]
+    BadName { what: &'static str, value: String },
     #[error("finding runner scale set {name} failed: {cause}")]
     FindScaleSet { name: String, cause: ApiError },
     #[error("creating runner scale set {name} failed: {cause}")]
@@ -543,6 +545,19 @@ impl ScaleSetClient {
         labels: &[String],
         group: &str,
     ) -> Result<ScaleSet, ScaleSetError> {
+        let bad = |s: &str| s.trim().is_empty() || s.chars().any(char::is_whitespace);
+        if bad(name) {
+            return Err(ScaleSetError::BadName {
+                what: "the scale set name",
+                value: name.to_string(),
+            });
+        }
+        if let Some(l) = labels.iter().find(|l| bad(l)) {
+            return Err(ScaleSetError::BadName {
+                what: "the label",
+                value: l.clone(),
+            });
+        }
         let group_id = self.runner_group_id(group).await?;
         let mut wanted: Vec<Label> = labels
             .iter()
