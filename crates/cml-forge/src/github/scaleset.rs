@@ -115,6 +115,39 @@ pub enum ScaleSetError {
     DeleteRunner { id: u64, cause: ApiError },
 }
 
+impl ScaleSetError {
+    /// The failed API call under this error, when there is one (e.g. to ask
+    /// [`ApiError::may_have_taken_effect`]).
+    pub fn api(&self) -> Option<&ApiError> {
+        use ScaleSetError::*;
+        match self {
+            AdminToken { cause, .. }
+            | RunnerGroup { cause, .. }
+            | FindScaleSet { cause, .. }
+            | CreateScaleSet { cause, .. }
+            | UpdateScaleSet { cause, .. }
+            | DeleteScaleSet { cause, .. }
+            | CreateSession { cause, .. }
+            | RefreshSession { cause, .. }
+            | DeleteSession { cause, .. }
+            | GetMessage { cause, .. }
+            | Ack { cause, .. }
+            | AcquireJobs { cause, .. }
+            | JitConfig { cause, .. }
+            | GetRunner { cause, .. }
+            | DeleteRunner { cause, .. } => Some(cause),
+            JitConfigLost { first, .. } => Some(first),
+            RegistrationToken { cause, .. } => cause.api(),
+            Client { .. }
+            | AdminAnswer { .. }
+            | NoRunnerGroup { .. }
+            | BadName { .. }
+            | SessionConflict { .. }
+            | BadMessage { .. } => None,
+        }
+    }
+}
+
 /// A label of a scale set (`type` is `System` for the ones a scale set is created with).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Label {
