@@ -850,3 +850,32 @@ fn a_jit_runner_of_a_scale_set_takes_exactly_one_of_its_acquired_jobs() {
     }
     assert_eq!(stats(&sim, "pool"), cml_sim::ScaleSetStatistics::default());
 }
+
+#[test]
+fn a_cancelled_job_of_a_scale_set_completes_as_canceled() {
+    let sim = server();
+    let http = Http::new();
+    let url = sim.url();
+    let (svc, admin) = admin_token(&http, &url, "o/r");
+    let set = create_set(
+        &http,
+        &svc,
+        &admin,
+        json!({"name": "pool", "runnerGroupId": 1}),
+    );
+    let session = open_session(&http, &svc, &admin, set["id"].as_u64().unwrap(), "p");
+    let q = sim.queue_job("o/r", "build", &["pool"], "true");
+    let mut inbox = Inbox::default();
+    inbox.next(&http, &session, "JobAvailable");
+    let cancel = http.call(
+        "POST",
+        &format!("{url}/repos/o/r/actions/runs/{}/cancel", q.run_id),
+        Some(DEFAULT_PAT),
+        None,
+    );
+    assert_eq!(cancel.status, 202);
+    let done = inbox.next(&http, &session, "JobCompleted");
+    assert_eq!(done["runnerRequestId"], q.job_id);
+    assert_eq!(done["result"], "canceled");
+    assert_eq!(stats(&sim, "pool"), cml_sim::ScaleSetStatistics::default());
+}
