@@ -34,11 +34,20 @@ pub struct SimConfig {
     /// into them; into any other branch GitHub answers that the pull request is in clean
     /// status (mergeable now).
     pub protected_branches: Vec<String>,
+    /// How long the Actions service holds a message-queue `GET` open when it has nothing to
+    /// deliver before answering 202 (the real service: about 50 s).
+    pub actions_message_wait: Duration,
+    /// Lifetime of the Actions service admin tokens the runner-registration exchange mints
+    /// (the `exp` claim of the JWT; the real service: about 1 h).
+    pub actions_admin_token_ttl: Duration,
+    /// A message session no listener used for this long is dropped (its listener died).
+    pub actions_session_expiry: Duration,
 }
 
 impl SimConfig {
     /// Defaults: one admin PAT ([`DEFAULT_PAT`]), no App, 1 h installation tokens,
-    /// runners offline after 2 s without a poll, genuine downloads.
+    /// runners offline after 2 s without a poll, genuine downloads; the Actions service
+    /// long-polls 10 s, mints 1 h admin tokens and drops sessions unused for 2 min.
     pub fn new(agent_exe: impl Into<PathBuf>) -> Self {
         SimConfig {
             pats: vec![Pat {
@@ -54,6 +63,9 @@ impl SimConfig {
             bitbucket: Default::default(),
             git_root: None,
             protected_branches: Vec::new(),
+            actions_message_wait: Duration::from_secs(10),
+            actions_admin_token_ttl: Duration::from_secs(3600),
+            actions_session_expiry: Duration::from_secs(120),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! checked against Kubernetes' strict JSON schemas.
 //!
 //! The server serves GitHub's runner, job, run, App-installation and release routes (both at
-//! the root and under `/api/v3`), plus simulator-only routes under `/_sim/`. The agent is the
+//! the root and under `/api/v3`), plus simulator-only routes under `/_sim/`, and the Actions
+//! service of runner scale sets under `/_actions/` (see `github/scaleset.rs`). The agent is the
 //! `cml-sim` binary itself, started through `config.sh`/`run.sh` scripts written by
 //! [`write_agent_scripts`] or packed by [`agent_tarball`].
 
@@ -32,10 +33,11 @@ mod util;
 
 pub use agent::AGENT_VERSION;
 pub use config::{AppConfig, Fault, Pat, SimConfig, DEFAULT_PAT};
+pub use github::scaleset::Statistics as ScaleSetStatistics;
 pub use github::state::RecordedRequest;
 pub use github::GITHUB_ROUTES;
 pub use imds::ImdsServer;
 pub use reports::{CommentOn, ForgeKind, SimCheck, SimComment, SimPull, SimUpload};
 pub use server::SimServer;
 pub use tarball::{agent_tarball, write_agent_scripts};
-pub use types::{AnyJob, AnyRunner, JobState, QueuedJob, SimJob, SimRunner};
+pub use types::{AnyJob, AnyRunner, JobState, QueuedJob, SimJob, SimRunner, SimScaleSet};

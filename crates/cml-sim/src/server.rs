@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use crate::config::{Fault, SimConfig};
 use crate::github::state::RecordedRequest;
 use crate::github::{entry, Shared};
-use crate::types::{AnyJob, AnyRunner, QueuedJob, SimJob, SimRunner};
+use crate::types::{AnyJob, AnyRunner, QueuedJob, SimJob, SimRunner, SimScaleSet};
 
 /// A running simulator. Dropping it stops the server.
 pub struct SimServer {
@@ -95,7 +95,49 @@ impl SimServer {
             .chain(&state.remove_tokens)
             .map(|t| t.token.clone())
             .chain(state.installation_tokens.keys().cloned())
+            .chain(state.actions.issued.iter().cloned())
             .collect()
+    }
+
+    /// The Actions service's runner scale sets, by id.
+    pub fn scale_sets(&self) -> Vec<SimScaleSet> {
+        let st = self.shared.lock();
+        let sessions = st.actions.sessions();
+        st.actions
+            .scale_sets
+            .values()
+            .map(|s| SimScaleSet {
+                id: s.id,
+                name: s.name.clone(),
+                scope: s.scope.key(),
+                labels: s.labels.iter().map(|(_, n)| n.clone()).collect(),
+                session_owners: sessions
+                    .iter()
+                    .filter(|(id, _)| *id == s.id)
+                    .map(|(_, o)| o.clone())
+                    .collect(),
+                max_capacity: s.max_capacity,
+                statistics: st.scale_set_statistics(s.id),
+            })
+            .collect()
+    }
+
+    /// Makes every Actions service admin token expire now; clients holding one are refused
+    /// (401) until they exchange a registration token for a new one.
+    pub fn expire_actions_admin_tokens(&self) {
+        self.shared.lock().actions.expire_admin_tokens();
+    }
+
+    /// Replaces every message session's queue token: the next queue call with the old one is
+    /// refused (401) until the client refreshes its session.
+    pub fn expire_message_queue_tokens(&self) {
+        self.shared.lock().actions.expire_queue_tokens();
+    }
+
+    /// The next message-session create answers 409 (a session conflict), as when another
+    /// listener holds the scale set.
+    pub fn conflict_next_session(&self) {
+        self.shared.lock().actions.conflict_next_session = true;
     }
 
     /// Queue a one-job workflow run in `repo` (`owner/repo`).

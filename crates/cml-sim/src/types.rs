@@ -162,3 +162,18 @@ impl From<&SimRunner> for AnyRunner {
         }
     }
 }
+
+/// A runner scale set of the simulated Actions service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimScaleSet {
+    pub id: u64,
+    pub name: String,
+    /// `owner/repo` or `org`.
+    pub scope: String,
+    pub labels: Vec<String>,
+    /// Owners of its open message sessions (at most one).
+    pub session_owners: Vec<String>,
+    /// The `X-ScaleSetMaxCapacity` its listener sent with its last queue poll.
+    pub max_capacity: Option<u32>,
+    pub statistics: crate::ScaleSetStatistics,
+}

@@ -3,6 +3,7 @@
 
 mod auth;
 mod report;
+pub mod scaleset;
 mod types;
 mod workflow;
 
@@ -71,6 +72,11 @@ impl GithubClient {
 
     pub fn api_base(&self) -> &str {
         &self.api
+    }
+
+    /// The repository or organization URL the client was made for.
+    pub fn web_url(&self) -> &str {
+        &self.web_url
     }
 
     pub fn github_scope(&self) -> &GithubScope {

@@ -8,6 +8,7 @@ mod app;
 mod objects;
 mod release;
 mod runners;
+pub mod scaleset;
 mod sim;
 pub mod state;
 
@@ -22,7 +23,9 @@ use serde_json::{json, Value};
 use crate::config::SimConfig;
 use state::{RecordedRequest, Scope, State};
 
-/// Every GitHub route the simulator serves, as (method, OpenAPI path template).
+/// Every GitHub route the simulator serves, as (method, OpenAPI path template). Not listed,
+/// since GitHub's OpenAPI description does not have it: `POST /actions/runner-registration`,
+/// the exchange that opens the Actions service of runner scale sets (see [`scaleset`]).
 pub const GITHUB_ROUTES: &[(&str, &str)] = &[
     (
         "POST",
@@ -235,7 +238,12 @@ pub async fn entry(
         body,
     };
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let resp = dispatch(&sh, &req, &segs);
+    // The Actions service of runner scale sets (its message queue long-polls).
+    let resp = if segs.first() == Some(&"_actions") {
+        scaleset::serve(&sh, &req, &segs).await
+    } else {
+        dispatch(&sh, &req, &segs)
+    };
     if !resp.delay.is_zero() {
         tokio::time::sleep(resp.delay).await;
     }
@@ -425,6 +433,7 @@ fn route(sh: &Shared, req: &Req, segs: &[&str]) -> Resp {
             let login = segs[1];
             return app::installation(sh, req, login);
         }
+        ("POST", ["actions", "runner-registration"]) => return scaleset::register(sh, req),
         ("POST", ["app", "installations", id, "access_tokens"]) => {
             return app::access_token(sh, req, id);
         }

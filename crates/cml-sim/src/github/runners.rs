@@ -88,7 +88,12 @@ fn jitconfig(sh: &Shared, req: &Req, scope: &Scope) -> Resp {
 
 /// The JIT blob understood by `cml-sim agent run --jitconfig`: base64 of
 /// `{".runner": {...}, ".credentials": {...}}` (the files `agent config` would write).
-fn jit_blob(sh: &Shared, runner: &super::state::Runner, scope: &Scope, work: &str) -> String {
+pub(super) fn jit_blob(
+    sh: &Shared,
+    runner: &super::state::Runner,
+    scope: &Scope,
+    work: &str,
+) -> String {
     let files = json!({
         ".runner": crate::agent::files::runner_file(
             runner.id, &runner.name, &sh.base_url,

@@ -191,6 +191,7 @@ fn agent_call(sh: &Shared, action: &str, body: &Value) -> Resp {
                     .unwrap_or("")
                     .to_string();
             }
+            st.finish_scale_set_job(job_id);
             if ephemeral {
                 st.runners.remove(&id);
             }

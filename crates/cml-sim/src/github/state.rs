@@ -64,6 +64,9 @@ pub struct Runner {
     pub credential: String,
     pub last_seen: Option<Instant>,
     pub busy: bool,
+    /// The scale set whose JIT configuration created this runner: it takes only the jobs
+    /// acquired by that scale set.
+    pub scale_set: Option<u64>,
 }
 
 impl Runner {
@@ -133,6 +136,8 @@ pub struct State {
     pub requests: Vec<RecordedRequest>,
     pub downloads: usize,
     pub label_ids: HashMap<String, u64>,
+    /// The Actions service (runner scale sets, sessions, message queues).
+    pub actions: super::scaleset::Service,
 }
 
 impl State {
@@ -185,6 +190,7 @@ impl State {
             credential: crate::util::random_hex(40),
             last_seen: None,
             busy: false,
+            scale_set: None,
         };
         self.runners.insert(id, runner.clone());
         self.registered_names.push(name.to_string());
@@ -239,8 +245,10 @@ impl State {
     /// Completes the cancelled jobs whose cancellation has taken effect.
     pub fn settle_cancellations(&mut self) {
         let now = Instant::now();
+        let mut settled = Vec::new();
         for j in self.jobs.values_mut() {
             if j.status != "completed" && j.cancel_at.is_some_and(|t| t <= now) {
+                settled.push(j.id);
                 j.status = "completed".into();
                 j.conclusion = Some("cancelled".into());
                 j.completed_at = Some(SystemTime::now());
@@ -248,6 +256,9 @@ impl State {
                     r.busy = false;
                 }
             }
+        }
+        for id in settled {
+            self.finish_scale_set_job(id);
         }
     }
 
@@ -257,11 +268,16 @@ impl State {
         if runner.busy {
             return None;
         }
+        self.route_scale_set_jobs();
+        if let Some(set) = runner.scale_set {
+            return self.start_scale_set_job(id, set);
+        }
         let job_id = self
             .jobs
             .values()
             .find(|j| {
                 j.status == "queued"
+                    && !self.actions.claims(j.id)
                     && runner.scope.serves_repo(&j.repo)
                     && j.labels.iter().all(|l| {
                         runner
