@@ -8,7 +8,7 @@
 //! 10 launchers run in parallel, each reading the kubeconfig from `KUBERNETES_CONFIGURATION`.
 
 use crate::launches::LAUNCHERS;
-use cml_sim::k8s::{K8sConfig, K8sSim};
+use cml_sim::k8s::{K8sConfig, K8sSim, SimNode};
 use cml_sim::{SimConfig, SimServer};
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +17,8 @@ pub fn launcher(cml: &Path, sim_exe: &Path) {
     let tmp = tempfile::tempdir().unwrap();
     let k8s = K8sSim::start(K8sConfig {
         schedule_delay: Duration::from_millis(50),
+        // Room for ten `m` pods (8 cores, 32 GiB each).
+        nodes: vec![SimNode::new("node-1", 96.0, 384.0)],
         ..K8sConfig::default()
     })
     .expect("the Kubernetes simulator starts");
@@ -30,8 +32,7 @@ pub fn launcher(cml: &Path, sim_exe: &Path) {
         sim_exe,
         &sim,
         tmp.path(),
-        // `s` pods: ten of them fit the simulated 8-core node.
-        &["--cloud=kubernetes", "--cloud-type=s"],
+        &["--cloud=kubernetes"],
         &[("KUBERNETES_CONFIGURATION", kubeconfig)],
         "bench-k8s",
     ) {
