@@ -212,7 +212,8 @@ fn cleanup_needs_a_cloud_and_changes_nothing_on_bad_input() {
     let w = World::new();
     let mut r = Running::spawn(w.cml(&["runner", "cleanup"]));
     assert_eq!(r.wait_exit(SECS(20)), 2, "{}", r.output());
-    assert!(r.output().contains("needs --cloud=aws"), "{}", r.output());
+    assert!(r.output().contains("needs --cloud"), "{}", r.output());
+    assert!(r.output().contains("--cloud=kubernetes"), "{}", r.output());
     let mut r = Running::spawn(w.cml(&["runner", "cleanup", "--cloud=aws", "--older-than=soon"]));
     assert_eq!(r.wait_exit(SECS(20)), 2, "{}", r.output());
     assert!(r.output().contains("--older-than"), "{}", r.output());

@@ -323,7 +323,7 @@ fn cloud_options_are_validated_before_anything_happens() {
         ),
         (
             vec!["--cloud=kubernetes", "--cloud-kubernetes-namespace=Bad_NS"],
-            "--cloud-kubernetes-namespace \"Bad_NS\" is not a namespace name",
+            "is not a namespace name",
             2,
         ),
         (

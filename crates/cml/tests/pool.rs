@@ -324,3 +324,85 @@ fn only_the_holder_of_the_lease_runs_the_pool_and_the_other_takes_over() {
     b.signal(libc::SIGTERM);
     assert_eq!(b.wait_exit(SECS(60)), 143, "{}", b.output());
 }
+
+/// A pool whose runners are Kubernetes pods: each job runs in a pod of its own (the pod's
+/// container really run, as in `cloud_k8s.rs`), and every pod ends with its one job.
+#[test]
+fn a_pool_on_kubernetes_runs_each_job_in_a_pod_of_its_own() {
+    use harness::k8s::{K8s, NS};
+    let w = World::new();
+    let k = K8s::start_with(|c| c.nodes = vec![cml_sim::k8s::SimNode::new("node-1", 64.0, 256.0)]);
+    let ids: Vec<String> = (0..2)
+        .map(|i| w.queue_job(&format!("pod-job-{i}"), &["self-hosted", "cml"], "sleep 1"))
+        .collect();
+    let mut cmd = pool(
+        &w,
+        "kp",
+        &[
+            "--max=2",
+            "--idle-timeout=never",
+            "--destroy-delay=0",
+            "--cloud=kubernetes",
+            "--cloud-type=s",
+        ],
+    );
+    cmd.envs(k.env().into_iter().map(|(a, b)| (a.to_string(), b)))
+        .env("CML_CLOUD_POLL_INTERVAL", "0.2");
+    let mut p = Running::spawn(cmd);
+    // The kubelet: each running pod's container is started once; its exit ends the pod.
+    let mut containers: std::collections::BTreeMap<String, (Running, bool)> = Default::default();
+    let start = Instant::now();
+    let kubelet = |containers: &mut std::collections::BTreeMap<String, (Running, bool)>| {
+        for job in k.names("jobs") {
+            for pod in k.sim.pods_of(NS, &job) {
+                let running = k
+                    .sim
+                    .object("pods", NS, &pod)
+                    .is_some_and(|o| o["status"]["phase"] == "Running");
+                if running && !containers.contains_key(&pod) {
+                    let root = w.tmp.path().join("pods").join(&pod);
+                    containers.insert(pod.clone(), (k.run_container(&pod, &root), false));
+                }
+            }
+        }
+        for (pod, (c, ended)) in containers.iter_mut() {
+            if !*ended {
+                if let Ok(Some(status)) = c.child.try_wait() {
+                    *ended = true;
+                    k.sim.finish_pod(NS, pod, status.code().unwrap_or(1));
+                }
+            }
+        }
+    };
+    while !ids.iter().all(|id| w.job(id).state == JobState::Succeeded) {
+        assert!(
+            start.elapsed() < SECS(180),
+            "jobs not done:\n{}",
+            p.output()
+        );
+        kubelet(&mut containers);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let used: BTreeSet<String> = ids
+        .iter()
+        .map(|id| w.job(id).runner_name.expect("a runner ran it"))
+        .collect();
+    assert_eq!(used.len(), 2, "one runner per job: {used:?}");
+    assert!(used.iter().all(|n| n.starts_with("kp-")), "{used:?}");
+    // Single use: each pod's `cml` ends after its job, the Job completes and goes.
+    while !(containers.values().all(|(_, ended)| *ended) && k.empty()) {
+        assert!(
+            start.elapsed() < SECS(240),
+            "pods left: {:?}\n{}",
+            k.names("pods"),
+            p.output()
+        );
+        kubelet(&mut containers);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(containers.len() >= 2, "{:?}", containers.keys());
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
+    assert!(w.runners().iter().all(|r| !r.name.starts_with("kp-")));
+    assert!(!p.output().contains(PAT), "the token was printed");
+}

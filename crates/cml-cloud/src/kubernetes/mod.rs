@@ -1,7 +1,7 @@
 //! Kubernetes (`--cloud=kubernetes`): a runner is a `batch/v1` Job whose pod runs `cml runner`
 //! from the runner image, with its credential in a Secret the Job owns (see [`manifest`]).
 //!
-//! Credentials: see [`config`] (`KUBERNETES_CONFIGURATION`, `KUBECONFIG`, `~/.kube/config`,
+//! Credentials: see `config.rs` (`KUBERNETES_CONFIGURATION`, `KUBECONFIG`, `~/.kube/config`,
 //! in-cluster). The namespace is the kubeconfig context's, or `--cloud-kubernetes-namespace`.
 //! The user needs, in that namespace ([`PERMISSIONS`]): `create`, `get`, `list` and `delete`
 //! on `jobs` (group `batch`); `create`, `list` and `delete` on `secrets`; `list` and `delete`
@@ -70,7 +70,7 @@ pub struct KubernetesProvider {
 }
 
 impl KubernetesProvider {
-    /// A provider with the configuration of [`config`]; `namespace` overrides the context's.
+    /// A provider with the configuration of `config.rs`; `namespace` overrides the context's.
     /// Sends nothing: a configuration the cluster refuses fails the first request.
     pub async fn from_env(namespace: Option<&str>) -> Result<KubernetesProvider, CloudError> {
         Self::with_config(config::load(namespace).await?)
