@@ -406,3 +406,61 @@ fn a_pool_on_kubernetes_runs_each_job_in_a_pod_of_its_own() {
     assert!(w.runners().iter().all(|r| !r.name.starts_with("kp-")));
     assert!(!p.output().contains(PAT), "the token was printed");
 }
+
+/// A runner stuck booting (its agent download never answers) is stopped at the boot window and
+/// replaced once; the stopped one is not taken for a failure again, so exactly two launches
+/// happen before the pool reports and pauses.
+#[test]
+fn a_runner_stuck_booting_is_stopped_at_the_boot_window_and_replaced_once() {
+    let w = World::new();
+    let port = free_port();
+    // A server that accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/releases", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().take(16).flatten() {
+            held.push(c);
+        }
+        std::thread::sleep(SECS(600));
+    });
+    w.queue_job("waiting", &["self-hosted", "cml"], "true");
+    let metrics = format!("--metrics-addr=127.0.0.1:{port}");
+    let mut cmd = pool(&w, "stuck", &["--max=2", "--boot-window=2s", &metrics]);
+    cmd.env("CML_GITHUB_RUNNER_RELEASES_URL", &silent_url);
+    let mut p = Running::spawn(cmd);
+    p.wait_status("launch_failed", SECS(60));
+    std::thread::sleep(SECS(3));
+    p.poll_records();
+    let launches = p
+        .seen
+        .iter()
+        .filter(|v| v["status"] == "pool_launch")
+        .count();
+    assert_eq!(
+        launches,
+        2,
+        "one launch and one replacement:\n{}",
+        p.output()
+    );
+    let text = scrape(port);
+    assert_eq!(
+        sample(
+            &text,
+            "cml_pool_launch_failures_total{cloud=\"local\",reason=\"boot_timeout\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "cml_pool_launch_failures_total{cloud=\"local\",reason=\"launch_error\"}"
+        ),
+        None,
+        "a runner the pool stopped is no failure of its own: {text}"
+    );
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
+    assert!(w.runners().is_empty());
+}

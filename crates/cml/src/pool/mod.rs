@@ -135,6 +135,9 @@ struct Tracked {
     busy_since: Option<Instant>,
     /// How its process ended, once it has.
     exited: Option<std::process::ExitStatus>,
+    /// The pool stopped it (past the boot window, or removed while idle): no longer capacity,
+    /// and forgotten once its process has ended.
+    stopping: bool,
     workdir: Option<PathBuf>,
 }
 
@@ -352,6 +355,13 @@ fn observe(
 ) -> Vec<Runner> {
     let mut out = Vec::new();
     runners.retain_mut(|r| {
+        if r.stopping {
+            if r.exited.is_some() {
+                finish(r);
+                return false;
+            }
+            return true;
+        }
         let info = seen.iter().find(|i| i.name == r.name);
         let state = match info {
             Some(i) if i.online && i.busy => State::Busy,
@@ -516,6 +526,7 @@ async fn carry_out(
 
 /// Stops a runner's process (SIGTERM: a runner deregisters, a launcher tears down).
 fn stop(r: &mut Tracked) {
+    r.stopping = true;
     if let (Some(child), None) = (r.child.as_ref(), r.exited) {
         if let Some(pid) = child.id() {
             // SAFETY: kill(2) on our own child's pid (not reaped yet, so not reused).
@@ -642,6 +653,7 @@ fn launch(s: &RunnerSettings, p: &PoolSettings) -> anyhow::Result<Tracked> {
         was_online: false,
         busy_since: None,
         exited: None,
+        stopping: false,
         workdir,
     })
 }
