@@ -464,3 +464,52 @@ fn a_runner_stuck_booting_is_stopped_at_the_boot_window_and_replaced_once() {
     assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
     assert!(w.runners().is_empty());
 }
+
+/// A warm runner killed hard (no deregistration: it stays listed, offline) is not counted as
+/// capacity for ever: once its process is gone the pool forgets it and launches another to
+/// keep the floor.
+#[test]
+fn a_runner_killed_hard_is_not_counted_and_the_floor_is_kept() {
+    let w = World::new();
+    let mut p = Running::spawn(pool(
+        &w,
+        "hard",
+        &["--max=2", "--min-idle=1", "--idle-timeout=never"],
+    ));
+    let first = wait_for("a warm runner", SECS(60), || {
+        w.runners()
+            .into_iter()
+            .find(|r| r.name.starts_with("hard-") && r.online)
+            .map(|r| r.name)
+    });
+    // Its `cml` and agent, killed at once: nothing deregisters it.
+    let child = harness::process_tree(p.child.id())
+        .into_iter()
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&first))
+                .unwrap_or(false)
+        })
+        .expect("the runner's process");
+    // The runner's `cml` and everything under it (its agent leads a process group of its own).
+    for pid in harness::process_tree(child) {
+        // SAFETY: kill(2) of a process this test's pool started; no memory is involved.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+    let second = wait_for("another warm runner", SECS(60), || {
+        w.runners()
+            .into_iter()
+            .find(|r| r.name.starts_with("hard-") && r.name != first && r.online)
+            .map(|r| r.name)
+    });
+    assert_ne!(first, second);
+    assert!(
+        p.output().contains("is offline and no longer counted"),
+        "{}",
+        p.output()
+    );
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
+}

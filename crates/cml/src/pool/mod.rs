@@ -135,6 +135,8 @@ struct Tracked {
     busy_since: Option<Instant>,
     /// How its process ended, once it has.
     exited: Option<std::process::ExitStatus>,
+    /// When the forge first listed it offline after it had been online.
+    offline_since: Option<Instant>,
     /// The pool stopped it (past the boot window, or removed while idle): no longer capacity,
     /// and forgotten once its process has ended.
     stopping: bool,
@@ -251,7 +253,7 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
             }
             still
         });
-        let observed = observe(&mut runners, &seen, now, &metrics);
+        let observed = observe(&mut runners, &seen, now, &metrics, p.bounds.boot_window);
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -352,6 +354,7 @@ fn observe(
     seen: &[RunnerInfo],
     now: Instant,
     metrics: &metrics::Metrics,
+    offline_limit: Duration,
 ) -> Vec<Runner> {
     let mut out = Vec::new();
     runners.retain_mut(|r| {
@@ -366,7 +369,24 @@ fn observe(
         let state = match info {
             Some(i) if i.online && i.busy => State::Busy,
             Some(i) if i.online => State::Idle,
-            Some(_) if r.was_online => State::Unknown,
+            Some(_) if r.was_online => {
+                // Offline after having been online: its state is unknown and it is never
+                // removed, but a runner whose process has ended, or that stays offline longer
+                // than the boot window (a machine lost without deregistering), is no longer
+                // capacity: it is forgotten, and left to `cml runner cleanup`.
+                let since = *r.offline_since.get_or_insert(now);
+                let local_gone = r.exited.is_some() && r.workdir.is_some();
+                if local_gone || now.saturating_duration_since(since) >= offline_limit {
+                    tracing::warn!(
+                        runner = %r.name,
+                        "runner {} is offline and no longer counted; `cml runner cleanup` removes it",
+                        r.name
+                    );
+                    finish(r);
+                    return false;
+                }
+                State::Unknown
+            }
             Some(_) => State::Booting,
             None if r.was_online => {
                 // Its one job is done (or it was removed): its life is over.
@@ -389,6 +409,7 @@ fn observe(
         };
         if matches!(state, State::Idle | State::Busy) {
             r.was_online = true;
+            r.offline_since = None;
         }
         match (state, r.busy_since) {
             (State::Busy, None) => r.busy_since = Some(now),
@@ -654,6 +675,7 @@ fn launch(s: &RunnerSettings, p: &PoolSettings) -> anyhow::Result<Tracked> {
         busy_since: None,
         exited: None,
         stopping: false,
+        offline_since: None,
         workdir,
     })
 }
