@@ -15,6 +15,7 @@ pub const CREDENTIAL_VARIABLES: &[&str] = &[
     "CML_GITHUB_APP_PEM",
     "ACTIONS_RUNNER_INPUT_TOKEN",
     "ACTIONS_RUNNER_INPUT_JITCONFIG",
+    "CML_GITHUB_JIT_CONFIG",
 ];
 
 /// Our environment minus every credential: the variables named in [`CREDENTIAL_VARIABLES`],

@@ -58,6 +58,13 @@ pub enum AgentError {
         program: String,
         cause: std::io::Error,
     },
+    #[error("the just-in-time runner configuration cannot be used: {reason}\nhint: it comes from the runner pool that launched this runner (CML_GITHUB_JIT_CONFIG); a new launch gets a new one")]
+    JitConfig { reason: String },
+    #[error("writing the just-in-time runner configuration into {path} failed: {cause}\nhint: pass a writable --workdir")]
+    JitConfigWrite {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("configuring the runner failed (config.sh exited with {code}):\n{tail}")]
     Configure { code: String, tail: String },
     #[error("cannot run jobs as user {user}: {reason}\nhint: pass --cloud-job-user an existing user that is not root and is in none of the groups root, sudo, admin, wheel, docker (cloud machines create a missing user themselves), or leave it unset to run jobs as root")]

@@ -121,6 +121,11 @@ pub enum ForgeError {
     },
     #[error("listing the jobs waiting for a runner in {scope} failed: {cause}")]
     QueuedJobs { scope: String, cause: ApiError },
+    #[error("runner {runner} holds only its just-in-time configuration, which cannot {operation}\nhint: the pool that made the runner removes it (with its own credential); `cml runner cleanup` removes one a pool left")]
+    JitOnly {
+        runner: String,
+        operation: &'static str,
+    },
     #[error("{scope} cannot list the jobs waiting for a runner\nhint: a runner pool needs a repository (GitHub, GitLab or Bitbucket); an organization's pool needs the runner scale-set protocol")]
     QueueUnsupported { scope: String },
     #[error("re-running the work of runner {runner} in {scope} failed: {cause}")]

@@ -35,6 +35,9 @@ use cml_core::{Labels, RunnerInfo, Secret};
 pub enum Registration {
     /// GitHub: `config.sh --url URL` with a registration token (valid 1 h).
     GithubToken { url: String, token: Secret },
+    /// GitHub: a just-in-time configuration the forge (or a runner scale set) made for runner
+    /// `runner_id`: `run.sh` runs it with no registration step, as an ephemeral runner.
+    GithubJit { runner_id: String, config: Secret },
     /// GitLab: the runner was created through the API; `gitlab-runner run-single --url URL`
     /// authenticates with its runner token (`glrt-…`, or a legacy runner token).
     Gitlab {
@@ -62,6 +65,7 @@ impl Registration {
     pub fn runner_id(&self) -> Option<&str> {
         match self {
             Registration::GithubToken { .. } => None,
+            Registration::GithubJit { runner_id, .. } => Some(runner_id),
             Registration::Gitlab { id, .. } => Some(id),
             Registration::Bitbucket { runner_uuid, .. } => Some(runner_uuid),
         }

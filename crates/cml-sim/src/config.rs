@@ -42,6 +42,9 @@ pub struct SimConfig {
     pub actions_admin_token_ttl: Duration,
     /// A message session no listener used for this long is dropped (its listener died).
     pub actions_session_expiry: Duration,
+    /// Whether the runner scale-set protocol is offered; when not, the runner-registration
+    /// exchange answers 404, as GitHub Enterprise Server versions without it do.
+    pub actions_scale_sets: bool,
 }
 
 impl SimConfig {
@@ -66,6 +69,7 @@ impl SimConfig {
             actions_message_wait: Duration::from_secs(10),
             actions_admin_token_ttl: Duration::from_secs(3600),
             actions_session_expiry: Duration::from_secs(120),
+            actions_scale_sets: true,
         }
     }
 }

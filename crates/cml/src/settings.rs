@@ -55,6 +55,11 @@ pub mod vars {
     pub const GITLAB_RUNNER_ID: &str = "CML_GITLAB_RUNNER_ID";
     pub const GITLAB_URL: &str = "CML_GITLAB_URL";
     pub const GITLAB_RUNNER_TOKEN: &str = "CML_GITLAB_RUNNER_TOKEN";
+    /// Set by a runner pool on each GitHub runner it launches: the just-in-time configuration
+    /// the pool made for it (a secret) and the runner's id. The runner then registers nothing:
+    /// its agent runs that configuration. On a cloud machine it is the only credential.
+    pub const GITHUB_JIT_CONFIG: &str = "CML_GITHUB_JIT_CONFIG";
+    pub const GITHUB_JIT_RUNNER_ID: &str = "CML_GITHUB_JIT_RUNNER_ID";
     /// On a cloud machine: which cloud it is (`aws`, `gcp`, `azure`), for interruption
     /// notices; written by the launcher, `aws` when unset.
     pub const MACHINE_CLOUD: &str = "CML_MACHINE_CLOUD";
@@ -149,6 +154,8 @@ pub enum SettingsError {
     CredentialsFile { path: String, reason: String },
     #[error("CML_GITLAB_RUNNER_ID is set but {missing} is not\nhint: the launcher sets these together on a cloud machine; unset CML_GITLAB_RUNNER_ID to register a new runner with an access token")]
     OwnRunner { missing: &'static str },
+    #[error("{problem}\nhint: a runner pool sets CML_GITHUB_JIT_CONFIG and CML_GITHUB_JIT_RUNNER_ID together on the GitHub runners it launches; unset both to register a runner with a token")]
+    Jit { problem: String },
 }
 
 /// How the agent runs jobs, when forced by `CML_GITLAB_EXECUTOR` / `CML_BITBUCKET_RUNTIME`.
@@ -245,6 +252,18 @@ pub struct RunnerSettings {
     /// On a cloud machine: the GitLab runner the launcher created, whose own token is the
     /// credential (see [`vars::GITLAB_RUNNER_ID`]).
     pub gitlab_own_runner: Option<OwnRunner>,
+    /// A GitHub runner a pool registered: its just-in-time configuration (see
+    /// [`vars::GITHUB_JIT_CONFIG`]).
+    pub github_jit: Option<GithubJit>,
+}
+
+/// A GitHub runner's just-in-time configuration, made by the pool that launched it.
+#[derive(Debug, Clone)]
+pub struct GithubJit {
+    pub runner_id: String,
+    pub config: Secret,
+    /// No PAT or App key came with it: the configuration is this runner's only credential.
+    pub only_credential: bool,
 }
 
 /// A GitLab runner created by the launcher, as its machine knows it.
@@ -446,6 +465,7 @@ pub fn resolve_runner(
             .or_else(|| env.get(k))
     };
     let gitlab_own_runner = own_runner(&layered, driver)?;
+    let github_jit = github_jit(&layered, driver)?;
     let credential = match &gitlab_own_runner {
         Some(_) => Credential::Token {
             token: Secret::new(
@@ -457,8 +477,19 @@ pub fn resolve_runner(
             ),
             source: vars::GITLAB_RUNNER_TOKEN.into(),
         },
-        None => credential(global, &layered, driver)?,
+        None => match (credential(global, &layered, driver), &github_jit) {
+            (Ok(c), _) => c,
+            (Err(SettingsError::NoToken { .. }), Some(jit)) => Credential::Token {
+                token: jit.config.clone(),
+                source: vars::GITHUB_JIT_CONFIG.into(),
+            },
+            (Err(e), _) => return Err(e),
+        },
     };
+    let github_jit = github_jit.map(|jit| GithubJit {
+        only_credential: matches!(&credential, Credential::Token { source, .. } if source == vars::GITHUB_JIT_CONFIG),
+        ..jit
+    });
 
     let workdir = match given(&args.workdir) {
         Some(w) => expand_home(&w, env)?,
@@ -730,6 +761,7 @@ pub fn resolve_runner(
         job_user,
         azure_machine_credentials,
         gitlab_own_runner,
+        github_jit,
     })
 }
 
@@ -762,6 +794,46 @@ fn own_runner(env: &dyn Env, driver: Driver) -> Result<Option<OwnRunner>, Settin
             missing: vars::GITLAB_URL,
         })?;
     Ok(Some(OwnRunner { id, url }))
+}
+
+/// The just-in-time configuration a pool made for this GitHub runner, when
+/// `CML_GITHUB_JIT_CONFIG` is set (GitHub only; the runner's id must come with it).
+fn github_jit(env: &dyn Env, driver: Driver) -> Result<Option<GithubJit>, SettingsError> {
+    let config = env
+        .get(vars::GITHUB_JIT_CONFIG)
+        .filter(|v| !v.trim().is_empty());
+    let id = env
+        .get(vars::GITHUB_JIT_RUNNER_ID)
+        .filter(|v| !v.trim().is_empty());
+    let problem = match (config, id) {
+        (None, None) => return Ok(None),
+        (Some(_), _) if driver != Driver::Github => format!(
+            "{} is set for a {driver} runner, but just-in-time configurations are GitHub's",
+            vars::GITHUB_JIT_CONFIG
+        ),
+        (Some(config), Some(id)) if id.trim().parse::<u64>().is_ok() => {
+            return Ok(Some(GithubJit {
+                runner_id: id.trim().to_string(),
+                config: Secret::new(config),
+                only_credential: false,
+            }))
+        }
+        (Some(_), Some(id)) => format!(
+            "{}={id:?} is not a runner id (a whole number)",
+            vars::GITHUB_JIT_RUNNER_ID
+        ),
+        (Some(_), None) => format!(
+            "{} is set but {} is not",
+            vars::GITHUB_JIT_CONFIG,
+            vars::GITHUB_JIT_RUNNER_ID
+        ),
+        (None, Some(_)) => format!(
+            "{} is set but {} is not",
+            vars::GITHUB_JIT_RUNNER_ID,
+            vars::GITHUB_JIT_CONFIG
+        ),
+    };
+    Err(SettingsError::Jit { problem })
 }
 
 /// `--cloud-job-user`, checked: a portable user name (`root` means the default, no switch),
@@ -1540,6 +1612,44 @@ mod tests {
             err.contains("CML_BITBUCKET_RUNTIME") && err.contains("hint:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_pools_jit_configuration_is_checked_and_alone_is_the_credential() {
+        let repo = "--repo=https://github.com/o/r";
+        let config = ("CML_GITHUB_JIT_CONFIG", "eyJqaXRjb25maWciOjF9");
+        let id = ("CML_GITHUB_JIT_RUNNER_ID", "17");
+        let home = ("HOME", "/h");
+        // Launched by a pool on its own host: the pool's token comes along.
+        let s = runner_from(&[repo, "--token=ghp_pooltoken1"], &[home, config, id]).unwrap();
+        let jit = s.github_jit.as_ref().unwrap();
+        assert_eq!(jit.runner_id, "17");
+        assert!(!jit.only_credential);
+        assert!(!format!("{s:?}").contains(config.1));
+        // On a machine: the configuration is the only credential.
+        let s = runner_from(&[repo], &[home, config, id]).unwrap();
+        assert!(s.github_jit.as_ref().unwrap().only_credential);
+        assert!(
+            matches!(&s.credential, Credential::Token { source, .. } if source == vars::GITHUB_JIT_CONFIG)
+        );
+        for (args, vars, needle) in [
+            (vec![repo], vec![home, config], "CML_GITHUB_JIT_RUNNER_ID is not"),
+            (vec![repo], vec![home, id], "CML_GITHUB_JIT_CONFIG is not"),
+            (
+                vec![repo],
+                vec![home, config, ("CML_GITHUB_JIT_RUNNER_ID", "x1")],
+                "is not a runner id",
+            ),
+            (
+                vec!["--repo=https://gitlab.com/o/r", "--token=glpat-x1234"],
+                vec![home, config, id],
+                "just-in-time configurations are GitHub's",
+            ),
+        ] {
+            let e = runner_from(&args, &vars).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains("hint:"), "{e}");
+            assert!(!e.contains(config.1), "{e}");
+        }
     }
 
     #[test]

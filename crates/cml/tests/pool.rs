@@ -142,6 +142,20 @@ fn a_burst_scales_up_to_max_runs_each_job_on_its_own_runner_and_returns_to_the_f
         "{text}"
     );
     assert!(!text.contains("runner=\""), "no per-runner label: {text}");
+    // The scale-set protocol sized the pool, and the pool registered every runner with a
+    // JIT configuration: one registration token in all, the pool's own, for the exchange.
+    assert!(
+        p.output().contains("listening on runner scale set burst"),
+        "{}",
+        p.output()
+    );
+    let tokens = w
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/actions/runners/registration-token"))
+        .count();
+    assert_eq!(tokens, 1, "registration tokens minted");
 
     // SIGTERM: the idle runner is removed, nothing is left.
     p.signal(libc::SIGTERM);
@@ -352,7 +366,34 @@ fn a_pool_on_kubernetes_runs_each_job_in_a_pod_of_its_own() {
     // The kubelet: each running pod's container is started once; its exit ends the pod.
     let mut containers: std::collections::BTreeMap<String, (Running, bool)> = Default::default();
     let start = Instant::now();
+    // What each runner pod's Secret holds: its JIT configuration, never the pool's PAT.
+    let secrets_checked = std::cell::RefCell::new(BTreeSet::new());
     let kubelet = |containers: &mut std::collections::BTreeMap<String, (Running, bool)>| {
+        for name in k.names("secrets") {
+            if let Some(secret) = k.sim.object("secrets", NS, &name) {
+                let keys: Vec<String> = secret["data"]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                assert!(
+                    keys.iter().any(|k| k == "CML_GITHUB_JIT_CONFIG"),
+                    "{name}: {keys:?}"
+                );
+                assert!(!secret.to_string().contains(PAT), "{name} holds the PAT");
+                use base64::Engine;
+                for v in secret["data"].as_object().unwrap().values() {
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(v.as_str().unwrap())
+                        .unwrap();
+                    assert!(
+                        !String::from_utf8_lossy(&raw).contains(PAT),
+                        "{name} holds the PAT"
+                    );
+                }
+                assert!(!keys.iter().any(|k| k == "REPO_TOKEN"), "{name}: {keys:?}");
+                secrets_checked.borrow_mut().insert(name);
+            }
+        }
         for job in k.names("jobs") {
             for pod in k.sim.pods_of(NS, &job) {
                 let running = k
@@ -401,6 +442,7 @@ fn a_pool_on_kubernetes_runs_each_job_in_a_pod_of_its_own() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(containers.len() >= 2, "{:?}", containers.keys());
+    assert!(secrets_checked.borrow().len() >= 2, "{secrets_checked:?}");
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
     assert!(w.runners().iter().all(|r| !r.name.starts_with("kp-")));
@@ -466,8 +508,8 @@ fn a_runner_stuck_booting_is_stopped_at_the_boot_window_and_replaced_once() {
 }
 
 /// A warm runner killed hard (no deregistration: it stays listed, offline) is not counted as
-/// capacity for ever: once its process is gone the pool forgets it and launches another to
-/// keep the floor.
+/// capacity for ever: once its process is gone the pool removes its registration, forgets it
+/// and launches another to keep the floor.
 #[test]
 fn a_runner_killed_hard_is_not_counted_and_the_floor_is_kept() {
     let w = World::new();
@@ -505,11 +547,129 @@ fn a_runner_killed_hard_is_not_counted_and_the_floor_is_kept() {
             .map(|r| r.name)
     });
     assert_ne!(first, second);
+    // Its process has ended and it is offline: the pool removes its registration.
     assert!(
-        p.output().contains("is offline and no longer counted"),
+        p.output().contains(&format!(
+            "removed the registration of stopped runner {first}"
+        )),
         "{}",
         p.output()
     );
+    assert!(w.runners().iter().all(|r| r.name != first));
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
+}
+
+/// The runner scale set has one session owner: a second pool of the same name is refused
+/// before it launches anything, and the first one goes on serving jobs. Once the first has
+/// stopped (closing its session), a pool of that name starts again.
+#[test]
+fn a_second_pool_for_the_same_scale_set_is_refused_and_the_first_goes_on() {
+    let w = World::new();
+    let mut a = Running::spawn(pool(&w, "owned", &["--max=2", "--idle-timeout=never"]));
+    a.wait_status("pool", SECS(30));
+    let mut b = Running::spawn(pool(&w, "owned", &["--max=2"]));
+    assert_eq!(b.wait_exit(SECS(30)), 1, "{}", b.output());
+    let out = b.output();
+    assert!(
+        out.contains("another pool owns runner scale set owned") && out.contains("hint:"),
+        "{out}"
+    );
+    assert!(!out.contains("pool_launch"), "{out}");
+    assert!(!out.contains(PAT), "the token was printed: {out}");
+    let id = w.queue_job("after", &["self-hosted", "cml"], "true");
+    wait_for("the first pool to serve a job", SECS(60), || {
+        (w.job(&id).state == JobState::Succeeded).then_some(())
+    });
+    assert!(w.job(&id).runner_name.unwrap().starts_with("owned-"));
+    a.signal(libc::SIGTERM);
+    assert_eq!(a.wait_exit(SECS(60)), 143, "{}", a.output());
+    assert!(
+        a.output()
+            .contains("closed the message session on scale set owned"),
+        "{}",
+        a.output()
+    );
+    let mut c = Running::spawn(pool(&w, "owned", &["--max=1"]));
+    c.wait_status("pool", SECS(30));
+    c.signal(libc::SIGTERM);
+    assert_eq!(c.wait_exit(SECS(60)), 143, "{}", c.output());
+    wait_for("no runner left", SECS(30), || {
+        w.runners()
+            .iter()
+            .all(|r| !r.name.starts_with("owned-"))
+            .then_some(())
+    });
+}
+
+/// Where the service offers no scale sets (GitHub Enterprise Server without the protocol),
+/// the pool polls queued jobs instead, and still registers each runner itself with a JIT
+/// configuration: no registration token is minted, and no job step sees a credential.
+/// Asked for the protocol only, the pool refuses to start.
+#[test]
+fn without_scale_sets_the_pool_polls_the_queue_and_registers_jit_runners() {
+    let w = World::with(|c| c.actions_scale_sets = false);
+    let envs = w.tmp.path().join("envs");
+    std::fs::create_dir_all(&envs).unwrap();
+    let ids: Vec<String> = (0..2)
+        .map(|i| {
+            w.queue_job(
+                &format!("fb-{i}"),
+                &["self-hosted", "cml"],
+                &format!("env > {}/job-{i}.env", envs.display()),
+            )
+        })
+        .collect();
+    let mut p = Running::spawn(pool(&w, "fb", &["--max=2", "--idle-timeout=never"]));
+    wait_for("the jobs to succeed", SECS(120), || {
+        ids.iter()
+            .all(|id| w.job(id).state == JobState::Succeeded)
+            .then_some(())
+    });
+    let out = p.output();
+    assert!(out.contains("does not offer runner scale sets"), "{out}");
+    let reqs = w.sim.requests();
+    let jit = reqs
+        .iter()
+        .filter(|r| r.path.ends_with("/actions/runners/generate-jitconfig"))
+        .count();
+    assert!(jit >= 2, "{jit} JIT configurations");
+    // One registration token: the pool's own, for the scale-set exchange the service refused.
+    // None for a runner.
+    let tokens = reqs
+        .iter()
+        .filter(|r| r.path.ends_with("/actions/runners/registration-token"))
+        .count();
+    assert_eq!(tokens, 1, "registration tokens minted");
+    for i in 0..2 {
+        let env = std::fs::read_to_string(envs.join(format!("job-{i}.env"))).unwrap();
+        for needle in [
+            PAT,
+            "CML_GITHUB_JIT_CONFIG",
+            "ACTIONS_RUNNER_INPUT",
+            "REPO_TOKEN",
+        ] {
+            assert!(!env.contains(needle), "job {i} sees {needle}:\n{env}");
+        }
+    }
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
+    wait_for("no runner left", SECS(30), || {
+        w.runners()
+            .iter()
+            .all(|r| !r.name.starts_with("fb-"))
+            .then_some(())
+    });
+    assert!(!p.output().contains(PAT), "the token was printed");
+
+    let mut strict = pool(&w, "strict", &["--max=1"]);
+    strict.env("CML_POOL_GITHUB_PROTOCOL", "scale-set");
+    let mut q = Running::spawn(strict);
+    assert_eq!(q.wait_exit(SECS(30)), 2, "{}", q.output());
+    assert!(
+        q.output().contains("does not offer runner scale sets") && q.output().contains("hint:"),
+        "{}",
+        q.output()
+    );
+    assert!(w.runners().iter().all(|r| !r.name.starts_with("strict-")));
 }

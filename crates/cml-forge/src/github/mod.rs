@@ -2,6 +2,7 @@
 //! an organization.
 
 mod auth;
+pub mod jit;
 mod report;
 pub mod scaleset;
 mod types;

@@ -47,14 +47,19 @@ fn load_settings(root: &Path, args: &Args) -> Result<Settings, String> {
     let Some(blob) = args.value("jitconfig") else {
         return files::load(root);
     };
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(blob.trim())
-        .map_err(|e| format!("Invalid JIT configuration: {e}"))?;
-    let v: Value =
-        serde_json::from_slice(&data).map_err(|e| format!("Invalid JIT configuration: {e}"))?;
-    let (runner, creds) = (&v[".runner"], &v[".credentials"]);
-    files::save(root, runner, creds).map_err(|e| e.to_string())?;
-    files::settings(runner, creds)
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bad = |e: String| format!("Invalid JIT configuration: {e}");
+    let data = b64.decode(blob.trim()).map_err(|e| bad(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&data).map_err(|e| bad(e.to_string()))?;
+    // Each file's contents, base64-encoded, as the service sends them.
+    let file = |name: &str| -> Result<Value, String> {
+        let text = v[name].as_str().ok_or_else(|| bad(format!("no {name}")))?;
+        let data = b64.decode(text).map_err(|e| bad(format!("{name}: {e}")))?;
+        serde_json::from_slice(&data).map_err(|e| bad(format!("{name}: {e}")))
+    };
+    let (runner, creds) = (file(".runner")?, file(".credentials")?);
+    files::save(root, &runner, &creds).map_err(|e| e.to_string())?;
+    files::settings(&runner, &creds)
 }
 
 /// Entry point of `cml-sim agent run`.

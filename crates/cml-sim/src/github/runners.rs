@@ -86,19 +86,21 @@ fn jitconfig(sh: &Shared, req: &Req, scope: &Scope) -> Resp {
     Resp::json(201, json!({"runner": obj, "encoded_jit_config": blob}))
 }
 
-/// The JIT blob understood by `cml-sim agent run --jitconfig`: base64 of
-/// `{".runner": {...}, ".credentials": {...}}` (the files `agent config` would write).
+/// The JIT blob understood by `cml-sim agent run --jitconfig`, in the Actions service's
+/// format: base64 of a JSON object mapping each file the runner keeps (`.runner`,
+/// `.credentials`) to the base64 of its contents (what `agent config` would write).
 pub(super) fn jit_blob(
     sh: &Shared,
     runner: &super::state::Runner,
     scope: &Scope,
     work: &str,
 ) -> String {
+    let b64 = |v: Value| base64::engine::general_purpose::STANDARD.encode(v.to_string());
     let files = json!({
-        ".runner": crate::agent::files::runner_file(
+        ".runner": b64(crate::agent::files::runner_file(
             runner.id, &runner.name, &sh.base_url,
-            &format!("{}/{}", sh.base_url, scope.key()), work, true),
-        ".credentials": crate::agent::files::credentials_file(&sh.base_url, &runner.credential),
+            &format!("{}/{}", sh.base_url, scope.key()), work, true)),
+        ".credentials": b64(crate::agent::files::credentials_file(&sh.base_url, &runner.credential)),
     });
     base64::engine::general_purpose::STANDARD.encode(files.to_string())
 }

@@ -353,6 +353,9 @@ fn bearer(req: &Req) -> Option<String> {
 /// `POST /actions/runner-registration`: a registration token for the URL's repository or
 /// organization buys the Actions service URL and an admin token for that scope.
 pub fn register(sh: &Shared, req: &Req) -> Resp {
+    if !sh.cfg.actions_scale_sets {
+        return Resp::error(404, "Not Found");
+    }
     let token = req
         .headers
         .get("authorization")

@@ -25,6 +25,7 @@
 //!   left is found by `cml runner cleanup`.
 
 pub mod metrics;
+pub mod scaleset;
 
 use crate::exit::{ExitCode, Failure};
 use crate::settings::{Credential, RunnerSettings};
@@ -34,10 +35,23 @@ use cml_forge::{Deleted, Forge};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Overrides the pool's round interval (seconds, 0.1 to 60).
 pub const POLL_INTERVAL_VAR: &str = "CML_POOL_POLL_INTERVAL";
+/// How a GitHub pool learns of its jobs: `auto` (the default: the runner scale-set protocol
+/// where the service offers it, else the queue), `scale-set` (only the protocol), or `queue`
+/// (polling queued jobs; its runners still get JIT configurations).
+pub const GITHUB_PROTOCOL_VAR: &str = "CML_POOL_GITHUB_PROTOCOL";
+
+/// [`GITHUB_PROTOCOL_VAR`], resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GithubProtocol {
+    Auto,
+    ScaleSet,
+    Queue,
+}
 
 /// Options of `cml runner pool` beyond a runner's, resolved.
 #[derive(Debug)]
@@ -49,6 +63,7 @@ pub struct PoolSettings {
     pub argv: Vec<String>,
     /// `--lease`: the Kubernetes Lease whose holder alone runs the pool.
     pub lease: Option<String>,
+    pub github_protocol: GithubProtocol,
 }
 
 /// Resolves the pool's own options (`args`) next to the runner settings `s`.
@@ -101,6 +116,14 @@ pub fn resolve(
             }
         },
     };
+    let github_protocol = match env.get(GITHUB_PROTOCOL_VAR).as_deref().map(str::trim) {
+        None | Some("") | Some("auto") => GithubProtocol::Auto,
+        Some("scale-set") => GithubProtocol::ScaleSet,
+        Some("queue") => GithubProtocol::Queue,
+        Some(v) => anyhow::bail!(
+            "{GITHUB_PROTOCOL_VAR}={v:?} is not a protocol\nhint: auto, scale-set or queue"
+        ),
+    };
     if s.reuse || s.reuse_idle {
         tracing::warn!("--reuse and --reuse-idle do not apply to a pool: each of its runners is new and single-use");
     }
@@ -121,6 +144,7 @@ pub fn resolve(
         poll,
         argv: std::env::args().skip(1).collect(),
         lease,
+        github_protocol,
     })
 }
 
@@ -146,14 +170,32 @@ struct Tracked {
 /// Runs the pool until a signal; see the module contract.
 pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure> {
     let mut signals = crate::runner::Signals::install().map_err(Failure::error)?;
-    let client = crate::runner::connect(&s).await.map_err(Failure::error)?;
-    let forge = client.as_ref();
+    let connected =
+        crate::forge::Client::connect(s.driver, &s.repo, &s.credential, &s.bitbucket_api)
+            .await
+            .map_err(Failure::error)?;
+    let (github, other) = match connected {
+        crate::forge::Client::Github(c) => (Some(Arc::new(c)), None),
+        c => (None, Some(c.into_forge(None))),
+    };
+    let forge: &dyn Forge = match (&github, &other) {
+        (Some(g), _) => g.as_ref(),
+        (None, Some(o)) => o.as_ref(),
+        (None, None) => unreachable!("a pool connects to one forge"),
+    };
     crate::logging::add_secrets(forge.secrets());
-    // The queue must be readable before anything is launched.
-    let first = forge
-        .queued_jobs()
-        .await
-        .map_err(|e| Failure::error(e.into()))?;
+    // The queue must be readable before anything is launched (a GitHub pool on the
+    // scale-set protocol checks its access when it opens its session).
+    let uses_queue = github.is_none() || p.github_protocol == GithubProtocol::Queue;
+    let first = if uses_queue {
+        forge
+            .queued_jobs()
+            .await
+            .map_err(|e| Failure::error(e.into()))?
+            .len()
+    } else {
+        0
+    };
     let metrics = metrics::Metrics::new();
     metrics.max_runners.set(p.bounds.max.into());
     let _server = match p.metrics_addr {
@@ -195,6 +237,48 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
             }
         }
     };
+    // How jobs are learned of, and how GitHub runners are registered (by the pool, each with
+    // a JIT configuration: no PAT or App key reaches a runner machine).
+    let jit = match (&github, p.github_protocol) {
+        (None, _) => Jit::None,
+        (Some(g), GithubProtocol::Queue) => Jit::Rest(g.clone()),
+        (Some(g), protocol) => {
+            let opened = tokio::select! {
+                l = scaleset::Listener::open(g.clone(), &s.name, &s.labels, &s.name, p.bounds.max) => l,
+                sig = signals.recv() => {
+                    tracing::info!(status = "terminated", reason = "signal", "received signal {sig} before the pool started");
+                    return Ok(ExitCode::from_signal(sig));
+                }
+            };
+            match opened {
+                Ok(Some(l)) => {
+                    tracing::info!(
+                        "listening on runner scale set {} (id {}) of {}: jobs with runs-on {} are this pool's",
+                        l.set.name,
+                        l.set.id,
+                        forge.scope(),
+                        scaleset::scale_set_labels(&s.name, &s.labels).join(", ")
+                    );
+                    Jit::ScaleSet(l)
+                }
+                Ok(None) if protocol == GithubProtocol::Auto => {
+                    tracing::warn!(
+                        "{} does not offer runner scale sets: polling its queued jobs instead (runners still get JIT configurations)",
+                        forge.scope()
+                    );
+                    g.queued_jobs().await.map_err(|e| Failure::error(e.into()))?;
+                    Jit::Rest(g.clone())
+                }
+                Ok(None) => {
+                    return Err(Failure::usage(anyhow::anyhow!(
+                        "{} does not offer runner scale sets\nhint: unset {GITHUB_PROTOCOL_VAR} (or set it to queue) to poll queued jobs instead",
+                        forge.scope()
+                    )))
+                }
+                Err(e) => return Err(Failure::error(e.into())),
+            }
+        }
+    };
     let cloud = s
         .cloud
         .as_ref()
@@ -209,7 +293,7 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
         forge.scope(),
         s.labels,
         p.bounds.max,
-        first.len()
+        first
     );
     let mut pool = Pool::new();
     let mut runners: Vec<Tracked> = Vec::new();
@@ -223,17 +307,27 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
             why = lost(&mut leadership) => break Stop::LostLease(why),
         }
         reap(&mut runners);
-        let queued = match forge.queued_jobs().await {
-            Ok(jobs) => jobs
-                .into_iter()
-                .filter(|j| cml_core::pool::fits(s.driver, &j.labels, &s.labels))
-                .collect::<Vec<_>>(),
-            Err(e) => {
-                tracing::warn!("{e}; trying again next round");
-                continue;
-            }
+        let (queued, waiting) = match &jit {
+            Jit::ScaleSet(l) => match l.waiting() {
+                Ok(w) => w,
+                Err(why) => break Stop::Fatal(why),
+            },
+            _ => match forge.queued_jobs().await {
+                Ok(jobs) => {
+                    let fit: Vec<_> = jobs
+                        .into_iter()
+                        .filter(|j| cml_core::pool::fits(s.driver, &j.labels, &s.labels))
+                        .collect();
+                    let n = fit.len() as u32;
+                    (fit, n)
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; trying again next round");
+                    continue;
+                }
+            },
         };
-        let seen: Vec<RunnerInfo> = match forge.runners().await {
+        let mut seen: Vec<RunnerInfo> = match forge.runners().await {
             Ok(rs) => rs,
             Err(e) => {
                 tracing::warn!("{e}; trying again next round");
@@ -253,13 +347,32 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
             }
             still
         });
+        remove_stale(forge, &runners, &mut seen, !matches!(jit, Jit::None)).await;
         let observed = observe(&mut runners, &seen, now, &metrics, p.bounds.boot_window);
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let plan = pool.plan(&p.bounds, queued.len() as u32, &observed, now, unix);
-        report(&metrics, &plan, &observed, queued.len(), &p.bounds, unix);
-        carry_out(&s, &p, forge, &mut runners, &seen, &plan, &cloud, &metrics).await;
+        let plan = pool.plan(&p.bounds, waiting, &observed, now, unix);
+        report(
+            &metrics,
+            &plan,
+            &observed,
+            waiting as usize,
+            &p.bounds,
+            unix,
+        );
+        carry_out(
+            &s,
+            &p,
+            forge,
+            &jit,
+            &mut runners,
+            &seen,
+            &plan,
+            &cloud,
+            &metrics,
+        )
+        .await;
     };
     match &signal {
         Stop::Signal(sig) => tracing::info!(
@@ -268,9 +381,15 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
         Stop::LostLease(why) => tracing::error!(
             "lost the Lease ({why}): the pool launches nothing more, removes idle runners and lets busy ones finish"
         ),
+        Stop::Fatal(why) => tracing::error!(
+            "{why}: the pool launches nothing more, removes idle runners and lets busy ones finish"
+        ),
     }
     let seen = forge.runners().await.unwrap_or_default();
     shut_down(forge, &mut runners, &seen, &mut signals).await;
+    if let Jit::ScaleSet(l) = jit {
+        l.close().await;
+    }
     if let Some(l) = leadership {
         match l.release().await {
             Ok(_) => tracing::info!("released the Lease"),
@@ -285,6 +404,7 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
         Stop::LostLease(why) => Err(Failure::error(anyhow::anyhow!(
             "the pool lost its Lease: {why}\nhint: another replica leads now; this one exits to stand by again"
         ))),
+        Stop::Fatal(why) => Err(Failure::error(anyhow::anyhow!("the pool stopped: {why}"))),
     }
 }
 
@@ -292,6 +412,48 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
 enum Stop {
     Signal(i32),
     LostLease(String),
+    /// The scale-set listener cannot go on (another pool took the scale set).
+    Fatal(String),
+}
+
+/// How the pool's GitHub runners are registered: by the pool, each with a just-in-time
+/// configuration from the scale set or from the REST API; `None` for the other forges,
+/// whose runners register themselves.
+enum Jit {
+    None,
+    Rest(Arc<cml_forge::github::GithubClient>),
+    ScaleSet(scaleset::Listener),
+}
+
+/// Removes from the forge the registrations of runners whose process ended and that are not
+/// online: a runner on this machine that did not deregister, or a runner the pool
+/// registered (`pool_registers`) whose launch failed before it ever came online. Deleted
+/// ones are dropped from `seen`.
+async fn remove_stale(
+    forge: &dyn Forge,
+    runners: &[Tracked],
+    seen: &mut Vec<RunnerInfo>,
+    pool_registers: bool,
+) {
+    for r in runners {
+        if r.exited.is_none() || !(r.workdir.is_some() || (pool_registers && !r.was_online)) {
+            continue;
+        }
+        let Some(info) = seen.iter().find(|i| i.name == r.name && !i.online).cloned() else {
+            continue;
+        };
+        match forge.delete_stopped_runner(&info.id, &r.name).await {
+            Ok(Deleted::Busy(m)) => tracing::warn!(
+                "runner {} is stopped but the forge still counts it busy ({m}); removing it later",
+                r.name
+            ),
+            Ok(_) => {
+                tracing::info!(runner = %r.name, "removed the registration of stopped runner {}", r.name);
+                seen.retain(|i| i.name != r.name);
+            }
+            Err(e) => tracing::warn!("{e}; removing runner {} later", r.name),
+        }
+    }
 }
 
 /// Waits until this process holds Lease `name`, then keeps renewing it.
@@ -463,6 +625,7 @@ async fn carry_out(
     s: &RunnerSettings,
     p: &PoolSettings,
     forge: &dyn Forge,
+    jit: &Jit,
     runners: &mut Vec<Tracked>,
     seen: &[RunnerInfo],
     plan: &Plan,
@@ -524,7 +687,7 @@ async fn carry_out(
     });
     for i in 0..plan.launch {
         let replacement = i < plan.replacements;
-        match launch(s, p) {
+        match launch(s, p, jit).await {
             Ok(mut t) => {
                 t.replacement = replacement;
                 tracing::info!(
@@ -640,9 +803,24 @@ pub fn runner_args(argv: &[String], name: &str, workdir: Option<&std::path::Path
     out
 }
 
-/// Starts one runner (see the module documentation).
-fn launch(s: &RunnerSettings, p: &PoolSettings) -> anyhow::Result<Tracked> {
+/// Starts one runner (see the module documentation); a GitHub runner is registered first,
+/// and its process gets its JIT configuration besides the pool's credential (which a cloud
+/// launcher uses to watch the runner, and never hands to the machine).
+async fn launch(s: &RunnerSettings, p: &PoolSettings, jit: &Jit) -> anyhow::Result<Tracked> {
     let name = runner_name(&s.name);
+    let registered = match jit {
+        Jit::None => None,
+        Jit::Rest(g) => {
+            let (info, config) = g.jit_config(&name, &s.labels, "_work").await?;
+            crate::logging::add_secrets([config.expose().to_string()]);
+            Some((info.id, config))
+        }
+        Jit::ScaleSet(l) => {
+            let r = l.client.generate_jit_config(&l.set, &name, "_work").await?;
+            crate::logging::add_secrets([r.config.expose().to_string()]);
+            Some((r.id.to_string(), r.config))
+        }
+    };
     let workdir = s.cloud.is_none().then(|| s.workdir.join(&name));
     if let Some(dir) = &workdir {
         std::fs::create_dir_all(dir)?;
@@ -664,6 +842,10 @@ fn launch(s: &RunnerSettings, p: &PoolSettings) -> anyhow::Result<Tracked> {
             cmd.env(crate::settings::vars::GITHUB_APP_ID, app_id)
                 .env(crate::settings::vars::GITHUB_APP_PEM, pem.expose());
         }
+    }
+    if let Some((id, config)) = &registered {
+        cmd.env(crate::settings::vars::GITHUB_JIT_CONFIG, config.expose())
+            .env(crate::settings::vars::GITHUB_JIT_RUNNER_ID, id);
     }
     let child = cmd.spawn()?;
     Ok(Tracked {

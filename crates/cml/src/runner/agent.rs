@@ -122,8 +122,10 @@ impl Agent {
     /// Removes what [`Agent::start`] left for the agent only (GitLab's runner configuration,
     /// which holds its token), once the agent has ended.
     pub fn forget_credentials(&self, s: &RunnerSettings) {
-        if let Agent::Gitlab(_) = self {
-            cml_agent::gitlab::remove_config(&s.workdir);
+        match self {
+            Agent::Gitlab(_) => cml_agent::gitlab::remove_config(&s.workdir),
+            Agent::Github if s.github_jit.is_some() => cml_agent::github::remove_config(&s.workdir),
+            _ => {}
         }
     }
 
@@ -154,6 +156,11 @@ impl Agent {
                 };
                 own()?;
                 configure(&args, env, run_as).await?;
+                AgentProcess::spawn_as(run_command(&s.workdir, env), "run.sh", run_as)
+            }
+            (Agent::Github, Registration::GithubJit { config, .. }) => {
+                cml_agent::github::write_jit_config(&s.workdir, &config)?;
+                own()?;
                 AgentProcess::spawn_as(run_command(&s.workdir, env), "run.sh", run_as)
             }
             (Agent::Gitlab(executor), Registration::Gitlab { url, token, .. }) => {
@@ -203,7 +210,9 @@ impl Agent {
                 cause: std::io::Error::other(format!(
                     "a {} registration does not fit this agent",
                     match registration {
-                        Registration::GithubToken { .. } => "GitHub",
+                        Registration::GithubToken { .. } | Registration::GithubJit { .. } => {
+                            "GitHub"
+                        }
                         Registration::Gitlab { .. } => "GitLab",
                         Registration::Bitbucket { .. } => "Bitbucket",
                     }

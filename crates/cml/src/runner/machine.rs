@@ -130,6 +130,9 @@ pub fn machine_env(s: &RunnerSettings, own: Option<&GitlabRunner>) -> Vec<(Strin
         env.push((vars::GITLAB_RUNNER_ID.into(), own.id.clone()));
         env.push((vars::GITLAB_URL.into(), own.url.clone()));
     }
+    if let Some(jit) = &s.github_jit {
+        env.push((vars::GITHUB_JIT_RUNNER_ID.into(), jit.runner_id.clone()));
+    }
     for (var, value, default) in [
         (
             vars::GITHUB_RUNNER_RELEASES_URL,
@@ -184,10 +187,16 @@ pub fn machine_env(s: &RunnerSettings, own: Option<&GitlabRunner>) -> Vec<(Strin
 }
 
 /// The machine's credential, as the variables `cml` reads it from: the runner's own token
-/// when the launcher created the runner (`own`), else the launcher's credential.
+/// when the launcher created the runner (`own`), the just-in-time configuration of a pool's
+/// GitHub runner (never the pool's PAT or App key), else the launcher's credential.
 pub fn machine_secrets(s: &RunnerSettings, own: Option<&GitlabRunner>) -> Vec<(String, Secret)> {
     let mut secrets = match (own, &s.credential) {
         (Some(own), _) => vec![(vars::GITLAB_RUNNER_TOKEN.to_string(), own.token.clone())],
+        (None, _) if s.github_jit.is_some() => s
+            .github_jit
+            .iter()
+            .map(|jit| (vars::GITHUB_JIT_CONFIG.to_string(), jit.config.clone()))
+            .collect(),
         (None, Credential::Token { token, .. }) => {
             vec![("REPO_TOKEN".to_string(), token.clone())]
         }
@@ -435,6 +444,35 @@ mod tests {
                 ("CML_BITBUCKET_RUNNER_SHA256", &"a".repeat(64)),
             ],
         );
+    }
+
+    #[test]
+    fn a_pools_github_machine_gets_only_its_jit_configuration() {
+        let args = [
+            "runner",
+            "--cloud=aws",
+            "--repo=https://github.com/o/r",
+            "--name=pool-abc123",
+            "--single",
+        ];
+        let env = [
+            ("HOME", "/h"),
+            ("REPO_TOKEN", "ghp_poolstoken"),
+            ("CML_GITHUB_JIT_CONFIG", "eyJqaXRibG9iIjp0cnVlfQ=="),
+            ("CML_GITHUB_JIT_RUNNER_ID", "99"),
+        ];
+        let s = resolve(&args, &env);
+        let secrets = machine_secrets(&s, None);
+        assert_eq!(secrets.len(), 1, "{secrets:?}");
+        assert_eq!(secrets[0].0, vars::GITHUB_JIT_CONFIG);
+        let script = startup_script(&s, None).render();
+        assert!(!script.contains("ghp_poolstoken"), "{script}");
+        // The machine resolves the runner with its configuration as its only credential.
+        let m = on_the_machine(&s);
+        let jit = m.github_jit.expect("the JIT configuration");
+        assert_eq!(jit.runner_id, "99");
+        assert_eq!(jit.config.expose(), "eyJqaXRibG9iIjp0cnVlfQ==");
+        assert!(jit.only_credential);
     }
 
     #[test]

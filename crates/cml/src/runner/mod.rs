@@ -17,11 +17,6 @@ mod supervise;
 
 pub(crate) use signals::Signals;
 
-/// The forge client of `s` (for the pool).
-pub(crate) async fn connect(s: &RunnerSettings) -> anyhow::Result<Box<dyn Forge>> {
-    forge::connect(s, None).await
-}
-
 use crate::exit::{ExitCode, Failure};
 use crate::logging;
 use crate::settings::RunnerSettings;
@@ -55,16 +50,19 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         (Some(user), None) => Some(job_user(user)?),
         _ => None,
     };
-    let client = match &s.gitlab_own_runner {
+    let client = match (&s.gitlab_own_runner, &s.github_jit) {
         // On a cloud machine whose launcher created the GitLab runner: its own token only.
-        Some(own) => own_gitlab_runner(&s, own)?,
-        None => tokio::select! {
+        (Some(own), _) => own_gitlab_runner(&s, own)?,
+        // A pool's GitHub runner on a cloud machine: its JIT configuration only.
+        (None, Some(jit)) if jit.only_credential => jit_only_runner(&s, jit),
+        _ => tokio::select! {
             r = forge::connect(&s, agent.as_ref().and_then(Agent::runtime_label)) => r.map_err(Failure::error)?,
             sig = signals.recv() => return Ok(terminated_before_registration(sig)),
         },
     };
     let forge = client.as_ref();
     logging::add_secrets(forge.secrets());
+    logging::add_secrets(s.github_jit.iter().map(|j| j.config.expose().to_string()));
     tracing::info!(
         repo = %s.repo,
         name = %s.name,
@@ -81,7 +79,7 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
 
     // 1. The token works and the reuse rules allow launching (nothing registered yet). A
     // runner the launcher created exists by design: it is only checked when it is started.
-    let runners = if s.gitlab_own_runner.is_some() {
+    let runners = if s.gitlab_own_runner.is_some() || s.github_jit.is_some() {
         Vec::new()
     } else {
         tokio::select! {
@@ -120,9 +118,18 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         sig = signals.recv() => return Ok(terminated_before_registration(sig)),
     };
 
-    // 3. Register and supervise; from here on every path deregisters.
+    // 3. Register and supervise; from here on every path deregisters. A pool's runner was
+    // registered by the pool: its JIT configuration is its registration.
     let registration = {
-        let registering = forge.registration(&s.name, &s.labels);
+        let registering = async {
+            match &s.github_jit {
+                Some(jit) => Ok(Registration::GithubJit {
+                    runner_id: jit.runner_id.clone(),
+                    config: jit.config.clone(),
+                }),
+                None => forge.registration(&s.name, &s.labels).await,
+            }
+        };
         tokio::pin!(registering);
         tokio::select! {
             r = &mut registering => r.map_err(|e| Failure::error(e.into()))?,
@@ -176,7 +183,9 @@ async fn registered_lifecycle(
     registered: &mut Registered<'_>,
     signals: &mut Signals,
 ) -> Result<supervise::Ended, Failure> {
-    let mut env = cml_agent::env::agent_env(&forge.secrets());
+    let mut secrets = forge.secrets();
+    secrets.extend(s.github_jit.iter().map(|j| j.config.expose().to_string()));
+    let mut env = cml_agent::env::agent_env(&secrets);
     if let Some(user) = run_as {
         user.apply_env(&mut env);
     }
@@ -355,8 +364,9 @@ async fn terminated_during_registration(
         }
         Err(_) => None,
     };
-    // GitHub's registration only mints a token (`config.sh` registers): nothing to remove.
-    // Elsewhere no agent was started: the runner is deleted whatever the forge says of it.
+    // GitHub's registration only mints a token (`config.sh` registers): nothing to remove
+    // (a JIT runner was registered by its pool, which removes it). Elsewhere no agent was
+    // started: the runner is deleted whatever the forge says of it.
     if s.driver != cml_core::Driver::Github {
         Registered::new(forge, &s.name, id.as_deref())
             .deregister()
@@ -397,6 +407,22 @@ fn own_gitlab_runner(
         own.id
     );
     Ok(Box::new(runner))
+}
+
+/// A pool's GitHub runner that holds only its JIT configuration (see
+/// [`cml_forge::github::jit::JitOnly`]).
+fn jit_only_runner(s: &RunnerSettings, jit: &crate::settings::GithubJit) -> Box<dyn Forge> {
+    logging::add_secrets([jit.config.expose().to_string()]);
+    tracing::info!(
+        "GitHub runner {} (id {}) was registered by its pool; this machine holds only its just-in-time configuration",
+        s.name,
+        jit.runner_id
+    );
+    Box::new(cml_forge::github::jit::JitOnly::new(
+        &jit.runner_id,
+        &s.name,
+        jit.config.clone(),
+    ))
 }
 
 /// The `--cloud-job-user` the agent will run as: an existing unprivileged user, and `cml`
