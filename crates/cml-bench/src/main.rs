@@ -1,6 +1,6 @@
 //! `cml-bench`: prints the figures of the runner's performance targets.
 //!
-//! Usage: `cml-bench [--cml PATH] [--sim PATH] [--jobs N]` (defaults: the `cml` and `cml-sim`
+//! Usage: `cml-bench [--cml PATH] [--sim PATH] [--jobs N] [--only SECTIONS]` (defaults: the `cml` and `cml-sim`
 //! binaries next to this one, 20 jobs). Build everything with `--release` first; see
 //! `scripts/bench.sh`. Everything runs on 127.0.0.1 against the GitHub simulator.
 //!
@@ -52,14 +52,35 @@ fn main() {
             p.display()
         );
     }
+    // `--only NAME[,NAME]`: only those sections (help, lifecycle, aws, gcp, azure,
+    // kubernetes, pool).
+    let only = arg("--only");
+    let on = |section: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|s| s.trim() == section))
+    };
     println!("cml binary: {} ({:.1} MiB)", cml.display(), file_mib(&cml));
-    help(&cml);
-    lifecycle(&cml, &sim, jobs);
-    aws::launcher(&cml, &sim);
-    gcp::launcher(&cml, &sim);
-    azure::launcher(&cml, &sim);
-    kubernetes::launcher(&cml, &sim);
-    pool::run(&cml, &sim);
+    if on("help") {
+        help(&cml);
+    }
+    if on("lifecycle") {
+        lifecycle(&cml, &sim, jobs);
+    }
+    if on("aws") {
+        aws::launcher(&cml, &sim);
+    }
+    if on("gcp") {
+        gcp::launcher(&cml, &sim);
+    }
+    if on("azure") {
+        azure::launcher(&cml, &sim);
+    }
+    if on("kubernetes") {
+        kubernetes::launcher(&cml, &sim);
+    }
+    if on("pool") {
+        pool::run(&cml, &sim);
+    }
 }
 
 mod aws;

@@ -1,8 +1,9 @@
 //! `cml runner pool` on this machine against the GitHub simulator: how long a queued job waits
 //! for a runner of the pool, for a burst of 10 jobs (each runner launched for its job, single
 //! use) and for a job that a warm idle runner takes (`--min-idle=1`); and the pool's own
-//! resident memory and CPU while it idles with a warm runner. The pool polls the queue every
-//! 2 s, its default.
+//! resident memory and CPU while it idles with a warm runner. Both ways a GitHub pool learns of
+//! its jobs are measured: the runner scale-set protocol (the listener long-polls the simulated
+//! Actions service) and the queue (polled every 2 s, the default round).
 
 use cml_sim::{JobState, SimConfig, SimServer, DEFAULT_PAT};
 use std::path::Path;
@@ -11,7 +12,14 @@ use std::time::{Duration, Instant};
 
 const BURST: usize = 10;
 
-fn start_pool(cml: &Path, sim: &SimServer, tmp: &Path, name: &str, extra: &[&str]) -> Child {
+fn start_pool(
+    cml: &Path,
+    sim: &SimServer,
+    tmp: &Path,
+    protocol: &str,
+    name: &str,
+    extra: &[&str],
+) -> Child {
     Command::new(cml)
         .args(["runner", "pool", "--driver=github", "--labels=bench"])
         .arg(format!("--repo={}/octo/bench", sim.url()))
@@ -20,6 +28,7 @@ fn start_pool(cml: &Path, sim: &SimServer, tmp: &Path, name: &str, extra: &[&str
         .args(extra)
         .env("HOME", tmp)
         .env("REPO_TOKEN", DEFAULT_PAT)
+        .env("CML_POOL_GITHUB_PROTOCOL", protocol)
         .env(
             "CML_GITHUB_RUNNER_RELEASES_URL",
             format!("{}/repos/actions/runner/releases", sim.url()),
@@ -76,6 +85,12 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 pub fn run(cml: &Path, sim_exe: &Path) {
+    for protocol in ["scale-set", "queue"] {
+        run_with(cml, sim_exe, protocol);
+    }
+}
+
+fn run_with(cml: &Path, sim_exe: &Path, protocol: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let sim = SimServer::start(SimConfig::new(sim_exe)).expect("simulator starts");
 
@@ -84,6 +99,7 @@ pub fn run(cml: &Path, sim_exe: &Path) {
         cml,
         &sim,
         tmp.path(),
+        protocol,
         "bench-burst",
         &["--max=10", "--idle-timeout=never"],
     );
@@ -106,13 +122,13 @@ pub fn run(cml: &Path, sim_exe: &Path) {
     });
     stop(pool);
     if !done {
-        println!("pool: the burst of {BURST} did not start within 180 s");
+        println!("pool ({protocol}): the burst of {BURST} did not start within 180 s");
         return;
     }
     let mut waits: Vec<Duration> = started.into_iter().flatten().collect();
     waits.sort();
     println!(
-        "pool on this machine, burst of {BURST} queued jobs (a single-use runner each, --max=10): queued -> job started median {:.0} ms, max {:.0} ms",
+        "pool ({protocol}) on this machine, burst of {BURST} queued jobs (a single-use runner each, --max=10): queued -> job started median {:.0} ms, max {:.0} ms",
         crate::ms(waits[BURST / 2]),
         crate::ms(waits[BURST - 1])
     );
@@ -122,6 +138,7 @@ pub fn run(cml: &Path, sim_exe: &Path) {
         cml,
         &sim,
         tmp.path(),
+        protocol,
         "bench-warm",
         &["--max=3", "--min-idle=1", "--idle-timeout=never"],
     );
@@ -132,7 +149,7 @@ pub fn run(cml: &Path, sim_exe: &Path) {
             .any(|r| r.name.starts_with("bench-warm-") && r.status == "online")
     });
     if !warm {
-        println!("pool: no warm runner came online within 60 s");
+        println!("pool ({protocol}): no warm runner came online within 60 s");
         stop(pool);
         return;
     }
@@ -154,13 +171,13 @@ pub fn run(cml: &Path, sim_exe: &Path) {
     stop(pool);
     match took {
         Some(d) => println!(
-            "pool on this machine, warm floor of 1: queued -> job started {:.0} ms",
+            "pool ({protocol}) on this machine, warm floor of 1: queued -> job started {:.0} ms",
             crate::ms(d)
         ),
-        None => println!("pool: the warm runner did not take the job within 60 s"),
+        None => println!("pool ({protocol}): the warm runner did not take the job within 60 s"),
     }
     println!(
-        "pool idle with one warm runner (polling every 2 s): RSS {:.1} MiB, CPU {:.2}% over {} s",
+        "pool ({protocol}) idle with one warm runner: RSS {:.1} MiB, CPU {:.2}% over {} s",
         rss as f64 / 1024.0,
         ticks as f64 / hz / idle_for.as_secs_f64() * 100.0,
         idle_for.as_secs()

@@ -1633,7 +1633,11 @@ mod tests {
             matches!(&s.credential, Credential::Token { source, .. } if source == vars::GITHUB_JIT_CONFIG)
         );
         for (args, vars, needle) in [
-            (vec![repo], vec![home, config], "CML_GITHUB_JIT_RUNNER_ID is not"),
+            (
+                vec![repo],
+                vec![home, config],
+                "CML_GITHUB_JIT_RUNNER_ID is not",
+            ),
             (vec![repo], vec![home, id], "CML_GITHUB_JIT_CONFIG is not"),
             (
                 vec![repo],
