@@ -168,6 +168,9 @@ fn a_burst_scales_up_to_max_runs_each_job_on_its_own_runner_and_returns_to_the_f
     });
     let out = p.output();
     assert!(!out.contains(PAT), "the token was printed");
+    for secret in w.sim.github_issued_secrets() {
+        assert!(!out.contains(&secret), "a minted token was printed");
+    }
 }
 
 #[test]
@@ -590,8 +593,33 @@ fn a_second_pool_for_the_same_scale_set_is_refused_and_the_first_goes_on() {
         "{}",
         a.output()
     );
+    // A runner of an earlier run of the pool, left registered and offline (killed), is
+    // removed when a pool of that name starts; another's offline runner is not.
+    for name in ["owned-k1ll3d", "other-k1ll3d"] {
+        let mut dead = w.runner(name, &["--idle-timeout=never"]);
+        dead.wait_status("ready", SECS(20));
+        dead.child.kill().unwrap();
+        dead.wait_exit(SECS(10));
+    }
+    wait_for("the killed runners offline", SECS(20), || {
+        (w.runners()
+            .iter()
+            .filter(|r| r.name.ends_with("-k1ll3d") && !r.online)
+            .count()
+            == 2)
+            .then_some(())
+    });
     let mut c = Running::spawn(pool(&w, "owned", &["--max=1"]));
     c.wait_status("pool", SECS(30));
+    assert!(
+        c.output()
+            .contains("removed offline runner owned-k1ll3d left by an earlier run"),
+        "{}",
+        c.output()
+    );
+    let names: Vec<String> = w.runners().into_iter().map(|r| r.name).collect();
+    assert!(!names.contains(&"owned-k1ll3d".to_string()), "{names:?}");
+    assert!(names.contains(&"other-k1ll3d".to_string()), "{names:?}");
     c.signal(libc::SIGTERM);
     assert_eq!(c.wait_exit(SECS(60)), 143, "{}", c.output());
     wait_for("no runner left", SECS(30), || {

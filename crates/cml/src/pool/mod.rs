@@ -279,6 +279,7 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
             }
         }
     };
+    remove_previous(forge, &s.name).await;
     let cloud = s
         .cloud
         .as_ref()
@@ -721,6 +722,45 @@ fn stop(r: &mut Tracked) {
     }
 }
 
+/// Whether `runner` is a name [`runner_name`] gives for pool `pool`.
+fn is_pool_runner(pool: &str, runner: &str) -> bool {
+    runner
+        .strip_prefix(pool)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|suffix| {
+            suffix.len() == 6
+                && suffix
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        })
+}
+
+/// Removes the offline runners an earlier run of this pool (same name) left registered, e.g.
+/// after it was killed: their processes or machines are gone, or stopped taking jobs. Online
+/// runners of that name are left alone (they end by themselves). Failures are only logged.
+async fn remove_previous(forge: &dyn Forge, pool: &str) {
+    let runners = match forge.runners().await {
+        Ok(rs) => rs,
+        Err(e) => return tracing::warn!("{e}; runners left by an earlier run are not looked for"),
+    };
+    for r in runners
+        .iter()
+        .filter(|r| !r.online && is_pool_runner(pool, &r.name))
+    {
+        match forge.delete_stopped_runner(&r.id, &r.name).await {
+            Ok(Deleted::Busy(m)) => tracing::warn!(
+                "runner {} of an earlier run is offline but still counted busy ({m}); left for now",
+                r.name
+            ),
+            Ok(_) => tracing::info!(
+                "removed offline runner {} left by an earlier run of this pool",
+                r.name
+            ),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+}
+
 /// A name for a new runner of the pool.
 fn runner_name(pool: &str) -> String {
     let mut b = [0u8; 6];
@@ -943,6 +983,24 @@ fn reap_one(r: &mut Tracked) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_names_the_pool_gives_are_its_runners() {
+        let name = runner_name("gpu-pool");
+        assert!(is_pool_runner("gpu-pool", &name), "{name}");
+        for other in [
+            "gpu-pool",
+            "gpu-pool-",
+            "gpu-pool-abc12",
+            "gpu-pool-abc1234",
+            "gpu-pool-ABC123",
+            "gpu-pool-x-abc123",
+            "gpu-poolx-abc123",
+            "cml-0deadbeef1",
+        ] {
+            assert!(!is_pool_runner("gpu-pool", other), "{other}");
+        }
+    }
 
     #[test]
     fn a_runner_takes_the_pools_options_but_its_own_name_workdir_and_single_use() {
