@@ -203,13 +203,22 @@ fn run(cli: Cli, shown: &Shown) -> Result<i32, Failure> {
             sub: Some(RunnerCommand::Pool(args)),
             ..
         } => {
-            let s = settings::resolve_runner(
+            let mut s = settings::resolve_runner(
                 &cli.global,
                 &args.runner,
                 &ProcessEnv,
                 settings::git_origin,
             )
             .map_err(|e| Failure::usage(e.into()))?;
+            if args
+                .runner
+                .name
+                .as_deref()
+                .is_none_or(|n| n.trim().is_empty())
+            {
+                // A pool's name outlives it (its scale set, its runners' names): stable.
+                s.name = pool::DEFAULT_NAME.to_string();
+            }
             if let settings::Credential::Token { token, .. } = &s.credential {
                 logging::add_secrets([token.expose().to_string()]);
             }

@@ -701,3 +701,35 @@ fn without_scale_sets_the_pool_polls_the_queue_and_registers_jit_runners() {
     );
     assert!(w.runners().iter().all(|r| !r.name.starts_with("strict-")));
 }
+
+/// Without `--name` a pool is `cml-pool`, not a random name: its scale set and its runners'
+/// names must be the same from one run to the next.
+#[test]
+fn a_pool_without_a_name_is_cml_pool() {
+    let w = World::new();
+    let repo = w.repo_url();
+    let workdir = format!("--workdir={}", w.tmp.path().join("unnamed").display());
+    let mut cmd = w.cml(&[
+        "runner",
+        "pool",
+        "--driver=github",
+        "--repo",
+        &repo,
+        "--token",
+        w.kind.token(),
+        "--labels=cml",
+        "--max=1",
+        &workdir,
+    ]);
+    cmd.env("CML_POOL_POLL_INTERVAL", "0.2");
+    let mut p = Running::spawn(cmd);
+    let record = p.wait_status("pool", SECS(30));
+    assert_eq!(record["name"], "cml-pool", "{}", p.output());
+    assert!(
+        w.sim.scale_sets().iter().any(|s| s.name == "cml-pool"),
+        "{}",
+        p.output()
+    );
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
+}

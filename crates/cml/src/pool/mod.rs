@@ -38,6 +38,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// A pool's name when `--name` is not given: a pool's name must be stable, since the scale
+/// set named after it, and its runners' names, outlive one run of the pool.
+pub const DEFAULT_NAME: &str = "cml-pool";
+
 /// Overrides the pool's round interval (seconds, 0.1 to 60).
 pub const POLL_INTERVAL_VAR: &str = "CML_POOL_POLL_INTERVAL";
 /// How a GitHub pool learns of its jobs: `auto` (the default: the runner scale-set protocol
