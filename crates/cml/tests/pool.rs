@@ -593,6 +593,12 @@ fn a_second_pool_for_the_same_scale_set_is_refused_and_the_first_goes_on() {
         "{}",
         a.output()
     );
+    // No runner of it left: its scale set is deleted, so that it takes no more jobs.
+    assert!(
+        w.sim.scale_sets().iter().all(|s| s.name != "owned"),
+        "{}",
+        a.output()
+    );
     // A runner of an earlier run of the pool, left registered and offline (killed), is
     // removed when a pool of that name starts; another's offline runner is not.
     for name in ["owned-k1ll3d", "other-k1ll3d"] {

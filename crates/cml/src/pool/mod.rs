@@ -308,6 +308,7 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
     let signal = loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            () = changed(&jit) => {}
             sig = signals.recv() => break Stop::Signal(sig),
             why = lost(&mut leadership) => break Stop::LostLease(why),
         }
@@ -393,7 +394,25 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
     let seen = forge.runners().await.unwrap_or_default();
     shut_down(forge, &mut runners, &seen, &mut signals).await;
     if let Jit::ScaleSet(l) = jit {
-        l.close().await;
+        // A scale set left behind would keep taking its labels' jobs: it is deleted once no
+        // runner of the pool is registered any more (cloud runners finishing a job still are).
+        let left = match forge.runners().await {
+            Ok(rs) => rs
+                .iter()
+                .filter(|r| is_pool_runner(&s.name, &r.name))
+                .count(),
+            Err(e) => {
+                tracing::warn!("{e}");
+                usize::MAX
+            }
+        };
+        if left > 0 {
+            tracing::info!(
+                "runner scale set {} is kept: runners of the pool are still registered; a pool of the same name takes it back",
+                l.set.name
+            );
+        }
+        l.close(left == 0).await;
     }
     if let Some(l) = leadership {
         match l.release().await {
@@ -482,6 +501,14 @@ async fn lead(
     );
     lock.acquire().await?;
     Ok(lock.keep_renewing())
+}
+
+/// Resolves when the scale-set listener learned something (never without one).
+async fn changed(jit: &Jit) {
+    match jit {
+        Jit::ScaleSet(l) => l.changed().await,
+        _ => std::future::pending().await,
+    }
 }
 
 /// Resolves when leadership is lost (never without a Lease).

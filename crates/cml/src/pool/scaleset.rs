@@ -11,7 +11,11 @@
 //!   already assigned is refused by the service, waiting jobs are keyed by request id).
 //! - A lost session (expired, or dropped by the service) is opened again; when another pool
 //!   took the scale set meanwhile, the listener reports that as fatal and the pool stops.
-//! - [`Listener::close`] closes the session (the service also drops it when it expires).
+//! - [`Listener::close`] closes the session (the service also drops it when it expires) and,
+//!   when asked, deletes the scale set, so that a pool stopped for good leaves no scale set
+//!   that would keep taking its labels' jobs; a pool started again creates it anew.
+//! - Each message that changed what the pool waits for wakes the pool
+//!   ([`Listener::changed`]), so a job is acted on as soon as it is assigned.
 
 use cml_core::Labels;
 use cml_forge::github::scaleset::{
@@ -43,6 +47,7 @@ pub struct Listener {
     pub client: Arc<ScaleSetClient>,
     pub set: ScaleSet,
     seen: Arc<Mutex<Seen>>,
+    wake: Arc<tokio::sync::Notify>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -102,19 +107,24 @@ impl Listener {
             ..Seen::default()
         }));
         let (stop, stopped) = tokio::sync::oneshot::channel();
+        let wake = Arc::new(tokio::sync::Notify::new());
         let task = tokio::spawn(listen(
             client.clone(),
             set.clone(),
             session,
             owner.to_string(),
             max_capacity,
-            seen.clone(),
+            Shared {
+                seen: seen.clone(),
+                wake: wake.clone(),
+            },
             stopped,
         ));
         Ok(Some(Listener {
             client,
             set,
             seen,
+            wake,
             stop: Some(stop),
             task: Some(task),
         }))
@@ -139,15 +149,35 @@ impl Listener {
         Ok((jobs, n))
     }
 
-    /// Stops listening and closes the session.
-    pub async fn close(mut self) {
+    /// Resolves when a message changed the waiting jobs or the statistics.
+    pub async fn changed(&self) {
+        self.wake.notified().await
+    }
+
+    /// Stops listening, closes the session and, with `delete`, deletes the scale set.
+    pub async fn close(mut self, delete: bool) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
         }
+        if delete {
+            match self.client.delete_scale_set(&self.set).await {
+                Ok(()) => tracing::info!(
+                    "deleted runner scale set {}: its labels' jobs wait for the next pool or other runners",
+                    self.set.name
+                ),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
     }
+}
+
+/// What the listener shares with the pool.
+struct Shared {
+    seen: Arc<Mutex<Seen>>,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// The listener's loop (see the module contract).
@@ -157,9 +187,10 @@ async fn listen(
     mut session: Session,
     owner: String,
     max_capacity: u32,
-    seen: Arc<Mutex<Seen>>,
+    shared: Shared,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
+    let seen = &shared.seen;
     let mut last_id = 0u64;
     let mut failures = 0u32;
     let fatal = |why: String| {
@@ -242,6 +273,9 @@ async fn listen(
                     }
                 }
             }
+        }
+        if !message.jobs.is_empty() || message.statistics.is_some() {
+            shared.wake.notify_one();
         }
         if !acquire.is_empty() {
             match client.acquire_jobs(&mut session, &acquire).await {
