@@ -243,7 +243,7 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
     };
     // How jobs are learned of, and how GitHub runners are registered (by the pool, each with
     // a JIT configuration: no PAT or App key reaches a runner machine).
-    let jit = match (&github, p.github_protocol) {
+    let mut jit = match (&github, p.github_protocol) {
         (None, _) => Jit::None,
         (Some(g), GithubProtocol::Queue) => Jit::Rest(g.clone()),
         (Some(g), protocol) => {
@@ -390,6 +390,10 @@ pub async fn run(s: RunnerSettings, p: PoolSettings) -> Result<ExitCode, Failure
         Stop::Fatal(why) => tracing::error!(
             "{why}: the pool launches nothing more, removes idle runners and lets busy ones finish"
         ),
+    }
+    // No more work is taken: the scale set's session is closed first.
+    if let Jit::ScaleSet(l) = &mut jit {
+        l.stop().await;
     }
     let seen = forge.runners().await.unwrap_or_default();
     shut_down(forge, &mut runners, &seen, &mut signals).await;

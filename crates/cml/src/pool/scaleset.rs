@@ -154,14 +154,19 @@ impl Listener {
         self.wake.notified().await
     }
 
-    /// Stops listening, closes the session and, with `delete`, deletes the scale set.
-    pub async fn close(mut self, delete: bool) {
+    /// Stops listening (no job is acquired any more) and closes the session; done once.
+    pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
         }
+    }
+
+    /// [`Listener::stop`]s, then with `delete` deletes the scale set.
+    pub async fn close(mut self, delete: bool) {
+        self.stop().await;
         if delete {
             match self.client.delete_scale_set(&self.set).await {
                 Ok(()) => tracing::info!(
