@@ -739,3 +739,44 @@ fn a_pool_without_a_name_is_cml_pool() {
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
 }
+
+/// An organization's pool: the scale set serves every repository of the organization, so no
+/// queue listing is needed (GitHub lists queued jobs per repository only).
+#[test]
+fn an_organizations_pool_serves_its_repositories_jobs_over_the_scale_set() {
+    let w = World::new();
+    let org = w.repo_url().rsplit_once('/').unwrap().0.to_string();
+    let workdir = format!("--workdir={}", w.tmp.path().join("org-pool").display());
+    let mut cmd = w.cml(&[
+        "runner",
+        "pool",
+        "--driver=github",
+        "--repo",
+        &org,
+        "--token",
+        w.kind.token(),
+        "--labels=cml",
+        "--name=org-pool",
+        "--max=2",
+        "--idle-timeout=never",
+        &workdir,
+    ]);
+    cmd.env("CML_POOL_POLL_INTERVAL", "0.2")
+        .env("CML_GITHUB_RUNNER_RELEASES_URL", w.releases_url());
+    let mut p = Running::spawn(cmd);
+    p.wait_status("pool", SECS(30));
+    let ids: Vec<String> = (0..2)
+        .map(|i| w.queue_job(&format!("org-{i}"), &["self-hosted", "cml"], "true"))
+        .collect();
+    wait_for("the jobs to succeed", SECS(120), || {
+        ids.iter()
+            .all(|id| w.job(id).state == JobState::Succeeded)
+            .then_some(())
+    });
+    for id in &ids {
+        assert!(w.job(id).runner_name.unwrap().starts_with("org-pool-"));
+    }
+    p.signal(libc::SIGTERM);
+    assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
+    assert!(!p.output().contains(PAT), "the token was printed");
+}
