@@ -262,8 +262,25 @@ pub struct RunnerSettings {
 pub struct GithubJit {
     pub runner_id: String,
     pub config: Secret,
-    /// No PAT or App key came with it: the configuration is this runner's only credential.
-    pub only_credential: bool,
+}
+
+impl GithubJit {
+    /// The registration it stands for: the pool registered the runner already.
+    pub fn registration(&self) -> cml_forge::Registration {
+        cml_forge::Registration::GithubJit {
+            runner_id: self.runner_id.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl RunnerSettings {
+    /// A pool's GitHub runner whose JIT configuration came without a PAT or App key: the
+    /// configuration is its only credential (on a cloud machine).
+    pub fn holds_only_jit(&self) -> bool {
+        self.github_jit.is_some()
+            && matches!(&self.credential, Credential::Token { source, .. } if source == vars::GITHUB_JIT_CONFIG)
+    }
 }
 
 /// A GitLab runner created by the launcher, as its machine knows it.
@@ -486,10 +503,6 @@ pub fn resolve_runner(
             (Err(e), _) => return Err(e),
         },
     };
-    let github_jit = github_jit.map(|jit| GithubJit {
-        only_credential: matches!(&credential, Credential::Token { source, .. } if source == vars::GITHUB_JIT_CONFIG),
-        ..jit
-    });
 
     let workdir = match given(&args.workdir) {
         Some(w) => expand_home(&w, env)?,
@@ -815,7 +828,6 @@ fn github_jit(env: &dyn Env, driver: Driver) -> Result<Option<GithubJit>, Settin
             return Ok(Some(GithubJit {
                 runner_id: id.trim().to_string(),
                 config: Secret::new(config),
-                only_credential: false,
             }))
         }
         (Some(_), Some(id)) => format!(
@@ -1624,11 +1636,11 @@ mod tests {
         let s = runner_from(&[repo, "--token=ghp_pooltoken1"], &[home, config, id]).unwrap();
         let jit = s.github_jit.as_ref().unwrap();
         assert_eq!(jit.runner_id, "17");
-        assert!(!jit.only_credential);
+        assert!(!s.holds_only_jit());
         assert!(!format!("{s:?}").contains(config.1));
         // On a machine: the configuration is the only credential.
         let s = runner_from(&[repo], &[home, config, id]).unwrap();
-        assert!(s.github_jit.as_ref().unwrap().only_credential);
+        assert!(s.holds_only_jit());
         assert!(
             matches!(&s.credential, Credential::Token { source, .. } if source == vars::GITHUB_JIT_CONFIG)
         );

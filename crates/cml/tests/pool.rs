@@ -21,21 +21,26 @@ fn free_port() -> u16 {
 
 /// `cml runner pool` for the world's simulated repository, polling every 0.2 s.
 fn pool(w: &World, name: &str, extra: &[&str]) -> std::process::Command {
-    let repo = w.repo_url();
-    let workdir = w.tmp.path().join("pool").join(name);
+    pool_of(w, &w.repo_url(), Some(name), extra)
+}
+
+/// `cml runner pool` for `repo` (a repository or an organization of the world's forge),
+/// named `name` (the default name when `None`), polling every 0.2 s.
+fn pool_of(w: &World, repo: &str, name: Option<&str>, extra: &[&str]) -> std::process::Command {
+    let workdir = w.tmp.path().join("pool").join(name.unwrap_or("unnamed"));
     let driver = format!("--driver={}", w.kind.driver());
     let mut args = vec![
         "runner",
         "pool",
         &driver,
         "--repo",
-        &repo,
+        repo,
         "--token",
         w.kind.token(),
         "--labels=cml",
-        "--name",
-        name,
     ];
+    let named = name.map(|n| format!("--name={n}"));
+    args.extend(named.as_deref());
     let wd = format!("--workdir={}", workdir.display());
     args.push(&wd);
     args.extend_from_slice(extra);
@@ -55,6 +60,27 @@ fn scrape(port: u16) -> String {
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     out
+}
+
+/// Exactly one launch and its one replacement happened (launches then pause), both counted
+/// in `cml_pool_launch_failures_total` for `reason`; returns the metrics text.
+fn assert_replaced_once(p: &mut Running, port: u16, reason: &str) -> String {
+    p.poll_records();
+    let launches = p
+        .seen
+        .iter()
+        .filter(|v| v["status"] == "pool_launch")
+        .count();
+    assert_eq!(
+        launches,
+        2,
+        "one launch and one replacement:\n{}",
+        p.output()
+    );
+    let text = scrape(port);
+    let series = format!("cml_pool_launch_failures_total{{cloud=\"local\",reason=\"{reason}\"}}");
+    assert_eq!(sample(&text, &series), Some(2.0), "{text}");
+    text
 }
 
 /// The value of the sample `series` (a metric name with its labels, if any).
@@ -211,27 +237,7 @@ fn a_runner_that_never_comes_online_is_replaced_once_then_reported() {
     p.wait_status("launch_failed", SECS(90));
     // Launches pause: no third launch comes.
     std::thread::sleep(SECS(2));
-    p.poll_records();
-    let launches = p
-        .seen
-        .iter()
-        .filter(|v| v["status"] == "pool_launch")
-        .count();
-    assert_eq!(
-        launches,
-        2,
-        "one launch and one replacement:\n{}",
-        p.output()
-    );
-    let text = scrape(port);
-    assert_eq!(
-        sample(
-            &text,
-            "cml_pool_launch_failures_total{cloud=\"local\",reason=\"launch_error\"}"
-        ),
-        Some(2.0),
-        "{text}"
-    );
+    assert_replaced_once(&mut p, port, "launch_error");
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait_exit(SECS(60)), 143, "{}", p.output());
     assert!(w.runners().is_empty());
@@ -476,27 +482,7 @@ fn a_runner_stuck_booting_is_stopped_at_the_boot_window_and_replaced_once() {
     let mut p = Running::spawn(cmd);
     p.wait_status("launch_failed", SECS(60));
     std::thread::sleep(SECS(3));
-    p.poll_records();
-    let launches = p
-        .seen
-        .iter()
-        .filter(|v| v["status"] == "pool_launch")
-        .count();
-    assert_eq!(
-        launches,
-        2,
-        "one launch and one replacement:\n{}",
-        p.output()
-    );
-    let text = scrape(port);
-    assert_eq!(
-        sample(
-            &text,
-            "cml_pool_launch_failures_total{cloud=\"local\",reason=\"boot_timeout\"}"
-        ),
-        Some(2.0),
-        "{text}"
-    );
+    let text = assert_replaced_once(&mut p, port, "boot_timeout");
     assert_eq!(
         sample(
             &text,
@@ -713,22 +699,7 @@ fn without_scale_sets_the_pool_polls_the_queue_and_registers_jit_runners() {
 #[test]
 fn a_pool_without_a_name_is_cml_pool() {
     let w = World::new();
-    let repo = w.repo_url();
-    let workdir = format!("--workdir={}", w.tmp.path().join("unnamed").display());
-    let mut cmd = w.cml(&[
-        "runner",
-        "pool",
-        "--driver=github",
-        "--repo",
-        &repo,
-        "--token",
-        w.kind.token(),
-        "--labels=cml",
-        "--max=1",
-        &workdir,
-    ]);
-    cmd.env("CML_POOL_POLL_INTERVAL", "0.2");
-    let mut p = Running::spawn(cmd);
+    let mut p = Running::spawn(pool_of(&w, &w.repo_url(), None, &["--max=1"]));
     let record = p.wait_status("pool", SECS(30));
     assert_eq!(record["name"], "cml-pool", "{}", p.output());
     assert!(
@@ -746,24 +717,12 @@ fn a_pool_without_a_name_is_cml_pool() {
 fn an_organizations_pool_serves_its_repositories_jobs_over_the_scale_set() {
     let w = World::new();
     let org = w.repo_url().rsplit_once('/').unwrap().0.to_string();
-    let workdir = format!("--workdir={}", w.tmp.path().join("org-pool").display());
-    let mut cmd = w.cml(&[
-        "runner",
-        "pool",
-        "--driver=github",
-        "--repo",
+    let mut p = Running::spawn(pool_of(
+        &w,
         &org,
-        "--token",
-        w.kind.token(),
-        "--labels=cml",
-        "--name=org-pool",
-        "--max=2",
-        "--idle-timeout=never",
-        &workdir,
-    ]);
-    cmd.env("CML_POOL_POLL_INTERVAL", "0.2")
-        .env("CML_GITHUB_RUNNER_RELEASES_URL", w.releases_url());
-    let mut p = Running::spawn(cmd);
+        Some("org-pool"),
+        &["--max=2", "--idle-timeout=never"],
+    ));
     p.wait_status("pool", SECS(30));
     let ids: Vec<String> = (0..2)
         .map(|i| w.queue_job(&format!("org-{i}"), &["self-hosted", "cml"], "true"))

@@ -469,10 +469,10 @@ mod tests {
         assert!(!script.contains("ghp_poolstoken"), "{script}");
         // The machine resolves the runner with its configuration as its only credential.
         let m = on_the_machine(&s);
+        assert!(m.holds_only_jit());
         let jit = m.github_jit.expect("the JIT configuration");
         assert_eq!(jit.runner_id, "99");
         assert_eq!(jit.config.expose(), "eyJqaXRibG9iIjp0cnVlfQ==");
-        assert!(jit.only_credential);
     }
 
     #[test]

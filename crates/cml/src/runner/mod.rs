@@ -54,7 +54,7 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
         // On a cloud machine whose launcher created the GitLab runner: its own token only.
         (Some(own), _) => own_gitlab_runner(&s, own)?,
         // A pool's GitHub runner on a cloud machine: its JIT configuration only.
-        (None, Some(jit)) if jit.only_credential => jit_only_runner(&s, jit),
+        (None, Some(jit)) if s.holds_only_jit() => jit_only_runner(&s, jit),
         _ => tokio::select! {
             r = forge::connect(&s, agent.as_ref().and_then(Agent::runtime_label)) => r.map_err(Failure::error)?,
             sig = signals.recv() => return Ok(terminated_before_registration(sig)),
@@ -123,10 +123,7 @@ pub async fn launch(s: RunnerSettings) -> Result<ExitCode, Failure> {
     let registration = {
         let registering = async {
             match &s.github_jit {
-                Some(jit) => Ok(Registration::GithubJit {
-                    runner_id: jit.runner_id.clone(),
-                    config: jit.config.clone(),
-                }),
+                Some(jit) => Ok(jit.registration()),
                 None => forge.registration(&s.name, &s.labels).await,
             }
         };
@@ -412,7 +409,6 @@ fn own_gitlab_runner(
 /// A pool's GitHub runner that holds only its JIT configuration (see
 /// [`cml_forge::github::jit::JitOnly`]).
 fn jit_only_runner(s: &RunnerSettings, jit: &crate::settings::GithubJit) -> Box<dyn Forge> {
-    logging::add_secrets([jit.config.expose().to_string()]);
     tracing::info!(
         "GitHub runner {} (id {}) was registered by its pool; this machine holds only its just-in-time configuration",
         s.name,
